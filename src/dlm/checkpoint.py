@@ -1,0 +1,151 @@
+"""Checkpoints: a directory with config.json, model.safetensors, tokenizer.json, train_state.pt.
+
+Saving writes a new directory beside the old one and swaps them by rename, so a
+crash mid-save leaves the previous checkpoint whole. Loading never unpickles
+arbitrary objects: weights come from safetensors, the training state through
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dlm import __version__
+from dlm.config import ModelConfig, from_dict
+from dlm.errors import CheckpointError
+from dlm.model import Transformer
+from dlm.tokenizer import DLMTokenizer
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, TOKENIZER, TRAIN_STATE = (
+    "config.json", "model.safetensors", "tokenizer.json", "train_state.pt",
+)
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: Transformer
+    tokenizer: DLMTokenizer
+    meta: dict[str, Any]
+    """The whole config.json: model, objective, training config, sampling defaults."""
+
+    def train_state(self) -> dict[str, Any] | None:
+        file = self.path / TRAIN_STATE
+        if not file.is_file():
+            return None
+        return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    path: str | Path, model: Transformer, tokenizer: DLMTokenizer,
+    meta: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically: temp directory, fsync, then rename over the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        config = {
+            "format_version": FORMAT_VERSION,
+            "dlm_version": __version__,
+            "objective": "diffusion",
+            **(meta or {}),
+            "model": {**vars(model.config)},
+        }
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
+        # The output head is tied to the embedding, so every tensor is stored once.
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        tokenizer.save(tmp / TOKENIZER)
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE)
+        for f in tmp.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # Swap: the old checkpoint stays complete (as `old`) until the new one is in place.
+    if path.exists():
+        os.rename(path, old)
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint directory for `path`: itself, or a run directory's `last/`.
+
+    If a crash hit between the two renames of a save, the previous checkpoint
+    is found under its `.old` name.
+    """
+    path = Path(path)
+    for candidate in (path, path / "last"):
+        if (candidate / CONFIG).is_file():
+            return candidate
+        olds = sorted(candidate.parent.glob(f".{candidate.name}.old-*"))
+        if olds and (olds[-1] / CONFIG).is_file():
+            return olds[-1]
+    if not path.exists():
+        raise CheckpointError(f"{path}: no checkpoint here; train one with `dlm train "
+                              f"--out-dir {path}` or pass the directory that holds config.json")
+    raise CheckpointError(f"{path}: not a dlm checkpoint (no {CONFIG}); pass a directory "
+                          "written by `dlm train`")
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / CONFIG).read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path / CONFIG}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version!r} (written by dlm "
+            f"{meta.get('dlm_version', '?')}) is not format {FORMAT_VERSION} of dlm "
+            f"{__version__}; retrain it with this version or install the dlm that wrote it"
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load model, tokenizer and metadata; checks the format version and the vocabulary."""
+    path = resolve(path)
+    meta = read_meta(path)
+    config = from_dict(ModelConfig, meta["model"], f"{path / CONFIG} model")
+    tokenizer = DLMTokenizer.load(path / TOKENIZER)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model "
+                              f"only {config.vocab_size}; the files come from different runs")
+    if not (path / WEIGHTS).is_file():
+        raise CheckpointError(f"{path}: {WEIGHTS} is missing; the checkpoint is incomplete")
+    model = Transformer(config)
+    try:
+        model.load_state_dict(load_file(str(path / WEIGHTS)))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not match config.json ({first})") \
+            from None
+    return Checkpoint(path, model.to(device).eval(), tokenizer, meta)

@@ -1,0 +1,185 @@
+"""The `dlm` command: a thin table of commands over the Python API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlm import __version__
+from dlm.config import PRESETS, SampleConfig, TrainConfig, load_train_config
+from dlm.errors import DLMError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+    help="dlm: text diffusion language models. Replies start as [MASK] tokens and are "
+         "denoised in parallel steps. Start with `dlm demo`.",
+)
+
+
+def friendly_errors(fn):
+    """Turn a DLMError into one line on stderr and exit code 2, without a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DLMError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+# Options shared by the sampling commands.
+Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
+Steps = Annotated[int, typer.Option(help="Denoising steps.")]
+Length = Annotated[int | None, typer.Option(help="Response tokens (default: the model's).")]
+Temp = Annotated[float, typer.Option("--temperature", "--temp", help="0 = greedy.")]
+TopK = Annotated[int, typer.Option(help="Keep the k most likely tokens (0 = off).")]
+TopP = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")]
+Seed = Annotated[int | None, typer.Option(help="Seed for reproducible samples.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
+@app.command()
+@friendly_errors
+def train(
+    config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields.")] = None,
+    data: Annotated[list[str] | None, typer.Option(
+        help="Data file (.tsv, .jsonl, .txt); repeat for several. Default: chatterbot-corpus."
+    )] = None,
+    out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary size.")] = None,
+    prompt_len: Annotated[int | None, typer.Option(help="Longest prompt in tokens.")] = None,
+    response_len: Annotated[int | None, typer.Option(help="Response canvas in tokens.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the whole run.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    bf16: Annotated[str | None, typer.Option(help="bf16 autocast: auto, on, off.")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue the run saved in this run or checkpoint directory.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="One forward/backward pass: shapes, parameters, loss; writes nothing."
+    )] = False,
+):
+    """Train a diffusion chat model (flags override the --config file)."""
+    from dlm.console import RichReporter, console
+    from dlm.train import dry_run as do_dry_run
+    from dlm.train import train as do_train
+
+    cfg = load_train_config(config) if config else TrainConfig()
+    flags = dict(data=data, out_dir=out_dir, preset=preset, max_steps=max_steps,
+                 batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
+                 response_len=response_len, eval_every=eval_every, save_every=save_every,
+                 seed=seed, device=device, bf16=bf16)
+    for name, value in flags.items():
+        if value is not None:
+            setattr(cfg, name, value)
+    if dry_run:
+        info = do_dry_run(cfg)
+        for r in info.pop("reports"):
+            console.print(f"data: {r.source}: {r.kept} examples, {len(r.skipped)} skipped")
+        for key, value in info.items():
+            console.print(f"{key}: {value}")
+        return
+    if resume is not None and any(v is not None for v in flags.values()):
+        console.print("[yellow]--resume continues the saved run's config; other flags are "
+                      "ignored[/yellow]")
+    result = do_train(cfg, RichReporter(), resume=resume)
+    console.print(f"saved: {result.checkpoint}")
+
+
+def _sample_config(lm, length, steps, temperature, top_k, top_p, seed) -> SampleConfig:
+    return SampleConfig(length=length or lm.default_length, steps=steps, temperature=temperature,
+                        top_k=top_k, top_p=top_p, seed=seed)
+
+
+@app.command()
+@friendly_errors
+def generate(
+    ckpt: Ckpt,
+    prompt: Annotated[list[str], typer.Option(help="Prompt; repeat for a batch.")],
+    steps: Steps = 16, length: Length = None, temperature: Temp = 0.0, top_k: TopK = 0,
+    top_p: TopP = 1.0, seed: Seed = None,
+    n: Annotated[int, typer.Option(help="Samples per prompt.")] = 1,
+    trace: Annotated[bool, typer.Option(help="Show every denoising step.")] = False,
+    device: Device = "auto",
+):
+    """Reply to prompts, optionally showing the denoising trace."""
+    from dlm.console import console, print_trace
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(ckpt, device)
+    config = _sample_config(lm, length, steps, temperature, top_k, top_p, seed)
+    states = []
+    replies = lm.generate(prompt, config, n=n, on_step=states.append if trace else None)
+    for i, reply in enumerate(replies):
+        p = prompt[i // n]
+        if trace:
+            print_trace(p, states, lm.tokenizer, row=i)
+        else:
+            console.print(f"[bold]> {p}[/bold]")
+        console.print(reply)
+
+
+@app.command()
+@friendly_errors
+def chat(
+    ckpt: Ckpt, steps: Steps = 16, length: Length = None, temperature: Temp = 0.0,
+    top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = None,
+    delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
+    device: Device = "auto",
+):
+    """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
+    from dlm.console import chat_repl
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(ckpt, device)
+    chat_repl(lm, _sample_config(lm, length, steps, temperature, top_k, top_p, seed), delay)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Where the demo model lives (default: the user cache directory).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's).")]
+    = None,
+    retrain: Annotated[bool, typer.Option(help="Train again even if a demo model exists.")]
+    = False,
+    chat: Annotated[bool, typer.Option(help="Open the chat after the traces.")] = True,
+):
+    """Train the tiny model on the embedded corpus (once), show traces, then chat."""
+    from dlm.console import chat_repl, console
+    from dlm.demo import DEMO_PROMPTS, demo_model, demo_traces
+
+    lm = demo_model(cache_dir, max_steps, retrain)
+    config = SampleConfig(length=lm.default_length, steps=16)
+    demo_traces(lm, DEMO_PROMPTS, config)
+    if chat and sys.stdin.isatty():
+        chat_repl(lm, config)
+    elif chat:
+        console.print("[dim](no terminal on stdin: skipping the chat; run `dlm chat --ckpt "
+                      f"{lm.source}`)[/dim]")
+
+
+@app.command()
+def version():
+    """Print the dlm version."""
+    typer.echo(json.dumps({"dlm": __version__}))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Typed configuration: model presets, diffusion, sampling and training settings.
+
+Every config is a frozen-free dataclass with a JSON round trip, so a checkpoint's
+`config.json` rebuilds exactly the model that wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dlm.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the Transformer denoiser (also the autoregressive baseline when `causal`)."""
+
+    vocab_size: int = 2048
+    """Number of token ids, special tokens included (set from the tokenizer)."""
+    d_model: int = 128
+    """Width of the residual stream."""
+    n_layers: int = 4
+    """Number of Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; `d_model` must be divisible by it."""
+    d_ff: int = 352
+    """Hidden width of the SwiGLU MLP."""
+    max_seq_len: int = 256
+    """Longest sequence the rotary tables are built for."""
+    rope_theta: float = 10000.0
+    """Base of the rotary position embedding."""
+    causal: bool = False
+    """True turns the denoiser into the autoregressive baseline (causal attention)."""
+    dropout: float = 0.0
+    """Dropout on attention and MLP outputs."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if (self.d_model // self.n_heads) % 2:
+            raise ConfigError("head dimension must be even for rotary embeddings")
+
+
+# Named sizes. Parameter counts (printed by `dlm train --dry-run`) depend on the
+# vocabulary; the figures below are for the default vocabularies.
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~1.2M parameters with a 2k vocabulary: the CPU demo.
+    "tiny": dict(d_model=128, n_layers=4, n_heads=4, d_ff=352, max_seq_len=256),
+    # ~25M parameters (+ embeddings): a real small model.
+    "small": dict(d_model=512, n_layers=8, n_heads=8, d_ff=1376, max_seq_len=512),
+    # ~110M parameters with a 32k vocabulary: the MDLM / GPT-2 small size.
+    "base": dict(d_model=768, n_layers=12, n_heads=12, d_ff=2048, max_seq_len=1024),
+}
+
+
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of a named preset (`tiny`, `small`, `base`), with overrides."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})
+
+
+@dataclass
+class DiffusionConfig:
+    """The forward (masking) process and its loss."""
+
+    schedule: str = "linear"
+    """Noise schedule name: `linear` (alpha = 1 - t), `loglinear` (MDLM) or `cosine`."""
+    eps: float = 1e-3
+    """Smallest time drawn, so the 1/t weight stays finite."""
+    antithetic: bool = True
+    """Stratify t over the batch (u_i = (r + i/n) mod 1): same expectation, lower variance."""
+
+
+@dataclass
+class SampleConfig:
+    """How a reply is denoised from a fully masked canvas."""
+
+    length: int = 32
+    """Number of response tokens (the canvas); text after the first eos is dropped."""
+    steps: int = 16
+    """Denoising steps; each commits about length/steps tokens."""
+    temperature: float = 0.0
+    """0 = greedy (argmax); otherwise categorical sampling in float64."""
+    top_k: int = 0
+    """Keep only the k most likely tokens (0 = off)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set with this much probability (1 = off)."""
+    rule: str = "low_confidence"
+    """Which masked positions are committed first (LLaDA low-confidence remasking)."""
+    seed: int | None = None
+    """Seed for reproducible samples."""
+
+    def __post_init__(self) -> None:
+        if self.length < 1:
+            raise ConfigError(f"length must be at least 1, got {self.length}")
+        if self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, model size, optimisation, logging and checkpoints."""
+
+    out_dir: str = "runs/dlm"
+    """Run directory: checkpoints (`final/`, `last/`) and `metrics.jsonl`."""
+    data: list[str] = field(default_factory=list)
+    """Training files (TSV, JSONL, TXT); empty = the embedded chatterbot-corpus English."""
+    preset: str = "tiny"
+    """Model size preset: tiny, small or base."""
+    vocab_size: int = 2048
+    """Target BPE vocabulary size (special tokens included)."""
+    prompt_len: int = 32
+    """Longest prompt in tokens (longer prompts keep their last tokens)."""
+    response_len: int = 32
+    """Response canvas in tokens; shorter replies are padded with eos (in the loss)."""
+    max_steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Examples per step."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at lr * min_lr_ratio."""
+    warmup_steps: int = 50
+    """Linear warmup steps."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay (not applied to norms and biases)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = off)."""
+    val_fraction: float = 0.05
+    """Share of examples held out for validation."""
+    eval_every: int = 250
+    """Validation NELBO and sample replies every this many steps (0 = only at the end)."""
+    save_every: int = 500
+    """Checkpoint every this many steps (0 = only at the end)."""
+    seed: int = 0
+    """Seed for the split, the initialisation, batches and masking."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    bf16: str = "auto"
+    """bf16 autocast: auto (CUDA, or a CPU with bf16 matrix instructions), on, off."""
+    val_prompts: list[str] = field(default_factory=lambda: ["hello", "how are you"])
+    """Prompts whose replies are shown with their denoising at each evaluation."""
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    """The masking process and its loss."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields of ModelConfig that replace the preset's."""
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    """Build a dataclass from a dict, naming any unknown field and where it came from."""
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)} for {cls.__name__}")
+    kwargs = dict(data)
+    if cls is TrainConfig and isinstance(kwargs.get("diffusion"), dict):
+        kwargs["diffusion"] = from_dict(DiffusionConfig, kwargs["diffusion"], f"{source}.diffusion")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a TrainConfig from a JSON file (fields as in `TrainConfig`)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of TrainConfig fields")
+    return from_dict(TrainConfig, data, str(path))

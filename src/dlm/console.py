@@ -1,0 +1,157 @@
+"""Terminal presentation: the training progress bar, denoising traces, the chat REPL.
+
+Only this module and the CLI write to the terminal; the library reports through
+callbacks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from dlm.config import SampleConfig
+from dlm.errors import DLMError
+from dlm.pipeline import DiffusionLM
+from dlm.render import label, render_rich, trace_line
+from dlm.sampling import Step
+from dlm.tokenizer import DLMTokenizer
+from dlm.train import Reporter, TrainResult
+
+console = Console(highlight=False)
+
+
+def print_trace(prompt: str, steps: list[Step], tok: DLMTokenizer, row: int = 0,
+                every: int = 1) -> None:
+    """The seed prototype's trace: one line per step, `t=16  [MASK] [MASK] ...` down to t=0."""
+    console.print(f"[bold]> {prompt}[/bold]")
+    for step in steps:
+        if step.step_index % every == 0 or step is steps[-1]:
+            line = Text(label(step) + " ", style="dim")
+            line.append_text(render_rich(step, row, tok))
+            console.print(line)
+
+
+def plain_trace(steps: list[Step], tok: DLMTokenizer, row: int = 0) -> list[str]:
+    return [trace_line(step, row, tok) for step in steps]
+
+
+class RichReporter(Reporter):
+    """Progress bar with loss, tokens/s and ETA; validation NELBO and sample traces."""
+
+    def __init__(self, trace_every: int = 4):
+        self.progress: Progress | None = None
+        self.task = None
+        self.trace_every = trace_every
+
+    def on_data(self, reports, train, val):
+        for r in reports:
+            skipped = f", skipped {len(r.skipped)} bad rows" if r.skipped else ""
+            console.print(f"data: {r.source}: {r.kept} examples{skipped}")
+            for line in r.skipped[:3]:
+                console.print(f"  [yellow]skipped[/yellow] {line}")
+            if len(r.skipped) > 3:
+                console.print(f"  ... and {len(r.skipped) - 3} more")
+        trunc = f"; {train.truncated} responses cut to the canvas" if train.truncated else ""
+        console.print(f"split: {len(train)} train, {len(val)} validation{trunc}")
+
+    def on_start(self, info):
+        cfg = info["config"]
+        console.print(
+            f"model: {info['parameters'] / 1e6:.2f}M parameters ({cfg.n_layers} layers, "
+            f"width {cfg.d_model}, vocab {cfg.vocab_size}) on {info['device']}"
+            f"{' with bf16 autocast' if info['bf16'] else ''}"
+        )
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=info["max_steps"],
+                                           completed=info["start_step"], loss=float("nan"), tps=0)
+
+    def on_step(self, step, metrics):
+        assert self.progress is not None
+        self.progress.update(self.task, completed=step, loss=metrics["loss"],
+                             tps=metrics["tokens_per_s"])
+
+    def on_eval(self, step, metrics, samples, tok):
+        if metrics:
+            console.print(f"step {step}: validation NELBO {metrics['val_nelbo']:.3f} nats/token "
+                          f"(perplexity <= {metrics['val_ppl_bound']:.1f})")
+        for prompt, steps in samples:
+            print_trace(prompt, steps, tok, every=self.trace_every)
+
+    def on_save(self, step, path: Path):
+        console.print(f"[dim]checkpoint at step {step}: {path}[/dim]")
+
+    def on_end(self, result: TrainResult):
+        if self.progress is not None:
+            self.progress.stop()
+        if result.interrupted:
+            console.print(f"interrupted at step {result.steps}; continue with "
+                          f"`dlm train --resume {result.out_dir}`")
+
+
+def animate_reply(lm: DiffusionLM, history: list[dict[str, str]], config: SampleConfig,
+                  delay: float = 0.04) -> str:
+    """Denoise a reply in place: the line changes from masks to words as steps commit."""
+    tok = lm.tokenizer
+    with Live(Text(), console=console, refresh_per_second=30, transient=False) as live:
+        def show(step: Step) -> None:
+            line = Text("dlm> ", style="bold cyan")
+            line.append_text(render_rich(step, 0, tok))
+            live.update(line)
+            if delay:
+                time.sleep(delay)  # so a human can watch; the model itself is faster
+
+        return lm.reply(history, config, on_step=show)
+
+
+def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04) -> None:
+    """Multi-turn chat. /quit, /reset, /steps N, /temp X."""
+    console.print("[dim]chat: /quit to leave, /reset to forget, /steps N, /temp X[/dim]")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = console.input("[bold]you> [/bold]").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line:
+            continue
+        if line.startswith("/"):
+            cmd, _, arg = line.partition(" ")
+            try:
+                if cmd == "/quit":
+                    return
+                if cmd == "/reset":
+                    history = []
+                    console.print("[dim]history cleared[/dim]")
+                elif cmd == "/steps":
+                    config = SampleConfig(**{**vars(config), "steps": int(arg)})
+                    console.print(f"[dim]steps = {config.steps}[/dim]")
+                elif cmd == "/temp":
+                    config = SampleConfig(**{**vars(config), "temperature": float(arg)})
+                    console.print(f"[dim]temperature = {config.temperature}[/dim]")
+                else:
+                    console.print("[yellow]commands: /quit /reset /steps N /temp X[/yellow]")
+            except (ValueError, DLMError) as exc:
+                console.print(f"[red]{cmd}: {exc}[/red]")
+            continue
+        history.append({"role": "user", "content": line})
+        reply = animate_reply(lm, history, config, delay)
+        history.append({"role": "assistant", "content": reply})

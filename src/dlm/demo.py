@@ -1,0 +1,54 @@
+"""`dlm demo`: train the tiny preset on the embedded corpus once, cache it, show it off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from dlm.checkpoint import resolve
+from dlm.config import SampleConfig, TrainConfig
+from dlm.errors import CheckpointError
+from dlm.pipeline import DiffusionLM
+
+DEMO_PROMPTS = ["hello", "how are you", "what is your name", "tell me a joke"]
+
+
+def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
+    """The demo run: tiny preset, chatterbot-corpus, sized to train in a few CPU minutes."""
+    cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=1200, batch_size=64,
+                      lr=3e-3, eval_every=400, save_every=400)
+    if max_steps is not None:
+        cfg.max_steps = max_steps
+        cfg.eval_every = cfg.save_every = max(max_steps // 3, 1)
+    return cfg
+
+
+def demo_model(cache_dir: Path | None = None, max_steps: int | None = None,
+               retrain: bool = False) -> DiffusionLM:
+    """The cached demo model, trained first if it is missing, unfinished or outdated."""
+    from dlm.console import RichReporter, console
+    from dlm.train import train
+
+    out_dir = Path(cache_dir or user_cache_dir("dlm")) / "demo-tiny"
+    cfg = demo_config(out_dir, max_steps)
+    if not retrain:
+        try:
+            lm = DiffusionLM.load(resolve(out_dir), device="cpu")
+            console.print(f"[dim]using the demo model in {out_dir} (--retrain to train anew)[/dim]")
+            return lm
+        except CheckpointError:
+            pass
+    console.print(f"training the demo model ({cfg.preset} preset, {cfg.max_steps} steps) "
+                  f"into {out_dir}")
+    result = train(cfg, RichReporter())
+    return DiffusionLM.load(result.checkpoint, device="cpu")
+
+
+def demo_traces(lm: DiffusionLM, prompts: list[str], config: SampleConfig) -> None:
+    from dlm.console import print_trace
+
+    for prompt in prompts:
+        states = []
+        lm.generate(prompt, config, on_step=states.append)
+        print_trace(prompt, states, lm.tokenizer)

@@ -1,0 +1,17 @@
+"""Masked (absorbing-state) diffusion: schedule, corruption and loss, as pure functions."""
+
+from dlm.diffusion.corruption import corrupt, sample_times
+from dlm.diffusion.loss import LossOutput, diffusion_loss, nelbo_terms, subs_log_probs
+from dlm.diffusion.schedule import SCHEDULES, Schedule, get_schedule
+
+__all__ = [
+    "SCHEDULES",
+    "LossOutput",
+    "Schedule",
+    "corrupt",
+    "diffusion_loss",
+    "get_schedule",
+    "nelbo_terms",
+    "sample_times",
+    "subs_log_probs",
+]

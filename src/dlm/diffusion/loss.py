@@ -1,0 +1,67 @@
+"""The MDLM continuous-time NELBO with the SUBS parameterisation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dlm.diffusion.corruption import corrupt, sample_times
+from dlm.diffusion.schedule import Schedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def subs_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """log p(x0 | x_t) with the mask token ruled out (SUBS: the model never predicts [MASK])."""
+    logits = logits.float()  # the cross-entropy stays in float32 under bf16 autocast
+    logits[..., mask_id] = float("-inf")
+    return logits.log_softmax(dim=-1)
+
+
+def nelbo_terms(
+    logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, weight: torch.Tensor,
+    mask_id: int,
+) -> torch.Tensor:
+    """Per-sequence sum of weight(t) * (-log p(x0_l | x_t)) over masked positions.
+
+    logits: (B, T, V); targets, masked: (B, T); weight: (B,). Unmasked positions
+    are carried over under SUBS, so they cost nothing. Returns (B,).
+    """
+    logp = subs_log_probs(logits[masked], mask_id)  # (M, V), masked positions only
+    nll = -logp.gather(-1, targets[masked][:, None]).squeeze(-1)  # (M,)
+    row = masked.nonzero()[:, 0]  # (M,) which sequence each masked position is in
+    per_seq = torch.zeros(masked.shape[0], device=logits.device, dtype=nll.dtype)
+    return per_seq.index_add(0, row, nll * weight[row])
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    """NELBO in nats per maskable token (the training objective)."""
+    n_tokens: int
+    """Maskable tokens in the batch (the normaliser)."""
+    n_masked: int
+    """Tokens actually masked."""
+
+
+def diffusion_loss(
+    denoiser: Denoiser, ids: torch.Tensor, maskable: torch.Tensor,
+    key_padding: torch.Tensor | None, schedule: Schedule, mask_id: int,
+    eps: float = 1e-3, antithetic: bool = True, generator: torch.Generator | None = None,
+) -> LossOutput:
+    """One Monte Carlo draw of the NELBO for a batch.
+
+    The sum of weighted cross-entropies is divided by the number of tokens that
+    could be masked, not by the number masked, so the figure is nats per token
+    and exp(loss) bounds the perplexity. For chat, the maskable tokens are the
+    response with its eos padding: that is how the model learns to stop.
+    """
+    t = sample_times(ids.shape[0], eps, antithetic, generator, ids.device)  # (B,)
+    noisy, masked = corrupt(ids, maskable, t, schedule, mask_id, generator)  # (B, T)
+    logits = denoiser(noisy, key_padding)  # (B, T, V)
+    per_seq = nelbo_terms(logits, ids, masked, schedule.weight(t), mask_id)  # (B,)
+    n_tokens = int(maskable.sum())
+    return LossOutput(per_seq.sum() / max(n_tokens, 1), n_tokens, int(masked.sum()))

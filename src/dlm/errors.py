@@ -1,0 +1,17 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with code 2."""
+
+
+class DLMError(Exception):
+    """Base class: the message says what went wrong and what to do."""
+
+
+class ConfigError(DLMError):
+    """A setting is missing, unknown or out of range."""
+
+
+class DataError(DLMError):
+    """A data file is missing, empty or has a bad row (the message names file and line)."""
+
+
+class CheckpointError(DLMError):
+    """A checkpoint is missing, incomplete or from an incompatible version."""

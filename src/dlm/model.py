@@ -1,0 +1,126 @@
+"""The Transformer denoiser: ids in, logits for every position out.
+
+Bidirectional by default (the diffusion denoiser); `causal=True` makes the same
+network the autoregressive baseline. It knows nothing of time, noise or sampling:
+for absorbing diffusion the number of masks already tells the noise level.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlm.config import ModelConfig
+
+
+def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (max_len, head_dim / 2)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (T, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of each head by the position's angle."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hd/2) each
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x, cos, sin, attn_mask=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
+        q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+                   for z in (q, k, v))  # (B, nh, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=self.causal and attn_mask is None,
+        )  # (B, nh, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, d_ff) each
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.norm2 = nn.RMSNorm(cfg.d_model), nn.RMSNorm(cfg.d_model)
+        self.attn, self.mlp = Attention(cfg), SwiGLU(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, attn_mask=None):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """Pre-norm Transformer with RoPE, RMSNorm, SwiGLU and a tied output head."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model)
+        cos, sin = rotary_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2 style: shrink the residual projections by depth so the stream stays O(1).
+        for name, p in self.named_parameters():
+            if name.endswith(("proj.weight", "down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T).
+
+        key_padding: optional (B, T) bool, True for real tokens; pad positions are
+        hidden from every query (used for left-padded batches of prompts).
+        """
+        B, T = ids.shape
+        if T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        attn_mask = None
+        if key_padding is not None:
+            attn_mask = key_padding[:, None, None, :]  # (B, 1, 1, T) broadcast over heads, queries
+            if self.config.causal:
+                causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+                # Each position also sees itself, so a left-pad query row is never all -inf.
+                diagonal = torch.eye(T, dtype=torch.bool, device=ids.device)
+                attn_mask = (attn_mask & causal) | diagonal  # (B, 1, T, T)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, hd/2)
+        x = self.embed(ids)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cos, sin, attn_mask)
+        x = self.norm(x)
+        return F.linear(x, self.embed.weight)  # tied head: (B, T, vocab)

@@ -1,0 +1,101 @@
+"""The user-facing object: a trained model with its tokenizer, ready to generate and chat.
+
+    from dlm import DiffusionLM, SampleConfig
+    lm = DiffusionLM.load("runs/dlm")
+    print(lm.generate("hello", SampleConfig(steps=16)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from dlm.checkpoint import load_checkpoint
+from dlm.config import SampleConfig
+from dlm.errors import ConfigError
+from dlm.model import Transformer
+from dlm.sampling import Step, sample
+from dlm.tokenizer import DLMTokenizer
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+class DiffusionLM:
+    """A masked-diffusion chat model: `generate` for one-shot prompts, `reply` for chats."""
+
+    def __init__(self, model: Transformer, tokenizer: DLMTokenizer, max_prompt_len: int = 32,
+                 default_length: int = 32):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_prompt_len, self.default_length = max_prompt_len, default_length
+        self.source: Path | None = None  # the checkpoint it was loaded from, if any
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> DiffusionLM:
+        """Load a checkpoint directory (or a run directory holding `last/`)."""
+        ckpt = load_checkpoint(path, pick_device(device))
+        train = ckpt.meta.get("train", {})
+        lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
+                 train.get("response_len", 32))
+        lm.source = ckpt.path
+        return lm
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _denoiser(self, ids: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+        return self.model(ids, key_padding)
+
+    def _prompt_batch(self, histories: Sequence[Sequence[dict[str, str]]]):
+        tok = self.tokenizer
+        rows = []
+        for history in histories:
+            if not history or not any(m["content"].strip() for m in history):
+                raise ConfigError("the prompt is empty; type some text to reply to")
+            ids = tok.encode_prompt(history)
+            rows.append(ids[-self.max_prompt_len:])
+        width = max(len(r) for r in rows)
+        prompt = torch.tensor([[tok.pad_id] * (width - len(r)) + r for r in rows])
+        key_padding = prompt != tok.pad_id
+        if bool(key_padding.all()):
+            key_padding = None
+        return prompt.to(self.device), None if key_padding is None else key_padding.to(self.device)
+
+    @torch.inference_mode()
+    def reply_ids(
+        self, histories: Sequence[Sequence[dict[str, str]]], config: SampleConfig | None = None,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> torch.Tensor:
+        """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
+        config = config or SampleConfig(length=self.default_length)
+        prompt, key_padding = self._prompt_batch(histories)
+        generator = None
+        if config.seed is not None:
+            generator = torch.Generator(self.device).manual_seed(config.seed)
+        return sample(self._denoiser, prompt, key_padding, config, self.tokenizer.mask_id,
+                      generator, on_step)
+
+    def reply(self, history: Sequence[dict[str, str]], config: SampleConfig | None = None,
+              on_step: Callable[[Step], None] | None = None) -> str:
+        """The assistant's next turn for a chat history (a list of {"role", "content"})."""
+        ids = self.reply_ids([history], config, on_step)
+        return self.tokenizer.decode_response(ids[0].tolist())
+
+    def generate(self, prompts: str | Sequence[str], config: SampleConfig | None = None,
+                 n: int = 1, on_step: Callable[[Step], None] | None = None) -> list[str]:
+        """Replies to one or more single-turn prompts, `n` samples each, in one batch."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        histories = [[{"role": "user", "content": p}] for p in prompts for _ in range(n)]
+        ids = self.reply_ids(histories, config, on_step)
+        return [self.tokenizer.decode_response(row.tolist()) for row in ids]

@@ -1,0 +1,84 @@
+"""Turn a canvas state into text: plain (`t=8  hello [MASK] are you`) or coloured (Rich).
+
+Shared by every command that shows a trace. Masks are grey; newly committed
+tokens are coloured by the model's confidence; text after a committed eos is
+hidden, because it will be dropped from the reply.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from dlm.sampling import Step
+from dlm.tokenizer import DLMTokenizer
+
+MASK_TEXT = "[MASK]"
+
+
+def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, float]]:
+    """(text, kind, confidence) runs; kind is 'mask', 'new' or 'old'."""
+    ids = step.tokens[row].tolist()
+    new = step.newly_committed[row].tolist()
+    conf = step.confidences[row].tolist()
+    pieces: list[tuple[str, str, float]] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            pieces.append((tok.decode(run), "old", 1.0))
+            run.clear()
+
+    for i, token in enumerate(ids):
+        if token == tok.eos_id:
+            break
+        if token == tok.mask_id:
+            flush()
+            pieces.append((MASK_TEXT, "mask", 0.0))
+        elif new[i]:
+            flush()
+            pieces.append((tok.decode([token]), "new", conf[i]))
+        else:
+            run.append(token)
+    flush()
+    return pieces
+
+
+def _join(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Put a space around masks so they read as words; byte-level text keeps its own spaces."""
+    out: list[tuple[str, str]] = []
+    for i, (text, kind) in enumerate(parts):
+        if kind == "mask" or (i > 0 and parts[i - 1][1] == "mask" and not text.startswith(" ")):
+            text = " " + text
+        out.append((text, kind))
+    return out
+
+
+def label(step: Step) -> str:
+    """`t=N`: the number of steps still to run, as in the seed prototype's traces."""
+    return f"t={step.steps - step.step_index:<3d}"
+
+
+def render_plain(step: Step, row: int, tok: DLMTokenizer) -> str:
+    parts = _join([(text, kind) for text, kind, _ in _pieces(step, row, tok)])
+    return "".join(text for text, _ in parts).strip()
+
+
+def confidence_style(p: float) -> str:
+    """Red when unsure, yellow in between, green when sure."""
+    return "bold green" if p >= 0.7 else "bold yellow" if p >= 0.3 else "bold red"
+
+
+def render_rich(step: Step, row: int, tok: DLMTokenizer) -> Text:
+    pieces = _pieces(step, row, tok)
+    joined = _join([(text, kind) for text, kind, _ in pieces])
+    out = Text()
+    for (text, kind), (_, _, conf) in zip(joined, pieces, strict=True):
+        style = {"mask": "grey50", "old": ""}.get(kind) or confidence_style(conf)
+        out.append(text, style=style)
+    if out.plain.startswith(" "):
+        out = out[1:]
+    return out
+
+
+def trace_line(step: Step, row: int, tok: DLMTokenizer) -> str:
+    return f"{label(step)} {render_plain(step, row, tok)}"

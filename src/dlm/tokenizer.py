@@ -1,0 +1,136 @@
+"""Byte-level BPE tokenizer (Hugging Face `tokenizers`) with chat roles and a mask token.
+
+Byte-level BPE covers every byte, so any Unicode text encodes and decodes back
+unchanged. Special tokens are only ever inserted by id (the chat template), never
+parsed from user text: typing "<|mask|>" in a prompt is just text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from dlm.errors import CheckpointError
+
+PAD, MASK, BOS, EOS, USER, ASSISTANT = (
+    "<|pad|>",
+    "<|mask|>",
+    "<|bos|>",
+    "<|eos|>",
+    "<|user|>",
+    "<|assistant|>",
+)
+SPECIAL_TOKENS = [PAD, MASK, BOS, EOS, USER, ASSISTANT]
+ROLE_TOKENS = {"user": USER, "assistant": ASSISTANT}
+
+
+@dataclass
+class ChatEncoding:
+    """A rendered chat: token ids and, for each id, whether it belongs to the response."""
+
+    ids: list[int]
+    response_mask: list[bool]
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return [i for i, r in zip(self.ids, self.response_mask, strict=True) if not r]
+
+    @property
+    def response_ids(self) -> list[int]:
+        return [i for i, r in zip(self.ids, self.response_mask, strict=True) if r]
+
+
+class DLMTokenizer:
+    """Wraps a `tokenizers.Tokenizer` with the ids of the special tokens and the chat template."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.hf = tokenizer
+        # Special tokens are added by id only; text that looks like one stays text.
+        self.hf.encode_special_tokens = True
+        ids = [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS]
+        if any(i is None for i in ids):
+            missing = [t for t, i in zip(SPECIAL_TOKENS, ids, strict=True) if i is None]
+            raise CheckpointError(f"tokenizer lacks special tokens {missing}; retrain it with dlm")
+        self.pad_id, self.mask_id, self.bos_id, self.eos_id, self.user_id, self.assistant_id = ids
+        self.special_ids = frozenset(ids)
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2):
+        """Train a byte-level BPE on `texts`; the special tokens take ids 0..5."""
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DLMTokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: tokenizer file not found")
+        return cls(Tokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.hf.save(str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    # ------------------------------------------------------------------- text
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`, special tokens dropped."""
+        return self.hf.decode([i for i in ids if i not in self.special_ids],
+                              skip_special_tokens=False)
+
+    def decode_response(self, ids: Sequence[int]) -> str:
+        """Text of a generated response: everything up to the first eos."""
+        ids = list(ids)
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.decode(ids)
+
+    # ------------------------------------------------------------------- chat
+    def encode_prompt(self, history: Sequence[dict[str, str]]) -> list[int]:
+        """Ids of a chat history ending in a user turn, followed by the assistant marker.
+
+        `<bos> <user> u1 <assistant> a1 <eos> <user> u2 <assistant>`: the reply
+        to be generated comes right after.
+        """
+        ids = [self.bos_id]
+        for turn in history:
+            role = turn["role"]
+            if role not in ROLE_TOKENS:
+                raise ValueError(f"unknown chat role {role!r}; use 'user' or 'assistant'")
+            ids.append(self.hf.token_to_id(ROLE_TOKENS[role]))
+            ids.extend(self.encode(turn["content"]))
+            if role == "assistant":
+                ids.append(self.eos_id)
+        ids.append(self.assistant_id)
+        return ids
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> ChatEncoding:
+        """Render a chat whose last message is the assistant's response.
+
+        The response ids are its text followed by one eos; the caller pads the
+        response with further eos tokens to the canvas length.
+        """
+        if not messages or messages[-1]["role"] != "assistant":
+            raise ValueError("the last message of a chat example must be the assistant's")
+        prompt = self.encode_prompt(messages[:-1])
+        response = self.encode(messages[-1]["content"]) + [self.eos_id]
+        return ChatEncoding(prompt + response, [False] * len(prompt) + [True] * len(response))

@@ -1,0 +1,298 @@
+"""Training: data preparation, the optimiser and its schedule, the loop, resume.
+
+`train(config)` is the whole run; `lr_at` and `train_step` are the pure pieces.
+What the loop reports goes to a `Reporter` (the CLI's draws a Rich progress bar;
+the default says nothing), and every step's figures go to `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlm.checkpoint import load_checkpoint, save_checkpoint
+from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
+from dlm.data import (
+    BatchSampler,
+    EncodedSet,
+    ReadReport,
+    encode_examples,
+    example_texts,
+    load_examples,
+    split_examples,
+)
+from dlm.diffusion import diffusion_loss, get_schedule
+from dlm.errors import CheckpointError
+from dlm.evaluate import evaluate_nelbo
+from dlm.model import Transformer
+from dlm.pipeline import DiffusionLM, pick_device
+from dlm.sampling import Step
+from dlm.tokenizer import DLMTokenizer
+
+
+# ------------------------------------------------------------------ reporting
+class Reporter:
+    """Receives what the loop has to say; override what you want to show."""
+
+    def on_data(self, reports: list[ReadReport], train: EncodedSet, val: EncodedSet) -> None: ...
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_eval(self, step: int, metrics: dict[str, float],
+                samples: list[tuple[str, list[Step]]], tok: DLMTokenizer) -> None: ...
+    def on_save(self, step: int, path: Path) -> None: ...
+    def on_end(self, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    steps: int
+    interrupted: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    """Evaluation rows: step, val_nelbo, val_ppl_bound."""
+
+
+# --------------------------------------------------------------- pure pieces
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.max_steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def cpu_has_bf16() -> bool:
+    """True if this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX), where autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    return device.type == "cuda" or cpu_has_bf16()
+
+
+def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (not norms, not embeddings)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+# -------------------------------------------------------------------- data
+@dataclass
+class PreparedData:
+    tokenizer: DLMTokenizer
+    train: EncodedSet
+    val: EncodedSet
+    reports: list[ReadReport]
+
+
+def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None) -> PreparedData:
+    """Read, split (seeded) and encode; trains the tokenizer on the training split if none."""
+    examples, reports = load_examples(cfg.data)
+    train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
+    if tokenizer is None:
+        tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
+    train = encode_examples(train_ex, tokenizer, cfg.prompt_len, cfg.response_len)
+    val = (encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len) if val_ex
+           else EncodedSet(train.prompts[:0], train.responses[:0]))
+    return PreparedData(tokenizer, train, val, reports)
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
+    overrides = {"vocab_size": vocab_size,
+                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, 64),
+                 **cfg.model_overrides}
+    return Transformer(model_preset(cfg.preset, **overrides))
+
+
+# -------------------------------------------------------------------- the loop
+class Trainer:
+    """Holds what a run needs between steps; `run()` is the loop."""
+
+    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
+                 resume: str | Path | None = None):
+        self.reporter = reporter or Reporter()
+        state = None
+        if resume is not None:
+            ckpt = load_checkpoint(resume)
+            state = ckpt.train_state()
+            if state is None:
+                raise CheckpointError(
+                    f"{ckpt.path}: no training state to resume from (train_state.pt is "
+                    "missing); start a new run or pass a checkpoint written during training")
+            cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
+            self.data = prepare_data(cfg, ckpt.tokenizer)
+            self.model = ckpt.model
+        else:
+            self.data = prepare_data(cfg)
+            torch.manual_seed(cfg.seed)
+            self.model = build_model(cfg, self.data.tokenizer.vocab_size)
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.model.to(self.device).train()
+        self.bf16 = use_bf16(cfg.bf16, self.device)
+        self.schedule = get_schedule(cfg.diffusion.schedule)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.sampler = BatchSampler(self.data.train, cfg.batch_size, self.data.tokenizer.pad_id,
+                                    cfg.seed)
+        self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.step = 0
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.noise.set_state(state["noise_rng"])
+            self.step = int(state["step"])
+        self.out_dir = Path(cfg.out_dir)
+
+    # ---- single step
+    def autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step; returns loss, lr and gradient norm."""
+        cfg, tok = self.cfg, self.data.tokenizer
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.sampler.next().to(self.device)
+        with self.autocast():
+            out = diffusion_loss(self.model, batch.ids, batch.maskable, batch.key_padding,
+                                 self.schedule, tok.mask_id, cfg.diffusion.eps,
+                                 cfg.diffusion.antithetic, self.noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                     if cfg.grad_clip > 0 else torch.tensor(0.0))
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
+                "tokens": batch.ids.numel()}
+
+    # ---- evaluation and checkpoints
+    def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
+        self.model.eval()
+        tok = self.data.tokenizer
+        metrics: dict[str, float] = {}
+        if len(self.data.val):
+            with self.autocast():
+                nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, tok,
+                                       batch_size=self.cfg.batch_size, draws=4,
+                                       eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
+                                       device=self.device)
+            metrics = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
+        samples = []
+        lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len)
+        for prompt in self.cfg.val_prompts:
+            steps: list[Step] = []
+            with self.autocast():
+                lm.generate(prompt, SampleConfig(length=self.cfg.response_len, steps=16),
+                            on_step=steps.append)
+            samples.append((prompt, steps))
+        self.model.train()
+        return metrics, samples
+
+    def meta(self) -> dict[str, Any]:
+        return {"train": to_dict(self.cfg), "step": self.step}
+
+    def train_state(self) -> dict[str, Any]:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state()}
+
+    def save(self) -> Path:
+        path = save_checkpoint(self.out_dir / "last", self.model, self.data.tokenizer,
+                               self.meta(), self.train_state())
+        self.reporter.on_save(self.step, path)
+        return path
+
+    def log(self, row: dict[str, Any]) -> None:
+        with (self.out_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ---- the loop
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.reporter.on_data(self.data.reports, self.data.train, self.data.val)
+        self.reporter.on_start({
+            "parameters": self.model.num_parameters(), "device": str(self.device),
+            "bf16": self.bf16, "start_step": self.step, "max_steps": cfg.max_steps,
+            "config": self.model.config,
+        })
+        result = TrainResult(self.out_dir, self.out_dir / "last", self.step)
+        start, tokens_seen = time.perf_counter(), 0
+        try:
+            while self.step < cfg.max_steps:
+                metrics = self.train_step()
+                tokens_seen += metrics["tokens"]
+                elapsed = time.perf_counter() - start
+                metrics["tokens_per_s"] = tokens_seen / max(elapsed, 1e-9)
+                self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
+                self.reporter.on_step(self.step, metrics)
+                last = self.step == cfg.max_steps
+                if last or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                    ev, samples = self.evaluate()
+                    if ev:
+                        self.log({"step": self.step, **ev})
+                        result.history.append({"step": self.step, **ev})
+                    self.reporter.on_eval(self.step, ev, samples, self.data.tokenizer)
+                if last or (cfg.save_every and self.step % cfg.save_every == 0):
+                    self.save()
+        except KeyboardInterrupt:
+            # Keep the work: the run continues with `dlm train --resume OUT_DIR`.
+            self.save()
+            result.interrupted = True
+        result.steps = self.step
+        self.reporter.on_end(result)
+        return result
+
+
+def train(cfg: TrainConfig, reporter: Reporter | None = None,
+          resume: str | Path | None = None) -> TrainResult:
+    """Train a diffusion chat model; `resume` continues a run from its checkpoint."""
+    return Trainer(cfg, reporter, resume).run()
+
+
+def dry_run(cfg: TrainConfig) -> dict[str, Any]:
+    """One forward and backward pass on one batch; writes nothing. Returns shapes and the loss."""
+    data = prepare_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data.tokenizer.vocab_size)
+    batch = BatchSampler(data.train, cfg.batch_size, data.tokenizer.pad_id, cfg.seed).next()
+    out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
+                         get_schedule(cfg.diffusion.schedule), data.tokenizer.mask_id,
+                         cfg.diffusion.eps, cfg.diffusion.antithetic,
+                         torch.Generator().manual_seed(cfg.seed))
+    out.loss.backward()
+    return {
+        "parameters": model.num_parameters(),
+        "model": dataclasses.asdict(model.config),
+        "train_examples": len(data.train), "val_examples": len(data.val),
+        "batch_ids": tuple(batch.ids.shape), "logits": (*batch.ids.shape, model.config.vocab_size),
+        "masked_tokens": out.n_masked, "maskable_tokens": out.n_tokens,
+        "initial_loss": float(out.loss.detach()),
+        "uniform_loss": math.log(model.config.vocab_size - 1),
+        "reports": data.reports,
+    }
