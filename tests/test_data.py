@@ -84,7 +84,17 @@ def test_embedded_default_is_chatterbot_english():
     assert report.source == "chatterbot-corpus/english"
     prompts = {e.messages[0]["content"].lower() for e in examples}
     assert "hello" in prompts
-    assert load_examples(None)[0] == examples
+    assert load_examples(None, dedupe=False)[0] == examples
+
+
+def test_duplicates_are_dropped_case_insensitively_and_counted(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("Hello\tHi there\nhello\thi  there\nhello\tgreetings\n")
+    examples, reports = load_examples([str(path)])
+    assert [e.messages[1]["content"] for e in examples] == ["Hi there", "greetings"]
+    assert reports[0].duplicates == 1
+    lower, _ = load_examples([str(path)], lowercase=True)
+    assert lower[0].messages[0]["content"] == "hello"
 
 
 def test_split_is_deterministic_disjoint_and_five_percent(pairs_tsv):

@@ -172,6 +172,34 @@ def demo(
 
 
 @app.command()
+@friendly_errors
+def bench(
+    preset: Annotated[list[str] | None, typer.Option(
+        help="Presets to time training for (repeat). Default: tiny and small.")] = None,
+    ckpt: Annotated[Path | None, typer.Option(
+        help="Time sampling with this checkpoint (default: a fresh tiny model).")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")]
+    = Path("benchmarks"),
+    name: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
+    repeats: Annotated[int, typer.Option(help="Timed sampling runs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Training batch.")] = 8,
+    seq_len: Annotated[int, typer.Option(help="Training sequence length.")] = 256,
+    bf16: Annotated[bool, typer.Option(help="Train under bf16 autocast.")] = False,
+    device: Device = "auto",
+):
+    """Measure sampling latency and training tokens/s; write JSON + Markdown to benchmarks/."""
+    from dlm.bench import run_bench
+    from dlm.console import console
+    from dlm.pipeline import pick_device
+
+    report = run_bench(preset or ["tiny", "small"], pick_device(device),
+                       str(ckpt) if ckpt else None, repeats, batch_size, seq_len, bf16)
+    js, md = report.write(out_dir, name)
+    console.print(report.markdown())
+    console.print(f"written: {js}, {md}")
+
+
+@app.command()
 def version():
     """Print the dlm version."""
     typer.echo(json.dumps({"dlm": __version__}))

@@ -94,6 +94,8 @@ class SampleConfig:
     """Keep only the k most likely tokens (0 = off)."""
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set with this much probability (1 = off)."""
+    block_length: int = 0
+    """Semi-autoregressive blocks decoded left to right (0 = the whole length at once)."""
     rule: str = "low_confidence"
     """Which masked positions are committed first (LLaDA low-confidence remasking)."""
     seed: int | None = None
@@ -108,6 +110,8 @@ class SampleConfig:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.block_length < 0:
+            raise ConfigError(f"block_length must be >= 0, got {self.block_length}")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
 
@@ -142,6 +146,10 @@ class TrainConfig:
     """AdamW decoupled weight decay (not applied to norms and biases)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
+    lowercase: bool = False
+    """Lowercase all text (and prompts at generation): fewer, denser tokens for tiny corpora."""
+    dedupe: bool = True
+    """Drop repeated examples (compared case-insensitively) before the split."""
     val_fraction: float = 0.05
     """Share of examples held out for validation."""
     eval_every: int = 250

@@ -58,7 +58,9 @@ class RichReporter(Reporter):
     def on_data(self, reports, train, val):
         for r in reports:
             skipped = f", skipped {len(r.skipped)} bad rows" if r.skipped else ""
-            console.print(f"data: {r.source}: {r.kept} examples{skipped}")
+            if r.duplicates:
+                skipped += f", dropped {r.duplicates} duplicates"
+            console.print(f"data: {r.source}: {r.kept} examples read{skipped}")
             for line in r.skipped[:3]:
                 console.print(f"  [yellow]skipped[/yellow] {line}")
             if len(r.skipped) > 3:

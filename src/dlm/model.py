@@ -101,15 +101,20 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None,
+                select: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
         hidden from every query (used for left-padded batches of prompts).
+        select: optional (B, T) bool; if given, only those positions go through the
+        output head and the result is (M, vocab). The loss needs only the masked
+        positions, and the head is a quarter of the tiny model's FLOPs.
         """
         B, T = ids.shape
         if T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+            raise ValueError(f"sequence of {T} tokens exceeds "
+                             f"max_seq_len={self.config.max_seq_len}")
         attn_mask = None
         if key_padding is not None:
             attn_mask = key_padding[:, None, None, :]  # (B, 1, 1, T) broadcast over heads, queries
@@ -123,4 +128,6 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, attn_mask)
         x = self.norm(x)
-        return F.linear(x, self.embed.weight)  # tied head: (B, T, vocab)
+        if select is not None:
+            x = x[select]  # (M, C)
+        return F.linear(x, self.embed.weight)  # tied head: (B, T, vocab) or (M, vocab)

@@ -34,9 +34,10 @@ class DiffusionLM:
     """A masked-diffusion chat model: `generate` for one-shot prompts, `reply` for chats."""
 
     def __init__(self, model: Transformer, tokenizer: DLMTokenizer, max_prompt_len: int = 32,
-                 default_length: int = 32):
+                 default_length: int = 32, lowercase: bool = False):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
+        self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
 
     @classmethod
@@ -45,7 +46,7 @@ class DiffusionLM:
         ckpt = load_checkpoint(path, pick_device(device))
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
-                 train.get("response_len", 32))
+                 train.get("response_len", 32), train.get("lowercase", False))
         lm.source = ckpt.path
         return lm
 
@@ -62,6 +63,8 @@ class DiffusionLM:
         for history in histories:
             if not history or not any(m["content"].strip() for m in history):
                 raise ConfigError("the prompt is empty; type some text to reply to")
+            if self.lowercase:
+                history = [{**m, "content": m["content"].lower()} for m in history]
             ids = tok.encode_prompt(history)
             rows.append(ids[-self.max_prompt_len:])
         width = max(len(r) for r in rows)

@@ -109,7 +109,7 @@ class PreparedData:
 
 def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None) -> PreparedData:
     """Read, split (seeded) and encode; trains the tokenizer on the training split if none."""
-    examples, reports = load_examples(cfg.data)
+    examples, reports = load_examples(cfg.data, cfg.lowercase, cfg.dedupe)
     train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
     if tokenizer is None:
         tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
@@ -204,7 +204,8 @@ class Trainer:
                                        device=self.device)
             metrics = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
         samples = []
-        lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len)
+        lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
+                         self.cfg.lowercase)
         for prompt in self.cfg.val_prompts:
             steps: list[Step] = []
             with self.autocast():

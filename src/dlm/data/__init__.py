@@ -10,20 +10,37 @@ from dlm.data.dataset import (
     make_batch,
     split_examples,
 )
-from dlm.data.readers import Example, ReadReport, read_chatterbot, read_file
+from dlm.data.readers import (
+    Example,
+    ReadReport,
+    example_key,
+    lowercased,
+    read_chatterbot,
+    read_file,
+)
 
 
-def load_examples(paths: list[str] | None = None) -> tuple[list[Example], list[ReadReport]]:
-    """Examples from `paths`, or from the embedded chatterbot-corpus when there are none."""
-    if not paths:
-        examples, report = read_chatterbot()
-        return examples, [report]
-    examples, reports = [], []
-    for path in paths:
-        ex, report = read_file(path)
-        examples.extend(ex)
-        reports.append(report)
-    return examples, reports
+def load_examples(
+    paths: list[str] | None = None, lowercase: bool = False, dedupe: bool = True,
+) -> tuple[list[Example], list[ReadReport]]:
+    """Examples from `paths`, or from the embedded chatterbot-corpus when there are none.
+
+    Each file's report records the duplicates dropped from it.
+    """
+    sources = [read_chatterbot()] if not paths else [read_file(p) for p in paths]
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for found, report in sources:
+        for ex in found:
+            if lowercase:
+                ex = lowercased(ex)
+            key = example_key(ex)
+            if dedupe and key in seen:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+            examples.append(ex)
+    return examples, [report for _, report in sources]
 
 
 __all__ = [

@@ -35,6 +35,8 @@ class ReadReport:
     source: str
     kept: int = 0
     skipped: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    """Kept rows dropped later because an earlier row said the same."""
 
     def skip(self, where: str, why: str) -> None:
         self.skipped.append(f"{where}: {why}")
@@ -49,6 +51,18 @@ class ReadReport:
                 f"{self.skipped[0]}; {len(self.skipped)} of {total} rows are bad "
                 f"in {self.source}: check the file's format"
             )
+
+
+def lowercased(ex: Example) -> Example:
+    if ex.messages is not None:
+        return Example(messages=[{**m, "content": m["content"].lower()} for m in ex.messages])
+    return Example(text=(ex.text or "").lower())
+
+
+def example_key(ex: Example) -> str:
+    """What makes two examples the same: their text, case and spacing ignored."""
+    parts = [m["content"] for m in ex.messages] if ex.messages is not None else [ex.text or ""]
+    return "\x1e".join(" ".join(p.lower().split()) for p in parts)
 
 
 def pair(prompt: str, response: str) -> Example:
@@ -195,7 +209,7 @@ def read_chatterbot(language: str = "english") -> tuple[list[Example], ReadRepor
         for k, conv in enumerate(data.get("conversations", [])):
             # YAML reads answers such as 1969 as numbers; they are text here.
             conv = [str(u) if isinstance(u, int | float) else u for u in conv]
-            for a, b in zip(conv, conv[1:]):
+            for a, b in zip(conv, conv[1:], strict=False):
                 if isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip():
                     examples.append(pair(a.strip(), b.strip()))
                     report.kept += 1

@@ -6,19 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dlm.diffusion.corruption import corrupt, sample_times
 from dlm.diffusion.schedule import Schedule
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+# denoiser(noisy_ids (B, T), key_padding (B, T) or None, select (B, T) bool) -> (M, V) logits
+# of the selected positions.
+Denoiser = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
 
 
 def subs_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
     """log p(x0 | x_t) with the mask token ruled out (SUBS: the model never predicts [MASK])."""
     logits = logits.float()  # the cross-entropy stays in float32 under bf16 autocast
-    logits[..., mask_id] = float("-inf")
-    return logits.log_softmax(dim=-1)
+    mask_column = torch.tensor([mask_id], device=logits.device)
+    return logits.index_fill(-1, mask_column, float("-inf")).log_softmax(dim=-1)
 
 
 def nelbo_terms(
@@ -27,10 +28,11 @@ def nelbo_terms(
 ) -> torch.Tensor:
     """Per-sequence sum of weight(t) * (-log p(x0_l | x_t)) over masked positions.
 
-    logits: (B, T, V); targets, masked: (B, T); weight: (B,). Unmasked positions
-    are carried over under SUBS, so they cost nothing. Returns (B,).
+    logits: (M, V) for the masked positions in row-major order (as `x[masked]`
+    gives them); targets, masked: (B, T); weight: (B,). Unmasked positions are
+    carried over under SUBS, so they cost nothing. Returns (B,).
     """
-    logp = subs_log_probs(logits[masked], mask_id)  # (M, V), masked positions only
+    logp = subs_log_probs(logits, mask_id)  # (M, V)
     nll = -logp.gather(-1, targets[masked][:, None]).squeeze(-1)  # (M,)
     row = masked.nonzero()[:, 0]  # (M,) which sequence each masked position is in
     per_seq = torch.zeros(masked.shape[0], device=logits.device, dtype=nll.dtype)
@@ -61,7 +63,7 @@ def diffusion_loss(
     """
     t = sample_times(ids.shape[0], eps, antithetic, generator, ids.device)  # (B,)
     noisy, masked = corrupt(ids, maskable, t, schedule, mask_id, generator)  # (B, T)
-    logits = denoiser(noisy, key_padding)  # (B, T, V)
+    logits = denoiser(noisy, key_padding, masked)  # (M, V)
     per_seq = nelbo_terms(logits, ids, masked, schedule.weight(t), mask_id)  # (B,)
     n_tokens = int(maskable.sum())
     return LossOutput(per_seq.sum() / max(n_tokens, 1), n_tokens, int(masked.sum()))

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import torch
 
+from dlm.errors import ConfigError
+
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Set to -inf every logit outside the top-k and outside the top-p nucleus."""
@@ -85,6 +87,25 @@ def commit_counts(n_masked: torch.Tensor, steps_left: int) -> torch.Tensor:
     leaves no mask after the last step.
     """
     return (n_masked + steps_left - 1) // steps_left
+
+
+def block_plan(length: int, block_length: int, steps: int) -> list[tuple[int, int, int]]:
+    """For each step: (block start, block end, steps left in the block, this one included).
+
+    Blocks of `block_length` are decoded left to right; the steps are shared out
+    evenly, the remainder going to the first blocks.
+    """
+    starts = list(range(0, length, block_length))
+    if steps < len(starts):
+        raise ConfigError(f"steps={steps} is fewer than the {len(starts)} blocks of "
+                          f"{block_length} tokens; use at least one step per block")
+    base, extra = divmod(steps, len(starts))
+    plan = []
+    for b, start in enumerate(starts):
+        n = base + (b < extra)
+        end = min(start + block_length, length)
+        plan.extend((start, end, n - i) for i in range(n))
+    return plan
 
 
 def top_k_mask(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from dlm.config import SampleConfig
 from dlm.errors import ConfigError
 from dlm.sampling.rules import (
     RULES,
+    block_plan,
     commit_counts,
     sample_tokens,
     score_low_confidence,
@@ -50,7 +51,9 @@ def denoise(
 
     prompt: (B, P) left-padded prompt ids; key_padding: (B, P) True on real tokens
     (None if there is no padding). The model is called once per step; a step with
-    nothing left to commit ends the loop early.
+    nothing left to commit ends the loop early. With `block_length` < `length` the
+    canvas is decoded block after block, left to right (LLaDA's semi-autoregressive
+    mode); each block gets an equal share of the steps.
     """
     if config.rule not in RULES:
         raise ConfigError(f"unknown rule {config.rule!r}; choose one of {', '.join(RULES)}")
@@ -63,17 +66,21 @@ def denoise(
         key_padding = torch.cat([key_padding, torch.ones_like(canvas, dtype=torch.bool)], 1)
     nothing = torch.zeros_like(canvas, dtype=torch.bool)
     yield Step(canvas.clone(), nothing, confidences.clone(), 0, config.steps)
-    for s in range(config.steps):
+    plan = block_plan(L, config.block_length or L, config.steps)
+    for s, (start, end, steps_left) in enumerate(plan):
         masked = canvas == mask_id  # (B, L)
         if not bool(masked.any()):
             break
+        in_block = torch.zeros_like(masked)
+        in_block[:, start:end] = True
+        masked_here = masked & in_block  # later blocks wait their turn
         logits = denoiser(torch.cat([prompt, canvas], 1), key_padding)[:, P:]  # (B, L, V)
         logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
         tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
                                       generator)  # (B, L), (B, L, V)
-        scores = score(tokens, probs, generator).masked_fill(~masked, float("-inf"))
-        k = commit_counts(masked.sum(1), config.steps - s)  # (B,)
-        commit = top_k_mask(scores, k) & masked
+        scores = score(tokens, probs, generator).masked_fill(~masked_here, float("-inf"))
+        k = commit_counts(masked_here.sum(1), steps_left)  # (B,)
+        commit = top_k_mask(scores, k) & masked_here
         canvas = torch.where(commit, tokens.to(canvas.dtype), canvas)
         token_prob = score_low_confidence(tokens, probs)  # shown in traces, whatever the rule
         confidences = torch.where(commit, token_prob, confidences)

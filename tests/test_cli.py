@@ -1,0 +1,105 @@
+"""The commands, run in-process through Typer's test runner."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dlm.checkpoint import save_checkpoint
+from dlm.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run trained through the CLI on the embedded default corpus, a few steps."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke("train", "--out-dir", out, "--max-steps", 3, "--batch-size", 8,
+                    "--eval-every", 0, "--save-every", 0, "--vocab-size", 512, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_through_the_cli_writes_a_checkpoint_and_metrics(trained):
+    assert (trained / "last" / "model.safetensors").is_file()
+    assert (trained / "last" / "train_state.pt").is_file()
+    assert len((trained / "metrics.jsonl").read_text().splitlines()) >= 3
+
+
+def test_generate_with_trace_shows_masks_then_text(trained):
+    result = invoke("generate", "--ckpt", trained, "--prompt", "hello", "--steps", 4,
+                    "--length", 8, "--trace")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "> hello"
+    assert lines[1].startswith("t=4") and lines[1].count("[MASK]") == 8
+    assert any(line.startswith("t=0") for line in lines)
+
+
+def test_dry_run_prints_shapes_and_writes_nothing(tmp_path):
+    result = invoke("train", "--dry-run", "--out-dir", tmp_path / "x", "--batch-size", 4,
+                    "--vocab-size", 512)
+    assert result.exit_code == 0, result.output
+    assert "parameters:" in result.output and "initial_loss:" in result.output
+    assert "batch_ids: (4," in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_demo_trains_caches_and_reuses(tmp_path):
+    first = invoke("demo", "--cache-dir", tmp_path, "--max-steps", 2, "--no-chat")
+    assert first.exit_code == 0, first.output
+    assert "> hello" in first.output and "t=16" in first.output
+    second = invoke("demo", "--cache-dir", tmp_path, "--max-steps", 2, "--no-chat")
+    assert second.exit_code == 0 and "using the demo model" in second.output
+
+
+def test_config_file_and_flags(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"batch_size": 4, "vocab_size": 400, "nonsense": 1}))
+    result = invoke("train", "--config", config, "--dry-run")
+    assert result.exit_code == 2 and "unknown field(s) nonsense" in result.output
+
+
+# ---- errors: one line, exit code 2, no traceback -------------------------------------------
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_data_file(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("this line has no tab\nnor this one\n")
+    one_line_error(invoke("train", "--data", bad, "--dry-run"), f"{bad}", "no usable examples")
+
+
+def test_empty_prompt(trained):
+    one_line_error(invoke("generate", "--ckpt", trained, "--prompt", "  "), "prompt is empty")
+
+
+def test_missing_checkpoint(tmp_path):
+    one_line_error(invoke("generate", "--ckpt", tmp_path / "nope", "--prompt", "hi"),
+                   "no checkpoint here", "dlm train")
+
+
+def test_checkpoint_from_another_version(tmp_path, tiny_model, tok):
+    save_checkpoint(tmp_path / "ck", tiny_model, tok)
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["format_version"] = 0
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    one_line_error(invoke("generate", "--ckpt", tmp_path / "ck", "--prompt", "hi"),
+                   "retrain it with this version")
+
+
+def test_every_command_has_help():
+    for command in ["train", "generate", "chat", "demo"]:
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output

@@ -1,0 +1,68 @@
+import json
+import math
+
+import pytest
+import torch
+
+from dlm.checkpoint import load_checkpoint
+from dlm.config import TrainConfig
+from dlm.pipeline import DiffusionLM
+from dlm.train import Reporter, dry_run, lr_at, train
+from tests.conftest import tiny_train_config
+
+
+def test_lr_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lrs = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+class InterruptAt(Reporter):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, step, metrics):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def weights(path):
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, pairs_tsv):
+    full = train(tiny_train_config(tmp_path / "full", pairs_tsv))
+    cut = train(tiny_train_config(tmp_path / "cut", pairs_tsv), InterruptAt(3))
+    assert cut.interrupted and cut.steps == 3
+    at_step_3 = weights(cut.checkpoint)
+    assert not torch.equal(at_step_3["embed.weight"], weights(full.checkpoint)["embed.weight"])
+    resumed = train(TrainConfig(), resume=tmp_path / "cut")
+    assert resumed.steps == 6 and not resumed.interrupted
+    a, b = weights(full.checkpoint), weights(resumed.checkpoint)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_lowers_the_validation_nelbo_and_logs_metrics(tmp_path, pairs_tsv):
+    cfg = tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=40, eval_every=20,
+                            batch_size=16, lr=5e-3)
+    result = train(cfg)
+    first, last = result.history[0]["val_nelbo"], result.history[-1]["val_nelbo"]
+    assert last < first and math.isfinite(last)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 41))
+    assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
+    lm = DiffusionLM.load(result.checkpoint)
+    assert isinstance(lm.generate("hello")[0], str)
+
+
+def test_dry_run_writes_nothing(tmp_path, pairs_tsv):
+    cfg = tiny_train_config(tmp_path / "run", pairs_tsv)
+    info = dry_run(cfg)
+    assert not (tmp_path / "run").exists()
+    assert info["parameters"] > 0 and info["batch_ids"][0] == 8
+    assert math.isfinite(info["initial_loss"])
