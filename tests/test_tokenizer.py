@@ -35,7 +35,11 @@ def test_chat_template_marks_only_the_response(tok):
     assert prompt.count(tok.user_id) == 2
     # the earlier assistant turn is closed by eos inside the prompt
     assert prompt.count(tok.eos_id) == 1
-    assert tok.decode(prompt) == "hellohi therehow are you"
+    assert tok.decode(prompt) == "hello hi there how are you"
+
+
+def test_a_word_has_one_token_at_the_start_and_in_the_middle(tok):
+    assert tok.encode("hello") == tok.encode("i said hello")[-len(tok.encode("hello")):]
 
 
 def test_decode_response_stops_at_first_eos(tok):

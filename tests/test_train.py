@@ -48,13 +48,15 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, pairs
 
 
 def test_training_lowers_the_validation_nelbo_and_logs_metrics(tmp_path, pairs_tsv):
-    cfg = tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=40, eval_every=20,
-                            batch_size=16, lr=5e-3)
+    # duplicates kept, so the validation rows are pairs the model trains on: this checks
+    # that training fits, not that it generalises
+    cfg = tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=60, eval_every=10,
+                            batch_size=16, lr=5e-3, dedupe=False)
     result = train(cfg)
     first, last = result.history[0]["val_nelbo"], result.history[-1]["val_nelbo"]
-    assert last < first and math.isfinite(last)
+    assert last < 0.8 * first and math.isfinite(last), result.history
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 41))
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 61))
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)
     lm = DiffusionLM.load(result.checkpoint)
     assert isinstance(lm.generate("hello")[0], str)

@@ -25,7 +25,7 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, flo
 
     def flush() -> None:
         if run:
-            pieces.append((tok.decode(run), "old", 1.0))
+            pieces.append((tok.decode(run, whole=False), "old", 1.0))
             run.clear()
 
     for i, token in enumerate(ids):
@@ -36,7 +36,7 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, flo
             pieces.append((MASK_TEXT, "mask", 0.0))
         elif new[i]:
             flush()
-            pieces.append((tok.decode([token]), "new", conf[i]))
+            pieces.append((tok.decode([token], whole=False), "new", conf[i]))
         else:
             run.append(token)
     flush()

@@ -1,8 +1,11 @@
 """Byte-level BPE tokenizer (Hugging Face `tokenizers`) with chat roles and a mask token.
 
 Byte-level BPE covers every byte, so any Unicode text encodes and decodes back
-unchanged. Special tokens are only ever inserted by id (the chat template), never
-parsed from user text: typing "<|mask|>" in a prompt is just text.
+unchanged. Every text is encoded with one leading space, which decoding removes:
+a word then has the same token at the start of a reply as in its middle ("Ġhi"),
+so a small model does not have to learn each word twice. Special tokens are only
+ever inserted by id (the chat template), never parsed from user text: typing
+"<|mask|>" in a prompt is just text.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class DLMTokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        tok.train_from_iterator(texts, trainer=trainer)
+        tok.train_from_iterator((" " + t for t in texts), trainer=trainer)
         return cls(tok)
 
     @classmethod
@@ -90,12 +93,17 @@ class DLMTokenizer:
 
     # ------------------------------------------------------------------- text
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False).ids
+        return self.hf.encode(" " + text, add_special_tokens=False).ids
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids`, special tokens dropped."""
-        return self.hf.decode([i for i in ids if i not in self.special_ids],
+    def decode(self, ids: Sequence[int], whole: bool = True) -> str:
+        """Text of `ids`, special tokens dropped.
+
+        whole: the ids start a text, so the leading space `encode` added is removed;
+        False for a piece from the middle of a text (trace rendering).
+        """
+        text = self.hf.decode([i for i in ids if i not in self.special_ids],
                               skip_special_tokens=False)
+        return text[1:] if whole and text.startswith(" ") else text
 
     def decode_response(self, ids: Sequence[int]) -> str:
         """Text of a generated response: everything up to the first eos."""
