@@ -133,3 +133,14 @@ def test_batch_sampler_state_replays_the_same_batches(tok, pairs_tsv):
     b = BatchSampler(enc, 7, tok.pad_id, seed=1)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.next().ids, b.next().ids)
+
+
+def test_long_responses_are_cut_or_left_out_and_counted(tok, tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("hi\thello\nlong\t" + "word " * 40 + "\n")
+    examples, _ = read_file(path)
+    cut = encode_examples(examples, tok, prompt_len=8, response_len=6)
+    assert len(cut) == 2 and cut.truncated == 1 and cut.dropped == 0
+    assert tok.eos_id not in cut.responses[1].tolist()  # a cut reply has no end
+    kept = encode_examples(examples, tok, prompt_len=8, response_len=6, drop_long=True)
+    assert len(kept) == 1 and kept.dropped == 1

@@ -18,11 +18,11 @@ def mock_denoiser(seed=0):
     return fn
 
 
-def run(config, prompt=None, rule="low_confidence", seed=None):
+def run(config, prompt=None, rule="low_confidence", seed=None, denoiser=None, eos_id=None):
     prompt = torch.tensor([[2, 3, 4], [5, 6, 7]]) if prompt is None else prompt
     config = SampleConfig(**{**vars(config), "rule": rule})
     g = None if seed is None else torch.Generator().manual_seed(seed)
-    return list(denoise(mock_denoiser(), prompt, None, config, MASK, g))
+    return list(denoise(denoiser or mock_denoiser(), prompt, None, config, MASK, g, eos_id))
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
@@ -98,3 +98,35 @@ def test_sample_reports_every_state_to_the_callback():
     final = sample(mock_denoiser(), torch.tensor([[2, 3]]), None, SampleConfig(length=4, steps=2),
                    MASK, on_step=seen.append)
     assert len(seen) == 3 and torch.equal(final, seen[-1].tokens)
+
+
+def test_blocks_are_decoded_left_to_right_with_their_share_of_steps():
+    states = run(SampleConfig(length=12, steps=6, block_length=4))
+    for s in states[1:]:
+        committed = s.newly_committed[0].nonzero().flatten().tolist()
+        block = (s.step_index - 1) // 2  # 3 blocks, 2 steps each
+        assert committed and all(4 * block <= i < 4 * block + 4 for i in committed)
+        if s.step_index % 2 == 0:  # a block is finished after its two steps
+            assert not (s.tokens[0, : 4 * block + 4] == MASK).any()
+        assert (s.tokens[0, 4 * block + 4:] == MASK).all()  # later blocks untouched
+    with pytest.raises(Exception, match="fewer than the 3 blocks"):
+        run(SampleConfig(length=12, steps=2, block_length=4))
+
+
+def test_defer_eos_commits_the_words_before_the_eos():
+    EOS = 0
+
+    def eos_everywhere_but_first(ids, key_padding):
+        logits = torch.zeros(*ids.shape, V)
+        logits[..., EOS] = 9.0  # eos is the surest prediction at every position
+        logits[:, -6, EOS] = 0.0
+        logits[:, -6, 5] = 2.0  # ... except the first response position, a word
+        return logits
+
+    config = SampleConfig(length=6, steps=6, defer_eos=False)
+    plain = run(config, denoiser=eos_everywhere_but_first, eos_id=EOS)
+    deferred = run(SampleConfig(**{**vars(config), "defer_eos": True}),
+                   denoiser=eos_everywhere_but_first, eos_id=EOS)
+    assert not plain[1].newly_committed[0, 0]  # eos first, the word last
+    assert deferred[1].newly_committed[0, 0] and deferred[1].tokens[0, 0] == 5
+    assert torch.equal(plain[-1].tokens, deferred[-1].tokens)  # same tokens, other order

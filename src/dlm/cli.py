@@ -41,6 +41,9 @@ Temp = Annotated[float, typer.Option("--temperature", "--temp", help="0 = greedy
 TopK = Annotated[int, typer.Option(help="Keep the k most likely tokens (0 = off).")]
 TopP = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")]
 Seed = Annotated[int | None, typer.Option(help="Seed for reproducible samples.")]
+Block = Annotated[int, typer.Option(help="Semi-autoregressive block length (0 = whole reply).")]
+DeferEos = Annotated[bool, typer.Option(
+    help="Commit words before eos, so eos padding cannot cut the reply short.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
@@ -97,9 +100,11 @@ def train(
     console.print(f"saved: {result.checkpoint}")
 
 
-def _sample_config(lm, length, steps, temperature, top_k, top_p, seed) -> SampleConfig:
+def _sample_config(lm, length, steps, temperature, top_k, top_p, seed, block_length,
+                   defer_eos) -> SampleConfig:
     return SampleConfig(length=length or lm.default_length, steps=steps, temperature=temperature,
-                        top_k=top_k, top_p=top_p, seed=seed)
+                        top_k=top_k, top_p=top_p, seed=seed, block_length=block_length,
+                        defer_eos=defer_eos)
 
 
 @app.command()
@@ -108,7 +113,7 @@ def generate(
     ckpt: Ckpt,
     prompt: Annotated[list[str], typer.Option(help="Prompt; repeat for a batch.")],
     steps: Steps = 16, length: Length = None, temperature: Temp = 0.0, top_k: TopK = 0,
-    top_p: TopP = 1.0, seed: Seed = None,
+    top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0, defer_eos: DeferEos = True,
     n: Annotated[int, typer.Option(help="Samples per prompt.")] = 1,
     trace: Annotated[bool, typer.Option(help="Show every denoising step.")] = False,
     device: Device = "auto",
@@ -118,7 +123,8 @@ def generate(
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    config = _sample_config(lm, length, steps, temperature, top_k, top_p, seed)
+    config = _sample_config(lm, length, steps, temperature, top_k, top_p, seed, block_length,
+                            defer_eos)
     states = []
     replies = lm.generate(prompt, config, n=n, on_step=states.append if trace else None)
     for i, reply in enumerate(replies):
@@ -134,7 +140,8 @@ def generate(
 @friendly_errors
 def chat(
     ckpt: Ckpt, steps: Steps = 16, length: Length = None, temperature: Temp = 0.0,
-    top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = None,
+    top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0,
+    defer_eos: DeferEos = True,
     delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
     device: Device = "auto",
 ):
@@ -143,7 +150,8 @@ def chat(
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    chat_repl(lm, _sample_config(lm, length, steps, temperature, top_k, top_p, seed), delay)
+    chat_repl(lm, _sample_config(lm, length, steps, temperature, top_k, top_p, seed,
+                                 block_length, defer_eos), delay)
 
 
 @app.command()

@@ -96,6 +96,12 @@ class SampleConfig:
     """Nucleus sampling: keep the smallest set with this much probability (1 = off)."""
     block_length: int = 0
     """Semi-autoregressive blocks decoded left to right (0 = the whole length at once)."""
+    defer_eos: bool = True
+    """Rank positions whose prediction is eos last, so the words come before the length.
+
+    Training pads replies with eos, so eos is the surest prediction almost
+    everywhere; committed first, it sweeps in from the right and cuts the reply
+    short. Deferring it lets the content settle first."""
     rule: str = "low_confidence"
     """Which masked positions are committed first (LLaDA low-confidence remasking)."""
     seed: int | None = None
@@ -132,6 +138,8 @@ class TrainConfig:
     """Longest prompt in tokens (longer prompts keep their last tokens)."""
     response_len: int = 32
     """Response canvas in tokens; shorter replies are padded with eos (in the loss)."""
+    drop_long: bool = False
+    """Leave out chat examples whose response does not fit the canvas (default: cut them)."""
     max_steps: int = 1500
     """Optimizer steps."""
     batch_size: int = 64

@@ -66,6 +66,8 @@ class RichReporter(Reporter):
             if len(r.skipped) > 3:
                 console.print(f"  ... and {len(r.skipped) - 3} more")
         trunc = f"; {train.truncated} responses cut to the canvas" if train.truncated else ""
+        if train.dropped or val.dropped:
+            trunc += f"; {train.dropped + val.dropped} responses longer than the canvas left out"
         console.print(f"split: {len(train)} train, {len(val)} validation{trunc}")
 
     def on_start(self, info):

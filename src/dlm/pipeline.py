@@ -86,7 +86,7 @@ class DiffusionLM:
         if config.seed is not None:
             generator = torch.Generator(self.device).manual_seed(config.seed)
         return sample(self._denoiser, prompt, key_padding, config, self.tokenizer.mask_id,
-                      generator, on_step)
+                      generator, on_step, self.tokenizer.eos_id)
 
     def reply(self, history: Sequence[dict[str, str]], config: SampleConfig | None = None,
               on_step: Callable[[Step], None] | None = None) -> str:

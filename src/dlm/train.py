@@ -113,8 +113,10 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None) -> Pre
     train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
     if tokenizer is None:
         tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
-    train = encode_examples(train_ex, tokenizer, cfg.prompt_len, cfg.response_len)
-    val = (encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len) if val_ex
+    train = encode_examples(train_ex, tokenizer, cfg.prompt_len, cfg.response_len,
+                            cfg.drop_long)
+    val = (encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len, cfg.drop_long)
+           if val_ex
            else EncodedSet(train.prompts[:0], train.responses[:0]))
     return PreparedData(tokenizer, train, val, reports)
 

@@ -51,19 +51,30 @@ class EncodedSet:
     prompts: torch.Tensor
     responses: torch.Tensor
     truncated: int = 0
+    """Chat responses longer than the canvas that were cut to fit."""
+    dropped: int = 0
+    """Chat responses longer than the canvas that were left out (`drop_long`)."""
 
     def __len__(self) -> int:
         return self.prompts.shape[0]
 
 
 def encode_examples(
-    examples: list[Example], tok: DLMTokenizer, prompt_len: int, response_len: int
+    examples: list[Example], tok: DLMTokenizer, prompt_len: int, response_len: int,
+    drop_long: bool = False,
 ) -> EncodedSet:
-    """Render chats with the template; cut plain text into response-sized windows."""
-    prompts, responses, truncated = [], [], 0
+    """Render chats with the template; cut plain text into response-sized windows.
+
+    A chat response longer than the canvas is cut (it then has no eos), or left
+    out with `drop_long`; either way it is counted.
+    """
+    prompts, responses, truncated, dropped = [], [], 0, 0
     for ex in examples:
         if ex.messages is not None:
             enc = tok.encode_chat(ex.messages)
+            if drop_long and len(enc.response_ids) > response_len:
+                dropped += 1
+                continue
             pieces = [(enc.prompt_ids, enc.response_ids)]
         else:
             ids = tok.encode(ex.text or "") + [tok.eos_id]
@@ -79,7 +90,7 @@ def encode_examples(
             responses.append(response + [tok.eos_id] * (response_len - len(response)))
     if not prompts:
         raise DataError("no examples to encode")
-    return EncodedSet(torch.tensor(prompts), torch.tensor(responses), truncated)
+    return EncodedSet(torch.tensor(prompts), torch.tensor(responses), truncated, dropped)
 
 
 @dataclass

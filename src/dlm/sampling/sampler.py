@@ -46,6 +46,7 @@ class Step:
 def denoise(
     denoiser: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | None,
     config: SampleConfig, mask_id: int, generator: torch.Generator | None = None,
+    eos_id: int | None = None,
 ) -> Iterator[Step]:
     """Yield the canvas after every step of denoising `config.length` tokens after `prompt`.
 
@@ -78,7 +79,11 @@ def denoise(
         logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
         tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
                                       generator)  # (B, L), (B, L, V)
-        scores = score(tokens, probs, generator).masked_fill(~masked_here, float("-inf"))
+        scores = score(tokens, probs, generator)
+        if config.defer_eos and eos_id is not None:
+            # below every other candidate, but still above the positions not to commit
+            scores = torch.where(tokens == eos_id, scores - 1e6, scores)
+        scores = scores.masked_fill(~masked_here, float("-inf"))
         k = commit_counts(masked_here.sum(1), steps_left)  # (B,)
         commit = top_k_mask(scores, k) & masked_here
         canvas = torch.where(commit, tokens.to(canvas.dtype), canvas)
@@ -90,11 +95,11 @@ def denoise(
 def sample(
     denoiser: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | None,
     config: SampleConfig, mask_id: int, generator: torch.Generator | None = None,
-    on_step: Callable[[Step], None] | None = None,
+    on_step: Callable[[Step], None] | None = None, eos_id: int | None = None,
 ) -> torch.Tensor:
     """The final canvas (B, L); `on_step` sees every intermediate state."""
     last = None
-    for step in denoise(denoiser, prompt, key_padding, config, mask_id, generator):
+    for step in denoise(denoiser, prompt, key_padding, config, mask_id, generator, eos_id):
         if on_step is not None:
             on_step(step)
         last = step
