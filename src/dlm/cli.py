@@ -113,7 +113,7 @@ def generate(
     ckpt: Ckpt,
     prompt: Annotated[list[str], typer.Option(help="Prompt; repeat for a batch.")],
     steps: Steps = 16, length: Length = None, temperature: Temp = 0.0, top_k: TopK = 0,
-    top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0, defer_eos: DeferEos = True,
+    top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0, defer_eos: DeferEos = False,
     n: Annotated[int, typer.Option(help="Samples per prompt.")] = 1,
     trace: Annotated[bool, typer.Option(help="Show every denoising step.")] = False,
     device: Device = "auto",
@@ -141,7 +141,7 @@ def generate(
 def chat(
     ckpt: Ckpt, steps: Steps = 16, length: Length = None, temperature: Temp = 0.0,
     top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0,
-    defer_eos: DeferEos = True,
+    defer_eos: DeferEos = False,
     delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
     device: Device = "auto",
 ):

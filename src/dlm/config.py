@@ -96,7 +96,7 @@ class SampleConfig:
     """Nucleus sampling: keep the smallest set with this much probability (1 = off)."""
     block_length: int = 0
     """Semi-autoregressive blocks decoded left to right (0 = the whole length at once)."""
-    defer_eos: bool = True
+    defer_eos: bool = False
     """Rank positions whose prediction is eos last, so the words come before the length.
 
     Training pads replies with eos, so eos is the surest prediction almost

@@ -15,9 +15,14 @@ DEMO_PROMPTS = ["hello", "how are you", "what is your name", "tell me a joke"]
 
 
 def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
-    """The demo run: tiny preset, chatterbot-corpus, sized to train in a few CPU minutes."""
-    cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=1200, batch_size=64,
-                      lr=3e-3, eval_every=400, save_every=400)
+    """The demo run: tiny preset, chatterbot-corpus, sized to train in a few CPU minutes.
+
+    Lowercased text, short canvases (16 prompt and 16 reply tokens, longer replies
+    left out) and no repeated pairs: every CPU second goes to short chat replies.
+    """
+    cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=2000, batch_size=64,
+                      lr=3e-3, lowercase=True, prompt_len=16, response_len=16, drop_long=True,
+                      eval_every=500, save_every=500)
     if max_steps is not None:
         cfg.max_steps = max_steps
         cfg.eval_every = cfg.save_every = max(max_steps // 3, 1)
