@@ -55,6 +55,7 @@ def test_training_lowers_the_validation_nelbo_and_logs_metrics(tmp_path, pairs_t
     result = train(cfg)
     first, last = result.history[0]["val_nelbo"], result.history[-1]["val_nelbo"]
     assert last < 0.8 * first and math.isfinite(last), result.history
+    assert result.history[0]["step"] == 0  # the untrained starting point
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 61))
     assert all(r["tokens_per_s"] > 0 for r in rows if "loss" in r)

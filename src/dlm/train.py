@@ -194,17 +194,18 @@ class Trainer:
                 "tokens": batch.ids.numel()}
 
     # ---- evaluation and checkpoints
+    def validation_nelbo(self) -> dict[str, float]:
+        with self.autocast():
+            nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
+                                   batch_size=self.cfg.batch_size, draws=4,
+                                   eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
+                                   device=self.device)
+        return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
+
     def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
         self.model.eval()
         tok = self.data.tokenizer
-        metrics: dict[str, float] = {}
-        if len(self.data.val):
-            with self.autocast():
-                nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, tok,
-                                       batch_size=self.cfg.batch_size, draws=4,
-                                       eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
-                                       device=self.device)
-            metrics = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
+        metrics = self.validation_nelbo() if len(self.data.val) else {}
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
                          self.cfg.lowercase)
@@ -245,6 +246,12 @@ class Trainer:
             "config": self.model.config,
         })
         result = TrainResult(self.out_dir, self.out_dir / "last", self.step)
+        if self.step == 0 and len(self.data.val):
+            # the starting point, so a curve shows how far training brought the NELBO
+            ev = self.validation_nelbo()
+            self.log({"step": 0, **ev})
+            result.history.append({"step": 0, **ev})
+            self.reporter.on_eval(0, ev, [], self.data.tokenizer)
         start, tokens_seen = time.perf_counter(), 0
         try:
             while self.step < cfg.max_steps:
