@@ -41,6 +41,15 @@ def test_generate_with_trace_shows_masks_then_text(trained):
     assert any(line.startswith("t=0") for line in lines)
 
 
+def test_chat_repl_replies_and_takes_commands(trained):
+    result = runner.invoke(app, ["chat", "--ckpt", str(trained), "--delay", "0", "--length", "8"],
+                           input="hello\n/steps 4\n/temp nope\n/reset\nhi again\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("dlm> ") == 2
+    assert "steps = 4" in result.output and "history cleared" in result.output
+    assert "/temp: could not convert" in result.output
+
+
 def test_dry_run_prints_shapes_and_writes_nothing(tmp_path):
     result = invoke("train", "--dry-run", "--out-dir", tmp_path / "x", "--batch-size", 4,
                     "--vocab-size", 512)

@@ -122,7 +122,10 @@ def animate_reply(lm: DiffusionLM, history: list[dict[str, str]], config: Sample
             if delay:
                 time.sleep(delay)  # so a human can watch; the model itself is faster
 
-        return lm.reply(history, config, on_step=show)
+        reply = lm.reply(history, config, on_step=show)
+    if not console.is_terminal:
+        console.print()  # Live ends its last frame with a newline only on a terminal
+    return reply
 
 
 def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04) -> None:
