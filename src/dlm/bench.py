@@ -119,13 +119,9 @@ def bench_training(preset: str, device: torch.device, batch: int, seq_len: int,
     maskable = torch.ones_like(ids, dtype=torch.bool)
     schedule = get_schedule("linear")
     gen = torch.Generator(device).manual_seed(0)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else None
 
     def step():
-        if ctx:
-            with ctx:
-                out = diffusion_loss(model, ids, maskable, None, schedule, MASK_ID, generator=gen)
-        else:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = diffusion_loss(model, ids, maskable, None, schedule, MASK_ID, generator=gen)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -89,7 +89,7 @@ def train(
     if dry_run:
         info = do_dry_run(cfg)
         for r in info.pop("reports"):
-            console.print(f"data: {r.source}: {r.kept} examples, {len(r.skipped)} skipped")
+            console.print(f"data: {r.source}: {r.kept} examples, {r.skipped_rows} skipped")
         for key, value in info.items():
             console.print(f"{key}: {value}")
         return

@@ -57,11 +57,11 @@ class RichReporter(Reporter):
 
     def on_data(self, reports, train, val):
         for r in reports:
-            skipped = f", skipped {len(r.skipped)} bad rows" if r.skipped else ""
+            skipped = f", skipped {r.skipped_rows} bad rows" if r.skipped_rows else ""
             if r.duplicates:
                 skipped += f", dropped {r.duplicates} duplicates"
             console.print(f"data: {r.source}: {r.kept} examples read{skipped}")
-            for line in r.skipped[:3]:
+            for line in r.skipped[:3]:  # the first few say where to look
                 console.print(f"  [yellow]skipped[/yellow] {line}")
             if len(r.skipped) > 3:
                 console.print(f"  ... and {len(r.skipped) - 3} more")

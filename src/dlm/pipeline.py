@@ -54,9 +54,6 @@ class DiffusionLM:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _denoiser(self, ids: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
-        return self.model(ids, key_padding)
-
     def _prompt_batch(self, histories: Sequence[Sequence[dict[str, str]]]):
         tok = self.tokenizer
         rows = []
@@ -85,7 +82,7 @@ class DiffusionLM:
         generator = None
         if config.seed is not None:
             generator = torch.Generator(self.device).manual_seed(config.seed)
-        return sample(self._denoiser, prompt, key_padding, config, self.tokenizer.mask_id,
+        return sample(self.model, prompt, key_padding, config, self.tokenizer.mask_id,
                       generator, on_step, self.tokenizer.eos_id)
 
     def reply(self, history: Sequence[dict[str, str]], config: SampleConfig | None = None,

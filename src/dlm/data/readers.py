@@ -35,20 +35,23 @@ class ReadReport:
     source: str
     kept: int = 0
     skipped: list[str] = field(default_factory=list)
+    """Where and why, one line per bad row (or per bad conversation)."""
+    skipped_rows: int = 0
     duplicates: int = 0
     """Kept rows dropped later because an earlier row said the same."""
 
-    def skip(self, where: str, why: str) -> None:
+    def skip(self, where: str, why: str, rows: int = 1) -> None:
         self.skipped.append(f"{where}: {why}")
+        self.skipped_rows += rows
 
     def check(self) -> None:
-        total = self.kept + len(self.skipped)
+        total = self.kept + self.skipped_rows
         if self.kept == 0:
             first = f" (first problem: {self.skipped[0]})" if self.skipped else ""
             raise DataError(f"{self.source}: no usable examples{first}")
-        if len(self.skipped) > MAX_BAD_FRACTION * total:
+        if self.skipped_rows > MAX_BAD_FRACTION * total:
             raise DataError(
-                f"{self.skipped[0]}; {len(self.skipped)} of {total} rows are bad "
+                f"{self.skipped[0]}; {self.skipped_rows} of {total} rows are bad "
                 f"in {self.source}: check the file's format"
             )
 
@@ -209,10 +212,14 @@ def read_chatterbot(language: str = "english") -> tuple[list[Example], ReadRepor
         for k, conv in enumerate(data.get("conversations", [])):
             # YAML reads answers such as 1969 as numbers; they are text here.
             conv = [str(u) if isinstance(u, int | float) else u for u in conv]
+            bad = 0
             for a, b in zip(conv, conv[1:], strict=False):
                 if isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip():
                     examples.append(pair(a.strip(), b.strip()))
                     report.kept += 1
                 else:
-                    report.skip(f"{file.name}: conversation {k}", "utterance is not text")
+                    bad += 1
+            if bad:  # one line per conversation, however many of its pairs it spoils
+                report.skip(f"{file.name}: conversation {k}", f"{bad} pairs with an "
+                            "utterance that is not text", rows=bad)
     return examples, report
