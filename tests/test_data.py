@@ -144,3 +144,5 @@ def test_long_responses_are_cut_or_left_out_and_counted(tok, tmp_path):
     assert tok.eos_id not in cut.responses[1].tolist()  # a cut reply has no end
     kept = encode_examples(examples, tok, prompt_len=8, response_len=6, drop_long=True)
     assert len(kept) == 1 and kept.dropped == 1
+    nothing = encode_examples(examples[1:], tok, prompt_len=8, response_len=6, drop_long=True)
+    assert len(nothing) == 0 and nothing.responses.shape == (0, 6)  # empty, not an error

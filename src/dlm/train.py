@@ -7,7 +7,6 @@ the default says nothing), and every step's figures go to `metrics.jsonl`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -21,6 +20,7 @@ import torch
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
 from dlm.data import (
+    Batch,
     BatchSampler,
     EncodedSet,
     ReadReport,
@@ -29,8 +29,8 @@ from dlm.data import (
     load_examples,
     split_examples,
 )
-from dlm.diffusion import diffusion_loss, get_schedule
-from dlm.errors import CheckpointError
+from dlm.diffusion import LossOutput, diffusion_loss, get_schedule
+from dlm.errors import CheckpointError, DataError
 from dlm.evaluate import evaluate_nelbo
 from dlm.model import Transformer
 from dlm.pipeline import DiffusionLM, pick_device
@@ -115,9 +115,10 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None) -> Pre
         tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
     train = encode_examples(train_ex, tokenizer, cfg.prompt_len, cfg.response_len,
                             cfg.drop_long)
-    val = (encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len, cfg.drop_long)
-           if val_ex
-           else EncodedSet(train.prompts[:0], train.responses[:0]))
+    if not len(train):
+        raise DataError("no training examples left: every reply is longer than the canvas; "
+                        "raise --response-len or turn drop_long off")
+    val = encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len, cfg.drop_long)
     return PreparedData(tokenizer, train, val, reports)
 
 
@@ -169,21 +170,24 @@ class Trainer:
 
     # ---- single step
     def autocast(self):
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def loss(self, batch: Batch) -> LossOutput:
+        """One Monte Carlo draw of the NELBO of `batch` (what train_step and dry_run share)."""
+        d = self.cfg.diffusion
+        with self.autocast():
+            return diffusion_loss(self.model, batch.ids, batch.maskable, batch.key_padding,
+                                  self.schedule, self.data.tokenizer.mask_id, d.eps,
+                                  d.antithetic, self.noise)
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step; returns loss, lr and gradient norm."""
-        cfg, tok = self.cfg, self.data.tokenizer
+        cfg = self.cfg
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = self.sampler.next().to(self.device)
-        with self.autocast():
-            out = diffusion_loss(self.model, batch.ids, batch.maskable, batch.key_padding,
-                                 self.schedule, tok.mask_id, cfg.diffusion.eps,
-                                 cfg.diffusion.antithetic, self.noise)
+        out = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -287,14 +291,10 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None,
 
 def dry_run(cfg: TrainConfig) -> dict[str, Any]:
     """One forward and backward pass on one batch; writes nothing. Returns shapes and the loss."""
-    data = prepare_data(cfg)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.tokenizer.vocab_size)
-    batch = BatchSampler(data.train, cfg.batch_size, data.tokenizer.pad_id, cfg.seed).next()
-    out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
-                         get_schedule(cfg.diffusion.schedule), data.tokenizer.mask_id,
-                         cfg.diffusion.eps, cfg.diffusion.antithetic,
-                         torch.Generator().manual_seed(cfg.seed))
+    trainer = Trainer(cfg)
+    model, data = trainer.model, trainer.data
+    batch = trainer.sampler.next().to(trainer.device)
+    out = trainer.loss(batch)
     out.loss.backward()
     return {
         "parameters": model.num_parameters(),

@@ -88,9 +88,10 @@ def encode_examples(
                 truncated += 1
             prompts.append([tok.pad_id] * (prompt_len - len(prompt)) + prompt)
             responses.append(response + [tok.eos_id] * (response_len - len(response)))
-    if not prompts:
-        raise DataError("no examples to encode")
-    return EncodedSet(torch.tensor(prompts), torch.tensor(responses), truncated, dropped)
+    # explicit shapes, so an empty set (every reply left out) still has P and R columns
+    return EncodedSet(torch.tensor(prompts, dtype=torch.long).view(-1, prompt_len),
+                      torch.tensor(responses, dtype=torch.long).view(-1, response_len),
+                      truncated, dropped)
 
 
 @dataclass
