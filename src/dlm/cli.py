@@ -52,7 +52,8 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 def train(
     config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields.")] = None,
     data: Annotated[list[str] | None, typer.Option(
-        help="Data file (.tsv, .jsonl, .txt); repeat for several. Default: chatterbot-corpus."
+        help="Data file (.tsv, .jsonl, .txt, DailyDialog .zip; repeat for several) or one "
+             "directory written by `dlm data`. Default: chatterbot-corpus."
     )] = None,
     out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
     preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
@@ -67,6 +68,14 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed of the whole run.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     bf16: Annotated[str | None, typer.Option(help="bf16 autocast: auto, on, off.")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="Fine-tune: start from this checkpoint's weights and tokenizer.")] = None,
+    seq_len: Annotated[int | None, typer.Option(
+        help="Plain-text pretraining: packed sequence length.")] = None,
+    context: Annotated[str | None, typer.Option(
+        help="Dialogue files: 'history' (whole earlier dialogue) or 'pair'.")] = None,
+    drop_long: Annotated[bool | None, typer.Option(
+        help="Leave out replies longer than the canvas instead of cutting them.")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
@@ -82,7 +91,8 @@ def train(
     flags = dict(data=data, out_dir=out_dir, preset=preset, max_steps=max_steps,
                  batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
                  response_len=response_len, eval_every=eval_every, save_every=save_every,
-                 seed=seed, device=device, bf16=bf16)
+                 seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
+                 context=context, drop_long=drop_long)
     for name, value in flags.items():
         if value is not None:
             setattr(cfg, name, value)
@@ -177,6 +187,57 @@ def demo(
     elif chat:
         console.print("[dim](no terminal on stdin: skipping the chat; run `dlm chat --ckpt "
                       f"{lm.source}`)[/dim]")
+
+
+@app.command()
+@friendly_errors
+def data(
+    sources: Annotated[list[str], typer.Argument(
+        help="[NAME=]LOCATION[@SPLIT]: a file (.tsv .jsonl .txt, DailyDialog .zip), a folder "
+             "or .parquet/.json/.csv in a hub dataset's layout, or a hub id (owner/name).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    format: Annotated[str, typer.Option(
+        help="Row layout: auto, messages, conversations, turns, dialog, pairs, instances, "
+             "text.")] = "auto",
+    prompt_field: Annotated[str | None, typer.Option(help="Field holding the prompt.")] = None,
+    response_field: Annotated[str | None, typer.Option(help="Field holding the reply.")] = None,
+    context_field: Annotated[str | None, typer.Option(
+        help="Field appended to the prompt (Dolly's context).")] = None,
+    split: Annotated[str | None, typer.Option(
+        help="Hub split to read as training data (default: train, and validation if any).")]
+    = None,
+    context: Annotated[str, typer.Option(
+        help="'history': a reply's prompt is the whole earlier dialogue; 'pair': the turn "
+             "before only.")] = "history",
+    mix: Annotated[str | None, typer.Option(
+        help="Training shares per source, e.g. dailydialog=0.7,dolly=0.3.")] = None,
+    lowercase: Annotated[bool, typer.Option(help="Lowercase all text.")] = False,
+    min_chars: Annotated[int, typer.Option(help="Drop replies shorter than this.")] = 1,
+    max_response_chars: Annotated[int, typer.Option(help="Drop replies longer than this.")]
+    = 1000,
+    max_prompt_chars: Annotated[int, typer.Option(help="Drop prompts longer than this.")]
+    = 2000,
+    val_fraction: Annotated[float, typer.Option(
+        help="Held out from sources with no validation split.")] = 0.05,
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary to train.")] = 8192,
+    tokenizer: Annotated[str | None, typer.Option(
+        help="Use this tokenizer.json or checkpoint's tokenizer instead of training one.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the mix.")] = 0,
+):
+    """Normalise, clean, deduplicate, mix and tokenize data for `dlm train --data OUT`."""
+    from dlm.console import console, print_data_report
+    from dlm.data.prepare import DataConfig, parse_mix, prepare
+
+    cfg = DataConfig(
+        sources=sources, out_dir=str(out), format=format, prompt_field=prompt_field,
+        response_field=response_field, context_field=context_field, hub_split=split,
+        context=context, lowercase=lowercase, min_chars=min_chars,
+        max_response_chars=max_response_chars, max_prompt_chars=max_prompt_chars,
+        val_fraction=val_fraction, mix=parse_mix(mix) if mix else {}, vocab_size=vocab_size,
+        tokenizer=tokenizer, seed=seed)
+    result = prepare(cfg, say=lambda text: console.print(f"[dim]{text}[/dim]"))
+    print_data_report(result)
 
 
 @app.command()

@@ -129,7 +129,13 @@ class TrainConfig:
     out_dir: str = "runs/dlm"
     """Run directory: checkpoints (`final/`, `last/`) and `metrics.jsonl`."""
     data: list[str] = field(default_factory=list)
-    """Training files (TSV, JSONL, TXT); empty = the embedded chatterbot-corpus English."""
+    """Training files (TSV, JSONL, TXT, DailyDialog zip), or one directory written by
+    `dlm data`; empty = the embedded chatterbot-corpus English."""
+    init_from: str | None = None
+    """Start from this checkpoint's weights and tokenizer (fine-tuning); its model shape
+    replaces `preset`. The optimiser and step count start fresh."""
+    context: str = "history"
+    """For dialogue files: a reply's prompt is the whole earlier dialogue, or `pair`."""
     preset: str = "tiny"
     """Model size preset: tiny, small or base."""
     vocab_size: int = 2048
@@ -140,6 +146,12 @@ class TrainConfig:
     """Response canvas in tokens; shorter replies are padded with eos (in the loss)."""
     drop_long: bool = False
     """Leave out chat examples whose response does not fit the canvas (default: cut them)."""
+    seq_len: int = 0
+    """Plain-text pretraining: packed sequence length (0 = prompt_len + response_len)."""
+    short_seq_fraction: float = 0.01
+    """Plain-text pretraining: share of batches with a random shorter length (LLaDA: 1%)."""
+    val_examples: int = 2000
+    """Validation uses at most this many examples (or text windows), the same ones each time."""
     max_steps: int = 1500
     """Optimizer steps."""
     batch_size: int = 64
@@ -176,6 +188,10 @@ class TrainConfig:
     """The masking process and its loss."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Fields of ModelConfig that replace the preset's."""
+
+    @property
+    def packed_len(self) -> int:
+        return self.seq_len or self.prompt_len + self.response_len
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

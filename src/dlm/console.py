@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dlm.config import SampleConfig
+from dlm.data.shards import ChatSampler
 from dlm.errors import DLMError
 from dlm.pipeline import DiffusionLM
 from dlm.render import label, render_rich, trace_line
@@ -68,7 +69,11 @@ class RichReporter(Reporter):
         trunc = f"; {train.truncated} responses cut to the canvas" if train.truncated else ""
         if train.dropped or val.dropped:
             trunc += f"; {train.dropped + val.dropped} responses longer than the canvas left out"
-        console.print(f"split: {len(train)} train, {len(val)} validation{trunc}")
+        unit = "examples" if isinstance(train, ChatSampler) else f"windows of {train.seq_len}"
+        console.print(f"split: {len(train)} train, {len(val)} validation {unit}{trunc}")
+
+    def on_note(self, text):
+        console.print(f"data: {text}")
 
     def on_start(self, info):
         cfg = info["config"]
@@ -162,3 +167,22 @@ def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04) -> Non
         history.append({"role": "user", "content": line})
         reply = animate_reply(lm, history, config, delay)
         history.append({"role": "assistant", "content": reply})
+
+
+def print_data_report(result) -> None:
+    """The steps of `dlm data` as one table: kept, dropped and why, per source and split."""
+    from rich.table import Table
+
+    table = Table(title=f"dlm data -> {result.out_dir}", show_lines=False)
+    for col in ("step", "source", "split", "kept", "dropped (why)", "notes"):
+        table.add_column(col, justify="right" if col == "kept" else "left")
+    for s in result.steps:
+        dropped = ", ".join(f"{n} {why}" for why, n in s.dropped.items() if n)
+        notes = ", ".join(f"{n} {what}" for what, n in s.notes.items())
+        table.add_row(s.step, s.source, s.split, f"{s.kept:,}", dropped, notes)
+    console.print(table)
+    for line in result.read_problems:
+        console.print(f"  [yellow]skipped[/yellow] {line}")
+    sizes = ", ".join(f"{split}: {result.examples[split]:,} examples, "
+                      f"{result.tokens[split]:,} tokens" for split in result.tokens)
+    console.print(f"{sizes}; {result.seconds:.1f} s")

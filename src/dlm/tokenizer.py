@@ -10,6 +10,7 @@ ever inserted by id (the chat template), never parsed from user text: typing
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,15 @@ class DLMTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(" " + text, add_special_tokens=False).ids
 
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` for many texts in one call, which the Rust library spreads over all cores."""
+        return [e.ids for e in self.hf.encode_batch([" " + t for t in texts],
+                                                    add_special_tokens=False)]
+
+    def fingerprint(self) -> str:
+        """A hash of the whole tokenizer (vocabulary, merges, settings): token caches key on it."""
+        return hashlib.sha256(self.hf.to_str().encode()).hexdigest()
+
     def decode(self, ids: Sequence[int], whole: bool = True) -> str:
         """Text of `ids`, special tokens dropped.
 
@@ -113,32 +123,37 @@ class DLMTokenizer:
         return self.decode(ids)
 
     # ------------------------------------------------------------------- chat
-    def encode_prompt(self, history: Sequence[dict[str, str]]) -> list[int]:
+    def encode_prompt(self, history: Sequence[dict[str, str]],
+                      encoded: Sequence[list[int]] | None = None) -> list[int]:
         """Ids of a chat history ending in a user turn, followed by the assistant marker.
 
         `<bos> <user> u1 <assistant> a1 <eos> <user> u2 <assistant>`: the reply
         to be generated comes right after.
         """
         ids = [self.bos_id]
-        for turn in history:
+        for j, turn in enumerate(history):
             role = turn["role"]
             if role not in ROLE_TOKENS:
                 raise ValueError(f"unknown chat role {role!r}; use 'user' or 'assistant'")
             ids.append(self.hf.token_to_id(ROLE_TOKENS[role]))
-            ids.extend(self.encode(turn["content"]))
+            ids.extend(encoded[j] if encoded is not None else self.encode(turn["content"]))
             if role == "assistant":
                 ids.append(self.eos_id)
         ids.append(self.assistant_id)
         return ids
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> ChatEncoding:
+    def encode_chat(self, messages: Sequence[dict[str, str]],
+                    encoded: Sequence[list[int]] | None = None) -> ChatEncoding:
         """Render a chat whose last message is the assistant's response.
 
         The response ids are its text followed by one eos; the caller pads the
-        response with further eos tokens to the canvas length.
+        response with further eos tokens to the canvas length. `encoded`: the
+        messages' ids already computed (by `encode_many`).
         """
         if not messages or messages[-1]["role"] != "assistant":
             raise ValueError("the last message of a chat example must be the assistant's")
-        prompt = self.encode_prompt(messages[:-1])
-        response = self.encode(messages[-1]["content"]) + [self.eos_id]
+        if encoded is None:
+            encoded = self.encode_many([m["content"] for m in messages])
+        prompt = self.encode_prompt(messages[:-1], encoded[:-1])
+        response = list(encoded[-1]) + [self.eos_id]
         return ChatEncoding(prompt + response, [False] * len(prompt) + [True] * len(response))

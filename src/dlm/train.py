@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +22,23 @@ from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
 from dlm.data import (
     Batch,
-    BatchSampler,
     EncodedSet,
+    Example,
     ReadReport,
-    encode_examples,
     example_texts,
     load_examples,
     split_examples,
 )
+from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
+from dlm.data.shards import (
+    ChatSampler,
+    PackedSampler,
+    ShardSet,
+    ensure_shards,
+    validation_set,
+)
 from dlm.diffusion import LossOutput, diffusion_loss, get_schedule
-from dlm.errors import CheckpointError, DataError
+from dlm.errors import CheckpointError, ConfigError, DataError
 from dlm.evaluate import evaluate_nelbo
 from dlm.model import Transformer
 from dlm.pipeline import DiffusionLM, pick_device
@@ -42,7 +50,9 @@ from dlm.tokenizer import DLMTokenizer
 class Reporter:
     """Receives what the loop has to say; override what you want to show."""
 
-    def on_data(self, reports: list[ReadReport], train: EncodedSet, val: EncodedSet) -> None: ...
+    def on_data(self, reports: list[ReadReport], train: ChatSampler | PackedSampler,
+                val: EncodedSet) -> None: ...
+    def on_note(self, text: str) -> None: ...
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
     def on_eval(self, step: int, metrics: dict[str, float],
@@ -102,29 +112,78 @@ def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
 @dataclass
 class PreparedData:
     tokenizer: DLMTokenizer
-    train: EncodedSet
+    sampler: ChatSampler | PackedSampler
+    """Training batches, read from the token shards."""
     val: EncodedSet
+    """The fixed validation examples (or text windows) as tensors."""
     reports: list[ReadReport]
+    kind: str
+    """chat or text (packed pretraining)."""
+    folder: Path
+    """Where the normalised JSONL and the token shards are."""
 
 
-def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None) -> PreparedData:
-    """Read, split (seeded) and encode; trains the tokenizer on the training split if none."""
-    examples, reports = load_examples(cfg.data, cfg.lowercase, cfg.dedupe)
+def _write_splits(cfg: TrainConfig, folder: Path) -> tuple[dict[str, Path], list[ReadReport],
+                                                           list[Example]]:
+    """Files (or the embedded corpus) -> seeded split -> `train.jsonl`, `validation.jsonl`."""
+    examples, reports = load_examples(cfg.data, cfg.lowercase, cfg.dedupe, cfg.context)
     train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
-    if tokenizer is None:
-        tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
-    train = encode_examples(train_ex, tokenizer, cfg.prompt_len, cfg.response_len,
-                            cfg.drop_long)
-    if not len(train):
-        raise DataError("no training examples left: every reply is longer than the canvas; "
-                        "raise --response-len or turn drop_long off")
-    val = encode_examples(val_ex, tokenizer, cfg.prompt_len, cfg.response_len, cfg.drop_long)
-    return PreparedData(tokenizer, train, val, reports)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"train": folder / "train.jsonl", "validation": folder / "validation.jsonl"}
+    write_jsonl(paths["train"], train_ex)
+    write_jsonl(paths["validation"], val_ex)
+    return paths, reports, train_ex
+
+
+def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
+                 say=lambda text: None) -> PreparedData:
+    """Token shards for the run and the samplers over them.
+
+    `cfg.data` is either one directory written by `dlm data` (its tokenizer is used
+    unless one is given) or files, which are read, split (seeded) and written to
+    `OUT_DIR/data/` first; a tokenizer is trained on the training split if none is
+    given. Tokenizing happens once: the shards are reused while the tokenizer and the
+    JSONL stay the same.
+    """
+    prepared = [d for d in cfg.data if is_prepared(d)]
+    reports: list[ReadReport] = []
+    if prepared:
+        if len(cfg.data) > 1:
+            raise DataError(f"{prepared[0]} is a `dlm data` directory; train on it alone "
+                            "(mix sources with `dlm data --mix`)")
+        folder = Path(prepared[0])
+        paths = {s: folder / f"{s}.jsonl" for s in ("train", "validation")
+                 if (folder / f"{s}.jsonl").is_file()}
+        tokenizer = tokenizer or DLMTokenizer.load(folder / "tokenizer.json")
+        info = json.loads((folder / PREPARED).read_text())
+        if info.get("config", {}).get("lowercase"):
+            cfg.lowercase = True  # so prompts are lowercased at generation too
+    else:
+        folder = Path(cfg.out_dir) / "data"
+        paths, reports, train_ex = _write_splits(cfg, folder)
+        if tokenizer is None:
+            tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
+    cache = shard_dir(folder, tokenizer)
+    ensure_shards(paths, tokenizer, cache, say)
+    shards = ShardSet.open(cache)
+    tok = tokenizer
+    if shards.meta["kind"] == "text":
+        sampler: ChatSampler | PackedSampler = PackedSampler(
+            shards.train, cfg.batch_size, cfg.packed_len, cfg.short_seq_fraction, cfg.seed)
+    else:
+        sampler = ChatSampler(shards.train, cfg.batch_size, cfg.prompt_len, cfg.response_len,
+                              tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed)
+    val = EncodedSet(torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long))
+    if shards.validation is not None and len(shards.validation):
+        val = validation_set(shards.validation, cfg.val_examples, cfg.prompt_len,
+                             cfg.response_len, cfg.packed_len, tok.pad_id, tok.eos_id,
+                             cfg.drop_long)
+    return PreparedData(tok, sampler, val, reports, shards.meta["kind"], folder)
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
     overrides = {"vocab_size": vocab_size,
-                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, 64),
+                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
                  **cfg.model_overrides}
     return Transformer(model_preset(cfg.preset, **overrides))
 
@@ -145,10 +204,20 @@ class Trainer:
                     f"{ckpt.path}: no training state to resume from (train_state.pt is "
                     "missing); start a new run or pass a checkpoint written during training")
             cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
-            self.data = prepare_data(cfg, ckpt.tokenizer)
+            self.data = prepare_data(cfg, ckpt.tokenizer, self.reporter.on_note)
             self.model = ckpt.model
+        elif cfg.init_from is not None:
+            # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
+            ckpt = load_checkpoint(cfg.init_from)
+            self.data = prepare_data(cfg, ckpt.tokenizer, self.reporter.on_note)
+            self.model = ckpt.model
+            need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
+            if need > self.model.config.max_seq_len:
+                raise ConfigError(
+                    f"prompt_len + response_len = {need} is longer than the "
+                    f"{self.model.config.max_seq_len} positions of {ckpt.path}; shorten them")
         else:
-            self.data = prepare_data(cfg)
+            self.data = prepare_data(cfg, None, self.reporter.on_note)
             torch.manual_seed(cfg.seed)
             self.model = build_model(cfg, self.data.tokenizer.vocab_size)
         self.cfg = cfg
@@ -157,8 +226,7 @@ class Trainer:
         self.bf16 = use_bf16(cfg.bf16, self.device)
         self.schedule = get_schedule(cfg.diffusion.schedule)
         self.optimizer = make_optimizer(self.model, cfg)
-        self.sampler = BatchSampler(self.data.train, cfg.batch_size, self.data.tokenizer.pad_id,
-                                    cfg.seed)
+        self.sampler = self.data.sampler
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.step = 0
         if state is not None:
@@ -213,7 +281,8 @@ class Trainer:
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
                          self.cfg.lowercase)
-        for prompt in self.cfg.val_prompts:
+        prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
+        for prompt in prompts:
             steps: list[Step] = []
             with self.autocast():
                 lm.generate(prompt, SampleConfig(length=self.cfg.response_len, steps=16),
@@ -243,7 +312,7 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.reporter.on_data(self.data.reports, self.data.train, self.data.val)
+        self.reporter.on_data(self.data.reports, self.sampler, self.data.val)
         self.reporter.on_start({
             "parameters": self.model.num_parameters(), "device": str(self.device),
             "bf16": self.bf16, "start_step": self.step, "max_steps": cfg.max_steps,
@@ -290,16 +359,19 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None,
 
 
 def dry_run(cfg: TrainConfig) -> dict[str, Any]:
-    """One forward and backward pass on one batch; writes nothing. Returns shapes and the loss."""
-    trainer = Trainer(cfg)
-    model, data = trainer.model, trainer.data
-    batch = trainer.sampler.next().to(trainer.device)
-    out = trainer.loss(batch)
-    out.loss.backward()
+    """One forward and backward pass on one batch; writes nothing to the run directory
+    (files are tokenized into a temporary one). Returns shapes and the loss."""
+    with tempfile.TemporaryDirectory(prefix="dlm-dry-run-") as tmp:
+        trainer = Trainer(dataclasses.replace(cfg, out_dir=tmp))
+        model, data = trainer.model, trainer.data
+        batch = trainer.sampler.next().to(trainer.device)
+        out = trainer.loss(batch)
+        out.loss.backward()
     return {
         "parameters": model.num_parameters(),
         "model": dataclasses.asdict(model.config),
-        "train_examples": len(data.train), "val_examples": len(data.val),
+        "data": data.kind,
+        "train_examples": len(data.sampler), "val_examples": len(data.val),
         "batch_ids": tuple(batch.ids.shape), "logits": (*batch.ids.shape, model.config.vocab_size),
         "masked_tokens": out.n_masked, "maskable_tokens": out.n_tokens,
         "initial_loss": float(out.loss.detach()),

@@ -10,24 +10,19 @@ from dlm.data.dataset import (
     make_batch,
     split_examples,
 )
-from dlm.data.readers import (
-    Example,
-    ReadReport,
-    example_key,
-    lowercased,
-    read_chatterbot,
-    read_file,
-)
+from dlm.data.example import Example, ReadReport, example_key, expand_turns, lowercased
+from dlm.data.readers import read_chatterbot, read_dialogues, read_file
 
 
 def load_examples(
     paths: list[str] | None = None, lowercase: bool = False, dedupe: bool = True,
+    context: str = "history",
 ) -> tuple[list[Example], list[ReadReport]]:
     """Examples from `paths`, or from the embedded chatterbot-corpus when there are none.
 
     Each file's report records the duplicates dropped from it.
     """
-    sources = [read_chatterbot()] if not paths else [read_file(p) for p in paths]
+    sources = [read_chatterbot()] if not paths else [read_file(p, context) for p in paths]
     examples: list[Example] = []
     seen: set[str] = set()
     for found, report in sources:
@@ -54,7 +49,9 @@ __all__ = [
     "iter_batches",
     "load_examples",
     "make_batch",
+    "expand_turns",
     "read_chatterbot",
+    "read_dialogues",
     "read_file",
     "split_examples",
 ]

@@ -1,83 +1,24 @@
-"""Readers that turn data files into chat or plain-text examples.
+"""Readers that turn data files into dialogues or plain-text documents.
 
-Each reader yields `Example`s and records the rows it skipped (with file and line)
-in a `ReadReport`. A file whose rows are mostly bad is an error, not a warning:
+Each reader yields `Example`s (a whole dialogue, or one document) and records the
+rows it skipped (with file and line) in a `ReadReport`; `read_file` then makes one
+example per reply. A file whose rows are mostly bad is an error, not a warning:
 it is more likely the wrong file or format than a few dirty rows.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from dlm.data.example import Example, ReadReport, expand_turns, pair
+from dlm.data.rows import FieldMap, dialogue, row_examples
 from dlm.errors import DataError
-
-# More bad rows than this share of a file means the file, not a row, is wrong.
-MAX_BAD_FRACTION = 0.1
-
-
-@dataclass
-class Example:
-    """A chat example (`messages`, the last one the assistant's) or plain text (`text`)."""
-
-    messages: list[dict[str, str]] | None = None
-    text: str | None = None
-
-
-@dataclass
-class ReadReport:
-    """What a reader kept and what it skipped, and why."""
-
-    source: str
-    kept: int = 0
-    skipped: list[str] = field(default_factory=list)
-    """Where and why, one line per bad row (or per bad conversation)."""
-    skipped_rows: int = 0
-    duplicates: int = 0
-    """Kept rows dropped later because an earlier row said the same."""
-
-    def skip(self, where: str, why: str, rows: int = 1) -> None:
-        self.skipped.append(f"{where}: {why}")
-        self.skipped_rows += rows
-
-    def check(self) -> None:
-        total = self.kept + self.skipped_rows
-        if self.kept == 0:
-            first = f" (first problem: {self.skipped[0]})" if self.skipped else ""
-            raise DataError(f"{self.source}: no usable examples{first}")
-        if self.skipped_rows > MAX_BAD_FRACTION * total:
-            raise DataError(
-                f"{self.skipped[0]}; {self.skipped_rows} of {total} rows are bad "
-                f"in {self.source}: check the file's format"
-            )
-
-
-def lowercased(ex: Example) -> Example:
-    if ex.messages is not None:
-        return Example(messages=[{**m, "content": m["content"].lower()} for m in ex.messages])
-    return Example(text=(ex.text or "").lower())
-
-
-def example_key(ex: Example) -> str:
-    """What makes two examples the same: their text, case and spacing ignored."""
-    parts = [m["content"] for m in ex.messages] if ex.messages is not None else [ex.text or ""]
-    return "\x1e".join(" ".join(p.lower().split()) for p in parts)
-
-
-def pair(prompt: str, response: str) -> Example:
-    return Example(messages=[{"role": "user", "content": prompt},
-                             {"role": "assistant", "content": response}])
-
-
-def chat_turns(messages: list[dict[str, str]]) -> Iterator[Example]:
-    """One example per assistant turn, with the whole earlier history as its prompt."""
-    for i, message in enumerate(messages):
-        if message["role"] == "assistant" and i > 0:
-            yield Example(messages=messages[: i + 1])
 
 
 # ----------------------------------------------------------------- file formats
@@ -92,28 +33,12 @@ def read_tsv(path: Path, report: ReadReport) -> Iterator[Example]:
             if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
                 report.skip(f"{path}:{lineno}", "expected 'prompt<TAB>response'")
                 continue
-            report.kept += 1
             yield pair(parts[0].strip(), parts[1].strip())
 
 
-def _messages(value: object, where: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise ValueError("'messages' must be a non-empty list")
-    out = []
-    for j, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-            raise ValueError(f"messages[{j}] needs a string 'content'")
-        role = m.get("role")
-        if role == "system":
-            continue  # no system role in the chat template: the model has no persona setting
-        if role not in ("user", "assistant"):
-            raise ValueError(f"messages[{j}].role is {role!r}; expected 'user' or 'assistant'")
-        out.append({"role": role, "content": m["content"].strip()})
-    return out
-
-
-def read_jsonl(path: Path, report: ReadReport) -> Iterator[Example]:
-    """One JSON object per line: `{"prompt", "response"}`, `{"messages": [...]}` or `{"text"}`."""
+def read_jsonl(path: Path, report: ReadReport, fields: FieldMap | None = None,
+               ) -> Iterator[Example]:
+    """One JSON object per line, in any layout of `dlm.data.rows` (detected per line)."""
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -125,33 +50,9 @@ def read_jsonl(path: Path, report: ReadReport) -> Iterator[Example]:
                 report.skip(where, f"invalid JSON ({exc.msg})")
                 continue
             try:
-                examples = list(_jsonl_row(row))
+                yield from row_examples(row, fields)
             except ValueError as exc:
                 report.skip(where, str(exc))
-                continue
-            if not examples:
-                report.skip(where, "no assistant turn after a user turn")
-                continue
-            report.kept += len(examples)
-            yield from examples
-
-
-def _jsonl_row(row: object) -> Iterator[Example]:
-    if not isinstance(row, dict):
-        raise ValueError("expected a JSON object")
-    if "messages" in row:
-        yield from chat_turns(_messages(row["messages"], ""))
-    elif "prompt" in row or "response" in row:
-        p, r = row.get("prompt"), row.get("response")
-        if not isinstance(p, str) or not isinstance(r, str) or not p.strip() or not r.strip():
-            raise ValueError("'prompt' and 'response' must be non-empty strings")
-        yield pair(p.strip(), r.strip())
-    elif "text" in row:
-        if not isinstance(row["text"], str) or not row["text"].strip():
-            raise ValueError("'text' must be a non-empty string")
-        yield Example(text=row["text"].strip())
-    else:
-        raise ValueError("expected keys 'prompt'/'response', 'messages' or 'text'")
 
 
 def read_text(path: Path, report: ReadReport) -> Iterator[Example]:
@@ -162,20 +63,47 @@ def read_text(path: Path, report: ReadReport) -> Iterator[Example]:
             if line.strip():
                 block.append(line.rstrip("\n"))
             elif block:
-                report.kept += 1
                 yield Example(text="\n".join(block))
                 block = []
 
 
-READERS: dict[str, Callable[[Path, ReadReport], Iterator[Example]]] = {
+def read_dailydialog_zip(path: Path, report: ReadReport) -> Iterator[Example]:
+    """The original DailyDialog release: `dialogues_*.txt` in the zip, one dialogue per line,
+    utterances separated by `__eou__` (the act and emotion label files are ignored)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: not a zip file") from None
+    with archive:
+        names = [n for n in archive.namelist()
+                 if Path(n).name.startswith("dialogues_") and n.endswith(".txt")
+                 and "_act" not in n and "_emotion" not in n]
+        if not names:
+            raise DataError(f"{path}: no dialogues_*.txt inside; is this the DailyDialog zip?")
+        for name in names:
+            with archive.open(name) as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8")
+                for lineno, line in enumerate(text, 1):
+                    if not line.strip():
+                        continue
+                    utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
+                    if len(utterances) < 2:
+                        report.skip(f"{path}:{name}:{lineno}", "fewer than two utterances")
+                        continue
+                    yield dialogue(utterances)
+
+
+READERS: dict[str, Callable[..., Iterator[Example]]] = {
     ".tsv": read_tsv,
     ".jsonl": read_jsonl,
     ".txt": read_text,
+    ".zip": read_dailydialog_zip,
 }
 
 
-def read_file(path: str | Path) -> tuple[list[Example], ReadReport]:
-    """All examples of one file, chosen by its extension (.tsv, .jsonl, .txt)."""
+def read_dialogues(path: str | Path, fields: FieldMap | None = None,
+                   ) -> tuple[list[Example], ReadReport]:
+    """Whole dialogues (and documents) of one file, chosen by its extension."""
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -185,10 +113,23 @@ def read_file(path: str | Path) -> tuple[list[Example], ReadReport]:
         raise DataError(f"{path}: data file not found")
     report = ReadReport(str(path))
     try:
-        examples = list(reader(path, report))
+        if reader is read_jsonl:
+            dialogues = list(read_jsonl(path, report, fields))
+        else:
+            dialogues = list(reader(path, report))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    report.kept = len(dialogues)
     report.check()
+    return dialogues, report
+
+
+def read_file(path: str | Path, context: str = "history", fields: FieldMap | None = None,
+              ) -> tuple[list[Example], ReadReport]:
+    """All examples of one file: one per reply (see `expand_turns`), plain text as is."""
+    dialogues, report = read_dialogues(path, fields)
+    examples = [ex for d in dialogues for ex in expand_turns(d, context)]
+    report.kept = len(examples)
     return examples, report
 
 
