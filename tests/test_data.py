@@ -1,17 +1,16 @@
 import json
 
 import pytest
-import torch
 
 from dlm.data import (
-    BatchSampler,
-    encode_examples,
     load_examples,
     make_batch,
     read_chatterbot,
     read_file,
     split_examples,
 )
+from dlm.data.prepare import write_jsonl
+from dlm.data.shards import TokenShard, build_shards, validation_set
 from dlm.errors import DataError
 
 
@@ -106,9 +105,19 @@ def test_split_is_deterministic_disjoint_and_five_percent(pairs_tsv):
     assert split_examples(examples, 0.05, seed=4)[1] != val1
 
 
-def test_responses_are_padded_with_eos_and_prompts_left_padded(tok, pairs_tsv):
+def encode(examples, tok, tmp_path, prompt_len, response_len, drop_long=False):
+    """Examples -> JSONL -> token shards -> tensors, the way training reads them."""
+    tmp_path.mkdir(exist_ok=True)
+    write_jsonl(tmp_path / "v.jsonl", examples)
+    build_shards({"validation": tmp_path / "v.jsonl"}, tok, tmp_path / "tokens")
+    shard = TokenShard(tmp_path / "tokens", "validation")
+    return validation_set(shard, 10**6, prompt_len, response_len, prompt_len + response_len,
+                          tok.pad_id, tok.eos_id, drop_long)
+
+
+def test_responses_are_padded_with_eos_and_prompts_left_padded(tok, pairs_tsv, tmp_path):
     examples, _ = read_file(pairs_tsv)
-    enc = encode_examples(examples[:3], tok, prompt_len=12, response_len=10)
+    enc = encode(examples[:3], tok, tmp_path, prompt_len=12, response_len=10)
     first = enc.responses[0].tolist()
     n = len(tok.encode("hi there"))
     assert first[:n] == tok.encode("hi there")
@@ -116,33 +125,24 @@ def test_responses_are_padded_with_eos_and_prompts_left_padded(tok, pairs_tsv):
     assert enc.prompts[0, 0] == tok.pad_id and enc.prompts[0, -1] == tok.assistant_id
 
 
-def test_batch_trims_shared_left_padding_and_marks_response(tok, pairs_tsv):
+def test_batch_trims_shared_left_padding_and_marks_response(tok, pairs_tsv, tmp_path):
     examples, _ = read_file(pairs_tsv)
-    enc = encode_examples(examples[:4], tok, prompt_len=20, response_len=8)
+    enc = encode(examples[:4], tok, tmp_path, prompt_len=20, response_len=8)
     batch = make_batch(enc.prompts, enc.responses, tok.pad_id)
     longest = max(int((p != tok.pad_id).sum()) for p in enc.prompts)
     assert batch.ids.shape == (4, longest + 8)
     assert batch.maskable[:, -8:].all() and not batch.maskable[:, :-8].any()
 
 
-def test_batch_sampler_state_replays_the_same_batches(tok, pairs_tsv):
-    enc = encode_examples(read_file(pairs_tsv)[0], tok, 12, 10)
-    a = BatchSampler(enc, 7, tok.pad_id, seed=1)
-    for _ in range(9):  # crosses an epoch boundary
-        a.next()
-    b = BatchSampler(enc, 7, tok.pad_id, seed=1)
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a.next().ids, b.next().ids)
-
-
 def test_long_responses_are_cut_or_left_out_and_counted(tok, tmp_path):
     path = tmp_path / "d.tsv"
     path.write_text("hi\thello\nlong\t" + "word " * 40 + "\n")
     examples, _ = read_file(path)
-    cut = encode_examples(examples, tok, prompt_len=8, response_len=6)
+    cut = encode(examples, tok, tmp_path / "a", prompt_len=8, response_len=6)
     assert len(cut) == 2 and cut.truncated == 1 and cut.dropped == 0
     assert tok.eos_id not in cut.responses[1].tolist()  # a cut reply has no end
-    kept = encode_examples(examples, tok, prompt_len=8, response_len=6, drop_long=True)
+    kept = encode(examples, tok, tmp_path / "b", prompt_len=8, response_len=6, drop_long=True)
     assert len(kept) == 1 and kept.dropped == 1
-    nothing = encode_examples(examples[1:], tok, prompt_len=8, response_len=6, drop_long=True)
+    nothing = encode(examples[1:], tok, tmp_path / "c", prompt_len=8, response_len=6,
+                     drop_long=True)
     assert len(nothing) == 0 and nothing.responses.shape == (0, 6)  # empty, not an error

@@ -1,8 +1,13 @@
 """The user-facing object: a trained model with its tokenizer, ready to generate and chat.
 
     from dlm import DiffusionLM, SampleConfig
-    lm = DiffusionLM.load("runs/dlm")
+    lm = DiffusionLM.from_pretrained("runs/dlm")      # a directory, or a hub id
     print(lm.generate("hello", SampleConfig(steps=16)))
+    lm.save_pretrained("my-model")                    # lm.push_to_hub("me/my-model")
+
+`save_pretrained`/`from_pretrained`/`push_to_hub` come from `huggingface_hub`'s
+`ModelHubMixin`; the directory is a dlm checkpoint (config.json, model.safetensors,
+tokenizer.json) plus a model card, so what is pushed loads back with `from_pretrained`.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelHubMixin
 
-from dlm.checkpoint import load_checkpoint
+from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig
 from dlm.errors import ConfigError
 from dlm.model import Transformer
@@ -30,7 +36,26 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-class DiffusionLM:
+MODEL_CARD = """---
+{{ card_data }}
+---
+
+A masked (absorbing-state) diffusion language model trained with
+dlm. Replies start as `[MASK]` tokens and are denoised in a few
+parallel steps.
+
+```python
+from dlm import DiffusionLM, SampleConfig
+lm = DiffusionLM.from_pretrained("{{ repo_id | default('path/to/this/model') }}")
+print(lm.generate("hello", SampleConfig(steps=16)))
+```
+
+The training settings are in `config.json` (`train`).
+"""
+
+
+class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_CARD,
+                  tags=["text-diffusion", "masked-diffusion", "dlm"]):
     """A masked-diffusion chat model: `generate` for one-shot prompts, `reply` for chats."""
 
     def __init__(self, model: Transformer, tokenizer: DLMTokenizer, max_prompt_len: int = 32,
@@ -39,6 +64,7 @@ class DiffusionLM:
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
+        self.meta: dict = {}  # its config.json, kept when saved again
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> DiffusionLM:
@@ -47,8 +73,30 @@ class DiffusionLM:
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
                  train.get("response_len", 32), train.get("lowercase", False))
-        lm.source = ckpt.path
+        lm.source, lm.meta = ckpt.path, ckpt.meta
         return lm
+
+    # ---- hub layout (the mixin's save_pretrained / from_pretrained / push_to_hub call these)
+    def _save_pretrained(self, save_directory: Path) -> None:
+        train = {**self.meta.get("train", {}), "prompt_len": self.max_prompt_len,
+                 "response_len": self.default_length, "lowercase": self.lowercase}
+        meta = {k: v for k, v in self.meta.items()
+                if k not in ("model", "format_version", "dlm_version")}
+        save_checkpoint(save_directory, self.model, self.tokenizer, {**meta, "train": train})
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None,
+                         cache_dir: str | Path | None, force_download: bool,
+                         local_files_only: bool, token: str | bool | None,
+                         device: str = "auto", **kwargs) -> DiffusionLM:
+        path = Path(model_id)
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(
+                repo_id=model_id, revision=revision, cache_dir=cache_dir,
+                force_download=force_download, local_files_only=local_files_only, token=token))
+        return cls.load(path, device)
 
     @property
     def device(self) -> torch.device:

@@ -2,9 +2,7 @@
 
 from dlm.data.dataset import (
     Batch,
-    BatchSampler,
     EncodedSet,
-    encode_examples,
     example_texts,
     iter_batches,
     make_batch,
@@ -40,11 +38,9 @@ def load_examples(
 
 __all__ = [
     "Batch",
-    "BatchSampler",
     "EncodedSet",
     "Example",
     "ReadReport",
-    "encode_examples",
     "example_texts",
     "iter_batches",
     "load_examples",

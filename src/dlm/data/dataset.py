@@ -1,8 +1,8 @@
-"""From examples to fixed-shape tensors, the train/validation split, and batches.
+"""The train/validation split, fixed-shape tensors of examples, and batches.
 
-Every example becomes a left-padded prompt of `prompt_len` ids and a response
-canvas of `response_len` ids padded with eos. Plain text gets `<bos>` as its prompt
-and its tokens (in windows) as the response, so one layout serves both.
+An example is a left-padded prompt of `prompt_len` ids and a response canvas of
+`response_len` ids padded with eos (plain text: an empty prompt and a window of
+the token stream). `dlm.data.shards` builds these from the token shards.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import torch
 
 from dlm.data.readers import Example
 from dlm.errors import DataError
-from dlm.tokenizer import DLMTokenizer
 
 
 def split_examples(
@@ -59,41 +58,6 @@ class EncodedSet:
         return self.prompts.shape[0]
 
 
-def encode_examples(
-    examples: list[Example], tok: DLMTokenizer, prompt_len: int, response_len: int,
-    drop_long: bool = False,
-) -> EncodedSet:
-    """Render chats with the template; cut plain text into response-sized windows.
-
-    A chat response longer than the canvas is cut (it then has no eos), or left
-    out with `drop_long`; either way it is counted.
-    """
-    prompts, responses, truncated, dropped = [], [], 0, 0
-    for ex in examples:
-        if ex.messages is not None:
-            enc = tok.encode_chat(ex.messages)
-            if drop_long and len(enc.response_ids) > response_len:
-                dropped += 1
-                continue
-            pieces = [(enc.prompt_ids, enc.response_ids)]
-        else:
-            ids = tok.encode(ex.text or "") + [tok.eos_id]
-            step = response_len
-            pieces = [([tok.bos_id], ids[i : i + step]) for i in range(0, len(ids), step)]
-        for prompt, response in pieces:
-            if len(prompt) > prompt_len:
-                prompt = prompt[-prompt_len:]  # keep the turn being answered
-            if len(response) > response_len:
-                response = response[:response_len]
-                truncated += 1
-            prompts.append([tok.pad_id] * (prompt_len - len(prompt)) + prompt)
-            responses.append(response + [tok.eos_id] * (response_len - len(response)))
-    # explicit shapes, so an empty set (every reply left out) still has P and R columns
-    return EncodedSet(torch.tensor(prompts, dtype=torch.long).view(-1, prompt_len),
-                      torch.tensor(responses, dtype=torch.long).view(-1, response_len),
-                      truncated, dropped)
-
-
 @dataclass
 class Batch:
     """Model input and which positions may be masked.
@@ -124,44 +88,6 @@ def make_batch(prompts: torch.Tensor, responses: torch.Tensor, pad_id: int) -> B
     if not bool(real.all()):
         key_padding = torch.cat([real, torch.ones_like(responses, dtype=torch.bool)], dim=1)
     return Batch(ids, maskable, key_padding)
-
-
-class BatchSampler:
-    """Shuffled batches, epoch after epoch; its whole state is (epoch, cursor).
-
-    The permutation of epoch e comes from seed + e, so a resumed run sees exactly
-    the batches the uninterrupted run would have seen.
-    """
-
-    def __init__(self, data: EncodedSet, batch_size: int, pad_id: int, seed: int = 0):
-        self.data, self.batch_size, self.pad_id, self.seed = data, batch_size, pad_id, seed
-        self.epoch, self.cursor = 0, 0
-        self._order = self._permutation(0)
-
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.data), generator=g)
-
-    def next(self) -> Batch:
-        picked: list[torch.Tensor] = []
-        need = self.batch_size
-        while need > 0:
-            if self.cursor >= len(self._order):
-                self.epoch, self.cursor = self.epoch + 1, 0
-                self._order = self._permutation(self.epoch)
-            take = self._order[self.cursor : self.cursor + need]
-            picked.append(take)
-            self.cursor += len(take)
-            need -= len(take)
-        index = torch.cat(picked)
-        return make_batch(self.data.prompts[index], self.data.responses[index], self.pad_id)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._order = self._permutation(self.epoch)
 
 
 def iter_batches(data: EncodedSet, batch_size: int, pad_id: int):
