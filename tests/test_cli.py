@@ -112,3 +112,33 @@ def test_every_command_has_help():
     for command in ["train", "generate", "chat", "demo"]:
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_data_then_train_on_the_prepared_directory(tmp_path):
+    rows = [{"prompt": f"question {i}?", "response": f"answer {i}."} for i in range(40)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "pairs.tsv").write_text("".join(f"hi {i}\thello {i}\n" for i in range(40)))
+    result = invoke("data", tmp_path / "qa.jsonl", tmp_path / "pairs.tsv", "--out",
+                    tmp_path / "out", "--vocab-size", 300, "--mix", "qa=0.75,pairs=0.25")
+    assert result.exit_code == 0, result.output
+    assert "mix" in result.output and "sampled out" in result.output
+    assert "train: 76 examples" in result.output  # 38 + 38 kept, resampled 3:1
+    result = invoke("train", "--data", tmp_path / "out", "--out-dir", tmp_path / "run",
+                    "--max-steps", 2, "--batch-size", 4, "--eval-every", 0, "--device", "cpu",
+                    "--prompt-len", 16, "--response-len", 8)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "data").exists()  # the prepared tokens were used as they are
+
+
+@pytest.mark.parametrize("args,message", [
+    (["missing.jsonl"], "no such file or folder, and not a hub id"),
+    (["x.tsv", "--mix", "nope=1"], "'nope' matches no source"),
+    (["x.tsv", "--context", "all"], "unknown context 'all'"),
+])
+def test_data_errors_are_one_line(tmp_path, args, message):
+    (tmp_path / "x.tsv").write_text("".join(f"hi {i}\thello {i}\n" for i in range(10)))
+    args = [str(tmp_path / a) if a.endswith((".jsonl", ".tsv")) else a for a in args]
+    result = invoke("data", *args, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output

@@ -159,7 +159,10 @@ class BenchReport:
                  f"torch {m['torch']}.", "",
                  "| measure | setting | median | p10–p90 | throughput |",
                  "|---|---|---|---|---|"]
+        loader = [r for r in self.results if r["what"] == "loader"]
         for r in self.results:
+            if r["what"] == "loader":
+                continue
             if r["what"] == "sampling":
                 s = r["latency_s"]
                 lines.append(f"| sampling latency | {r['model']}, {r['length']} tokens, "
@@ -173,6 +176,19 @@ class BenchReport:
                              f"batch {r['batch']}×{r['seq_len']}, {r['dtype']} | "
                              f"{s['median'] * 1e3:.0f} ms | {s['p10'] * 1e3:.0f}–"
                              f"{s['p90'] * 1e3:.0f} ms | {r['tokens_per_s']:,.0f} tok/s{mfu} |")
+        if loader:
+            if len(lines) == 6:  # no sampling or training rows: drop their empty table
+                lines = lines[:4]
+            lines += ["", "| corpus | loader | batches/s | tokens/s | peak RSS | peak over "
+                      "baseline | own (anon) memory over baseline | file pages mapped |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in loader:
+                lines.append(
+                    f"| {r['corpus_tokens'] / 1e6:.1f}M tokens, {r['examples']:,} examples | "
+                    f"{r['loader']}, batch {r['batch']}×{r['seq']} | {r['batches_per_s']:,.0f} | "
+                    f"{r['tokens_per_s'] / 1e6:.2f}M | {r['peak_rss_mib']:.0f} MiB | "
+                    f"{r['peak_over_baseline_mib']:+.0f} MiB | {r['anon_over_baseline_mib']:+.1f} "
+                    f"MiB | {r['file_mapped_mib']:.0f} MiB |")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: Path, name: str) -> tuple[Path, Path]:

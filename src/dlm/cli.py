@@ -254,6 +254,11 @@ def bench(
     batch_size: Annotated[int, typer.Option(help="Training batch.")] = 8,
     seq_len: Annotated[int, typer.Option(help="Training sequence length.")] = 256,
     bf16: Annotated[bool, typer.Option(help="Train under bf16 autocast.")] = False,
+    loader: Annotated[Path | None, typer.Option(
+        help="Instead: time the training loader on this `dlm data` directory's tokens, cut or "
+             "repeated to each --loader-tokens size, and record its memory.")] = None,
+    loader_tokens: Annotated[list[int] | None, typer.Option(
+        help="Corpus sizes for --loader (repeat). Default: 1M and 50M tokens.")] = None,
     device: Device = "auto",
 ):
     """Measure sampling latency and training tokens/s; write JSON + Markdown to benchmarks/."""
@@ -261,6 +266,18 @@ def bench(
     from dlm.console import console
     from dlm.pipeline import pick_device
 
+    if loader is not None:
+        import tempfile
+
+        from dlm.bench_loader import run_loader_bench
+
+        with tempfile.TemporaryDirectory(prefix="dlm-loader-", dir=out_dir.parent) as work:
+            report = run_loader_bench(loader, loader_tokens or [1_000_000, 50_000_000],
+                                      Path(work), batch_size)
+        js, md = report.write(out_dir, name)
+        console.print(report.markdown())
+        console.print(f"written: {js}, {md}")
+        return
     report = run_bench(preset or ["tiny", "small"], pick_device(device),
                        str(ckpt) if ckpt else None, repeats, batch_size, seq_len, bf16)
     js, md = report.write(out_dir, name)

@@ -180,7 +180,7 @@ def print_data_report(result) -> None:
         dropped = ", ".join(f"{n} {why}" for why, n in s.dropped.items() if n)
         notes = ", ".join(f"{n} {what}" for what, n in s.notes.items())
         table.add_row(s.step, s.source, s.split, f"{s.kept:,}", dropped, notes)
-    console.print(table)
+    console.print(table, width=max(console.width, 132))  # logs too: no truncated names
     for line in result.read_problems:
         console.print(f"  [yellow]skipped[/yellow] {line}")
     sizes = ", ".join(f"{split}: {result.examples[split]:,} examples, "
