@@ -202,3 +202,18 @@ def test_save_pretrained_and_from_pretrained_round_trip(tmp_path, tiny_model, to
     back.save_pretrained(tmp_path / "again")
     meta = json.loads((tmp_path / "again" / "config.json").read_text())
     assert meta["train"]["response_len"] == 8 and meta["format_version"] == 1
+
+
+def test_loader_bench_cuts_or_repeats_the_corpus_and_measures_it(chat_shards, tmp_path):
+    from dlm.bench_loader import measure, synthesize
+
+    src_tokens = json.loads((chat_shards / "meta.json").read_text())["splits"]["train"]["tokens"]
+    big = synthesize(chat_shards, tmp_path / "big", src_tokens * 3 + 5)
+    shard = TokenShard(big, "train")
+    assert shard.n_tokens >= src_tokens * 3 + 5 and len(shard) >= 90
+    first, again = shard.example(0), shard.example(30)  # the repeat starts where the source ends
+    assert first[0].tolist() == again[0].tolist() and first[1].tolist() == again[1].tolist()
+    small = TokenShard(synthesize(chat_shards, tmp_path / "small", 40), "train")
+    assert small.n_tokens <= 40 + 20 and len(small) < 30
+    result = measure(big, "chat", batch_size=4, prompt_len=8, response_len=8, batches=20)
+    assert result["batches_per_s"] > 0 and result["peak_rss_mib"] > result["file_mapped_mib"]

@@ -156,6 +156,9 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
                  if (folder / f"{s}.jsonl").is_file()}
         tokenizer = tokenizer or DLMTokenizer.load(folder / "tokenizer.json")
         info = json.loads((folder / PREPARED).read_text())
+        say(f"{folder} (from `dlm data`): " + ", ".join(
+            f"{split} {info['examples'][split]:,} examples, {info['tokens'][split]:,} tokens"
+            for split in info.get("tokens", {})))
         if info.get("config", {}).get("lowercase"):
             cfg.lowercase = True  # so prompts are lowercased at generation too
     else:
