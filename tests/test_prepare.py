@@ -159,6 +159,35 @@ def test_hub_parquet_file_in_convlab_turns_layout(tmp_path):
                                                                ["hello 1", "hi 1"]]
 
 
+def convlab_snapshot(folder):
+    """A ConvLab unified-format hub repository as files: data.zip with data/dialogues.json."""
+    folder.mkdir(parents=True)
+    dialogues = [{"dataset": "dailydialog", "data_split": split,
+                  "dialogue_id": f"dailydialog-{split}-{i}",
+                  "turns": [{"speaker": "user", "utterance": f"hello {split} {i}", "utt_idx": 0},
+                            {"speaker": "system", "utterance": f"hi {i}", "utt_idx": 1},
+                            {"speaker": "user", "utterance": "bye", "utt_idx": 2},
+                            {"speaker": "system", "utterance": "see you", "utt_idx": 3}]}
+                 for split, n in (("train", 6), ("validation", 2), ("test", 2)) for i in range(n)]
+    with zipfile.ZipFile(folder / "data.zip", "w") as z:
+        z.writestr("data/dialogues.json", json.dumps(dialogues))
+        z.writestr("data/ontology.json", "{}")
+    (folder / "dailydialog.py").write_text("# the loading script current `datasets` won't run\n")
+    return folder
+
+
+def test_convlab_unified_snapshot_reads_its_zip_by_data_split(tmp_path):
+    folder = convlab_snapshot(tmp_path / "dailydialog")
+    [data] = read_sources([str(folder)], FieldMap())
+    assert data.name == "dailydialog"
+    assert len(data.splits["train"]) == 6 and len(data.splits["validation"]) == 2  # no test
+    first = data.splits["train"][0]
+    assert [m["role"] for m in first.messages] == ["user", "assistant", "user", "assistant"]
+    assert len(list(expand_turns(first))) == 2  # the system's two replies
+    [direct] = read_sources([str(folder / "data.zip")], FieldMap())
+    assert len(direct.splits["train"]) == 6
+
+
 def test_hub_split_that_does_not_exist_names_the_splits(tmp_path):
     pytest.importorskip("datasets")
     path = write_jsonl(tmp_path / "rows.json", [{"prompt": "a", "response": "b"}])

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlm.data.example import Example, ReadReport
-from dlm.data.hub import FILE_BUILDERS, VALIDATION_SPLITS, is_hub_id, load_hub_splits
+from dlm.data.hub import (
+    FILE_BUILDERS,
+    VALIDATION_SPLITS,
+    convlab_zip,
+    is_hub_id,
+    load_hub_splits,
+)
 from dlm.data.readers import read_dialogues
 from dlm.data.rows import FieldMap
 from dlm.errors import DataError
@@ -76,7 +82,8 @@ def read_source(source: Source, fields: FieldMap, hub_split: str | None = None) 
     """The dialogues of one source, by split; local files by extension, the rest by `datasets`."""
     out = SourceData(source.name)
     path = Path(source.location)
-    hub_layout = path.is_dir() or path.suffix.lower() in FILE_BUILDERS
+    hub_layout = (path.is_dir() or path.suffix.lower() in FILE_BUILDERS
+                  or (path.exists() and convlab_zip(path) is not None))
     if path.exists() and not hub_layout:
         split = source.split or _split_of(path)
         if split == "test":
