@@ -121,7 +121,9 @@ def load_hub_splits(location: str, fields: FieldMap, split: str | None = None,
                 snapshot = None
             if snapshot is not None:
                 return read_convlab(snapshot, split)
-        raise DataError(f"{location}: could not load with `datasets` ({first})") from None
+        hint = ("; without network, pass a local copy (a folder in the hub layout)"
+                if is_hub_id(location) else "")
+        raise DataError(f"{location}: could not load with `datasets` ({first}){hint}") from None
     wanted = {"train": split or "train"}
     if split is None:
         found = [s for s in VALIDATION_SPLITS if s in loaded]
