@@ -239,7 +239,7 @@ def test_mix_resamples_training_examples_to_the_weights(tmp_path):
     total = mixed["dailydialog"].kept + mixed["qa"].kept
     assert abs(mixed["dailydialog"].kept - mixed["qa"].kept) <= 1
     assert mixed["dailydialog"].dropped["sampled out"] > 0
-    assert any(k.startswith("repeated") for k in mixed["qa"].notes)
+    assert any(k.startswith("extra copies") for k in mixed["qa"].notes)
     assert result.examples["train"] == total
     with pytest.raises(DataError, match="'nope' matches no source"):
         prepare(DataConfig(sources=make_sources(tmp_path / "x"), out_dir=str(tmp_path / "o2"),

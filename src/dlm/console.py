@@ -177,10 +177,11 @@ def print_data_report(result) -> None:
     for col in ("step", "source", "split", "kept", "dropped (why)", "notes"):
         table.add_column(col, justify="right" if col == "kept" else "left")
     for s in result.steps:
-        dropped = ", ".join(f"{n} {why}" for why, n in s.dropped.items() if n)
-        notes = ", ".join(f"{n} {what}" for what, n in s.notes.items())
+        dropped = ", ".join(f"{why}: {n:,}" for why, n in s.dropped.items() if n)
+        notes = ", ".join(f"{what}: {n:,}" for what, n in s.notes.items())
         table.add_row(s.step, s.source, s.split, f"{s.kept:,}", dropped, notes)
-    console.print(table, width=max(console.width, 132))  # logs too: no truncated names
+    # a log file gets the whole table, not one wrapped to 80 columns
+    (console if console.is_terminal else Console(width=150)).print(table)
     for line in result.read_problems:
         console.print(f"  [yellow]skipped[/yellow] {line}")
     sizes = ", ".join(f"{split}: {result.examples[split]:,} examples, "

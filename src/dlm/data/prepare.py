@@ -136,9 +136,9 @@ class Pipeline:
                 n_val = max(1, round(len(order) * self.cfg.val_fraction)) if len(order) > 1 else 0
                 splits["validation"] = [dialogues[i] for i in sorted(order[:n_val])]
                 splits["train"] = [dialogues[i] for i in sorted(order[n_val:])]
-                held = f"held out {self.cfg.val_fraction:.0%} of dialogues"
+                held = f"held out ({self.cfg.val_fraction:.0%} of dialogues)"
             else:
-                held = "validation split given"
+                held = "given by the source"
             for split, items in splits.items():
                 self.steps.append(StepReport("split", d.name, split, len(items), {},
                                              {held: len(items)} if split == "validation" else {}))
@@ -251,7 +251,7 @@ class Pipeline:
                 if want < len(items):
                     dropped["sampled out"] += len(items) - want
                 elif want > len(items):
-                    notes[f"repeated {want / len(items):.2f}x"] = want - len(items)
+                    notes[f"extra copies (repeated {want / len(items):.2f}x)"] = want - len(items)
             rng.shuffle(picked)
             splits["train"] = picked
             self.record("mix", source, "train", len(picked), dropped, notes)
