@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,10 +32,6 @@ from dlm.tokenizer import DLMTokenizer
 
 SHARD_FORMAT = 1
 CHUNK = 4096  # examples tokenized per batched call
-# Every this many batches the samplers drop the mapped pages they touched: random reads
-# would otherwise map the whole corpus into the process over an epoch (page cache, not
-# the loader's own memory, but it shows as resident), and RSS would grow with the corpus.
-RELEASE_EVERY = 64
 
 
 def file_hash(path: Path) -> str:
@@ -182,14 +177,6 @@ class TokenShard:
     def __len__(self) -> int:
         return self.index.shape[0]
 
-    def release_pages(self) -> None:
-        """Unmap the pages read so far from this process (MADV_DONTNEED). The data stays in
-        the OS page cache, so reading it again costs a page-table fill, not a disk read."""
-        for array in (self.tokens, self.index):
-            mapping = getattr(array, "_mmap", None)  # np.memmap's own mapping (None if empty)
-            if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):  # Linux, macOS
-                mapping.madvise(mmap.MADV_DONTNEED)
-
     def response_lengths(self) -> np.ndarray:
         return np.asarray(self.index[:, 2] - self.index[:, 1])
 
@@ -234,7 +221,7 @@ class ChatSampler:
         if len(self) == 0:
             raise DataError("no training examples left: every reply is longer than the "
                             "canvas; raise --response-len or turn drop_long off")
-        self.epoch, self.cursor, self.batches = 0, 0, 0
+        self.epoch, self.cursor = 0, 0
         self._order = self._permutation(0)
 
     def __len__(self) -> int:
@@ -257,9 +244,6 @@ class ChatSampler:
             need -= len(take)
         order = torch.cat(picked).numpy()
         rows = self.rows[order] if self.rows is not None else order
-        self.batches += 1
-        if self.batches % RELEASE_EVERY == 0:
-            self.shard.release_pages()
         prompts, responses = gather_chats(self.shard, rows, self.prompt_len, self.response_len,
                                           self.pad_id, self.eos_id)
         return make_batch(prompts, responses, self.pad_id)
@@ -295,8 +279,6 @@ class PackedSampler:
     def next(self) -> Batch:
         rng = np.random.default_rng([self.seed, self.drawn])
         self.drawn += 1
-        if self.drawn % RELEASE_EVERY == 0:
-            self.shard.release_pages()
         length = self.seq_len
         if rng.random() < self.short_fraction:
             length = int(rng.integers(1, self.seq_len + 1))
