@@ -184,11 +184,16 @@ class BenchReport:
                       "|---|---|---|---|---|---|---|---|"]
             for r in loader:
                 lines.append(
-                    f"| {r['corpus_tokens'] / 1e6:.1f}M tokens, {r['examples']:,} examples | "
+                    f"| {r['corpus_tokens'] / 1e6:.1f}M tokens ({r['token_file_mib']:.0f} MiB "
+                    f"file), {r['examples']:,} examples | "
                     f"{r['loader']}, batch {r['batch']}×{r['seq']} | {r['batches_per_s']:,.0f} | "
                     f"{r['tokens_per_s'] / 1e6:.2f}M | {r['peak_rss_mib']:.0f} MiB | "
                     f"{r['peak_over_baseline_mib']:+.0f} MiB | {r['anon_over_baseline_mib']:+.1f} "
                     f"MiB | {r['file_mapped_mib']:.0f} MiB |")
+            lines += ["", "Own memory is what the loader allocated; file pages are the OS page "
+                      "cache of the token file mapped into the process as reads touch it "
+                      "(shared, clean, dropped by the kernel under memory pressure). The "
+                      "baseline is the process after `import torch`, before the shard is opened."]
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: Path, name: str) -> tuple[Path, Path]:

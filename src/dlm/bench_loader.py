@@ -4,8 +4,16 @@ The corpus is the train split of a `dlm data` directory, cut to the smallest siz
 or repeated up to the largest (the figure is about the loader, and repeated real
 text reads like real text). Each size is measured in a fresh process, so its peak
 memory is its own: batches/s with no model, the peak resident set (VmHWM), and
-at the end the anonymous memory (the process's own) apart from the file-backed
-pages of the memory map (the OS page cache, shared and reclaimable).
+at the end the anonymous memory (what the process allocated) apart from the
+file-backed pages mapped into it.
+
+The two differ in kind. Anonymous memory is what a corpus would cost if it were
+loaded; with the memory map it stays flat (the only per-example array is the epoch's
+shuffled order, 8 bytes per example). File-backed pages are the OS page cache of the
+token file, mapped in as random reads touch them (the kernel maps whole folios of
+already-cached pages around each read): over an epoch they reach the file's size,
+but they are shared and clean, and the kernel drops them under memory pressure
+instead of failing, so the corpus can be far larger than RAM.
 """
 
 from __future__ import annotations
@@ -79,6 +87,7 @@ def _measure(folder: str, kind: str, batch_size: int, prompt_len: int, response_
     seconds = time.perf_counter() - start
     end = _status()
     queue.put({"corpus_tokens": shard.n_tokens, "examples": len(shard), "loader": kind,
+               "token_file_mib": shard.tokens.nbytes / MiB,
                "batches_per_s": batches / seconds, "tokens_per_s": tokens / seconds,
                "baseline_rss_mib": base["VmRSS"], "peak_rss_mib": end["VmHWM"],
                "peak_over_baseline_mib": end["VmHWM"] - base["VmRSS"],
