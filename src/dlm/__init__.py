@@ -1,8 +1,9 @@
 """dlm: text diffusion language models.
 
-    from dlm import DiffusionLM, SampleConfig, TrainConfig, train
-    result = train(TrainConfig(max_steps=300))            # the embedded chatterbot corpus
-    lm = DiffusionLM.load(result.checkpoint)
+    from dlm import DataConfig, DiffusionLM, SampleConfig, TrainConfig, prepare, train
+    prepare(DataConfig(sources=["dailydialog/train.zip"], out_dir="data/dd"))  # `dlm data`
+    result = train(TrainConfig(data=["data/dd"], max_steps=300))  # default: chatterbot corpus
+    lm = DiffusionLM.from_pretrained(result.checkpoint)
     lm.generate("hello", SampleConfig(length=32, steps=16))
 """
 
@@ -17,6 +18,7 @@ from dlm.config import (  # noqa: E402
     TrainConfig,
     model_preset,
 )
+from dlm.data.prepare import DataConfig, PrepareResult, prepare  # noqa: E402
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError  # noqa: E402
 from dlm.model import Transformer  # noqa: E402
 from dlm.pipeline import DiffusionLM  # noqa: E402
@@ -29,10 +31,12 @@ __all__ = [
     "ConfigError",
     "DLMError",
     "DLMTokenizer",
+    "DataConfig",
     "DataError",
     "DiffusionConfig",
     "DiffusionLM",
     "ModelConfig",
+    "PrepareResult",
     "SampleConfig",
     "TrainConfig",
     "TrainResult",
@@ -41,6 +45,7 @@ __all__ = [
     "dry_run",
     "load_checkpoint",
     "model_preset",
+    "prepare",
     "save_checkpoint",
     "train",
 ]
