@@ -57,6 +57,9 @@ def train(
     )] = None,
     out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
     preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="diffusion, or ar: the autoregressive baseline (same model, causal, next-token "
+             "loss).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -88,7 +91,8 @@ def train(
     from dlm.train import train as do_train
 
     cfg = load_train_config(config) if config else TrainConfig()
-    flags = dict(data=data, out_dir=out_dir, preset=preset, max_steps=max_steps,
+    flags = dict(data=data, out_dir=out_dir, preset=preset, objective=objective,
+                 max_steps=max_steps,
                  batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
                  response_len=response_len, eval_every=eval_every, save_every=save_every,
                  seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,

@@ -138,6 +138,9 @@ class TrainConfig:
     """For dialogue files: a reply's prompt is the whole earlier dialogue, or `pair`."""
     preset: str = "tiny"
     """Model size preset: tiny, small or base."""
+    objective: str = "diffusion"
+    """diffusion (masked diffusion, bidirectional) or ar (the autoregressive baseline: the
+    same Transformer with a causal mask and next-token loss on the same tokens)."""
     vocab_size: int = 2048
     """Target BPE vocabulary size (special tokens included)."""
     prompt_len: int = 32

@@ -98,9 +98,12 @@ class RichReporter(Reporter):
                              tps=metrics["tokens_per_s"])
 
     def on_eval(self, step, metrics, samples, tok):
-        if metrics:
+        if "val_nelbo" in metrics:
             console.print(f"step {step}: validation NELBO {metrics['val_nelbo']:.3f} nats/token "
                           f"(perplexity <= {metrics['val_ppl_bound']:.1f})")
+        elif "val_nll" in metrics:
+            console.print(f"step {step}: validation NLL {metrics['val_nll']:.3f} nats/token "
+                          f"(perplexity {metrics['val_ppl']:.1f})")
         for prompt, steps in samples:
             print_trace(prompt, steps, tok, every=self.trace_every)
 

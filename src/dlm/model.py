@@ -30,24 +30,52 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+class KVCache:
+    """Keys and values of the positions already seen, per layer, preallocated to `max_len`.
+
+    For left-to-right decoding with the causal model: each forward writes its new
+    positions at `length` and attends over everything before them.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
+        shape = (batch, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype)
+                       for _ in range(cfg.n_layers)]
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store (B, nh, T, hd) at the current length; return all keys and values so far."""
+        end = self.length + k.shape[2]
+        if end > self.keys[layer].shape[2]:
+            raise ValueError(f"KV cache holds {self.keys[layer].shape[2]} positions, "
+                             f"{end} asked for")
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
+        self.layer = layer
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin, attn_mask=None):
+    def forward(self, x, cos, sin, attn_mask=None, cache: KVCache | None = None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
         q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
                    for z in (q, k, v))  # (B, nh, T, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, nh, S + T, hd)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal and attn_mask is None,
+            is_causal=self.causal and attn_mask is None and cache is None,
         )  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -64,14 +92,14 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.norm1, self.norm2 = nn.RMSNorm(cfg.d_model), nn.RMSNorm(cfg.d_model)
-        self.attn, self.mlp = Attention(cfg), SwiGLU(cfg)
+        self.attn, self.mlp = Attention(cfg, layer), SwiGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, attn_mask=None):
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask))
+    def forward(self, x, cos, sin, attn_mask=None, cache=None):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask, cache))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -82,7 +110,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model)
         cos, sin = rotary_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -101,32 +129,53 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty KV cache for left-to-right decoding (causal models)."""
+        if not self.config.causal:
+            raise ValueError("a KV cache needs the causal model: bidirectional attention "
+                             "changes every position's keys when a token is added")
+        p = self.embed.weight
+        return KVCache(self.config, batch, max_len, p.device, p.dtype)
+
     def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None,
-                select: torch.Tensor | None = None) -> torch.Tensor:
+                select: torch.Tensor | None = None, cache: KVCache | None = None,
+                ) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
-        hidden from every query (used for left-padded batches of prompts).
+        hidden from every query (used for left-padded batches of prompts). With a
+        cache it covers every position so far, cached ones included: (B, S + T).
         select: optional (B, T) bool; if given, only those positions go through the
         output head and the result is (M, vocab). The loss needs only the masked
         positions, and the head is a quarter of the tiny model's FLOPs.
+        cache: a `KVCache` (causal models): ids are the next T positions after the
+        S already cached, which are attended to and extended.
         """
         B, T = ids.shape
-        if T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds "
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds "
                              f"max_seq_len={self.config.max_seq_len}")
         attn_mask = None
-        if key_padding is not None:
-            attn_mask = key_padding[:, None, None, :]  # (B, 1, 1, T) broadcast over heads, queries
+        if key_padding is not None or (cache is not None and T > 1):
+            S = start + T
+            real = (key_padding if key_padding is not None
+                    else torch.ones(B, S, dtype=torch.bool, device=ids.device))
+            attn_mask = real[:, None, None, :]  # (B, 1, 1, S) broadcast over heads, queries
             if self.config.causal:
-                causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+                # query i (at position start + i) sees keys up to its own position
+                keys = torch.arange(S, device=ids.device)
+                queries = torch.arange(start, S, device=ids.device)
+                causal = keys[None, :] <= queries[:, None]  # (T, S)
                 # Each position also sees itself, so a left-pad query row is never all -inf.
-                diagonal = torch.eye(T, dtype=torch.bool, device=ids.device)
-                attn_mask = (attn_mask & causal) | diagonal  # (B, 1, T, T)
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, hd/2)
+                itself = keys[None, :] == queries[:, None]
+                attn_mask = (attn_mask & causal) | itself  # (B, 1, T, S)
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.embed(ids)  # (B, T, C)
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask)
+            x = block(x, cos, sin, attn_mask, cache)
+        if cache is not None:
+            cache.length += T
         x = self.norm(x)
         if select is not None:
             x = x[select]  # (M, C)

@@ -23,6 +23,7 @@ from dlm.config import SampleConfig
 from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling import Step, sample
+from dlm.sampling.ar import ar_decode
 from dlm.tokenizer import DLMTokenizer
 
 
@@ -59,8 +60,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     """A masked-diffusion chat model: `generate` for one-shot prompts, `reply` for chats."""
 
     def __init__(self, model: Transformer, tokenizer: DLMTokenizer, max_prompt_len: int = 32,
-                 default_length: int = 32, lowercase: bool = False):
+                 default_length: int = 32, lowercase: bool = False,
+                 objective: str = "diffusion"):
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.objective = objective  # "ar": the autoregressive baseline, decoded left to right
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
@@ -72,7 +75,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         ckpt = load_checkpoint(path, pick_device(device))
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
-                 train.get("response_len", 32), train.get("lowercase", False))
+                 train.get("response_len", 32), train.get("lowercase", False),
+                 ckpt.meta.get("objective", "diffusion"))
         lm.source, lm.meta = ckpt.path, ckpt.meta
         return lm
 
@@ -82,6 +86,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  "response_len": self.default_length, "lowercase": self.lowercase}
         meta = {k: v for k, v in self.meta.items()
                 if k not in ("model", "format_version", "dlm_version")}
+        meta["objective"] = self.objective
         save_checkpoint(save_directory, self.model, self.tokenizer, {**meta, "train": train})
 
     @classmethod
@@ -130,6 +135,14 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         generator = None
         if config.seed is not None:
             generator = torch.Generator(self.device).manual_seed(config.seed)
+        if self.objective == "ar":
+            last = None
+            for step in ar_decode(self.model, prompt, key_padding, config,
+                                  self.tokenizer.mask_id, self.tokenizer.eos_id, generator):
+                if on_step is not None:
+                    on_step(step)
+                last = step
+            return last.tokens
         return sample(self.model, prompt, key_padding, config, self.tokenizer.mask_id,
                       generator, on_step, self.tokenizer.eos_id)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dlm.autoregressive import OBJECTIVES, ar_loss, evaluate_ar_nll
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
 from dlm.data import (
@@ -68,7 +69,7 @@ class TrainResult:
     steps: int
     interrupted: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
-    """Evaluation rows: step, val_nelbo, val_ppl_bound."""
+    """Evaluation rows: step, val_nelbo and val_ppl_bound (diffusion), val_nll and val_ppl (ar)."""
 
 
 # --------------------------------------------------------------- pure pieces
@@ -185,7 +186,7 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    overrides = {"vocab_size": vocab_size,
+    overrides = {"vocab_size": vocab_size, "causal": cfg.objective == "ar",
                  "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
                  **cfg.model_overrides}
     return Transformer(model_preset(cfg.preset, **overrides))
@@ -198,6 +199,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: str | Path | None = None):
         self.reporter = reporter or Reporter()
+        if cfg.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
+                              f"{', '.join(OBJECTIVES)}")
         state = None
         if resume is not None:
             ckpt = load_checkpoint(resume)
@@ -214,6 +218,10 @@ class Trainer:
             ckpt = load_checkpoint(cfg.init_from)
             self.data = prepare_data(cfg, ckpt.tokenizer, self.reporter.on_note)
             self.model = ckpt.model
+            if self.model.config.causal != (cfg.objective == "ar"):
+                kind = "causal (ar)" if self.model.config.causal else "bidirectional (diffusion)"
+                raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
+                                  f"{cfg.objective} cannot start from it")
             need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
             if need > self.model.config.max_seq_len:
                 raise ConfigError(
@@ -244,9 +252,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def loss(self, batch: Batch) -> LossOutput:
-        """One Monte Carlo draw of the NELBO of `batch` (what train_step and dry_run share)."""
+        """One Monte Carlo draw of the NELBO of `batch`, or the AR baseline's next-token loss
+        (what train_step and dry_run share)."""
         d = self.cfg.diffusion
         with self.autocast():
+            if self.cfg.objective == "ar":
+                return ar_loss(self.model, batch.ids, batch.maskable, batch.key_padding)
             return diffusion_loss(self.model, batch.ids, batch.maskable, batch.key_padding,
                                   self.schedule, self.data.tokenizer.mask_id, d.eps,
                                   d.antithetic, self.noise)
@@ -270,6 +281,13 @@ class Trainer:
 
     # ---- evaluation and checkpoints
     def validation_nelbo(self) -> dict[str, float]:
+        """Diffusion: the NELBO (4 draws of t) and its perplexity bound. AR: the exact NLL
+        and perplexity, under the same keys' meaning (`val_nll`, `val_ppl`)."""
+        if self.cfg.objective == "ar":
+            with self.autocast():
+                nll = evaluate_ar_nll(self.model, self.data.val, self.data.tokenizer.pad_id,
+                                      self.cfg.batch_size, self.device)
+            return {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
         with self.autocast():
             nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
                                    batch_size=self.cfg.batch_size, draws=4,
@@ -283,7 +301,7 @@ class Trainer:
         metrics = self.validation_nelbo() if len(self.data.val) else {}
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
-                         self.cfg.lowercase)
+                         self.cfg.lowercase, self.cfg.objective)
         prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
         for prompt in prompts:
             steps: list[Step] = []
@@ -295,7 +313,7 @@ class Trainer:
         return metrics, samples
 
     def meta(self) -> dict[str, Any]:
-        return {"train": to_dict(self.cfg), "step": self.step}
+        return {"objective": self.cfg.objective, "train": to_dict(self.cfg), "step": self.step}
 
     def train_state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),

@@ -1,0 +1,58 @@
+"""Left-to-right decoding for the autoregressive baseline, with a KV cache.
+
+It yields the same `Step`s as the diffusion sampler (one committed token per step),
+so traces, the chat REPL and the server show both models the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from dlm.config import SampleConfig
+from dlm.model import Transformer
+from dlm.sampling.rules import sample_tokens, score_low_confidence
+from dlm.sampling.sampler import Step
+
+
+@torch.no_grad()
+def ar_decode(
+    model: Transformer, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+    config: SampleConfig, mask_id: int, eos_id: int,
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Yield the reply after each new token; stops when every row has produced eos.
+
+    prompt: (B, P) left-padded; the prompt is read in one forward (prefill), then each
+    token costs one forward of one position over the cache. Rows that have finished
+    are padded with eos, as the diffusion canvas is.
+    """
+    B, P = prompt.shape
+    L = config.length
+    canvas = torch.full((B, L), mask_id, dtype=prompt.dtype, device=prompt.device)
+    confidences = torch.zeros(B, L, dtype=torch.float64, device=prompt.device)
+    real = (key_padding if key_padding is not None
+            else torch.ones(B, P, dtype=torch.bool, device=prompt.device))
+    yield Step(canvas.clone(), torch.zeros_like(canvas, dtype=torch.bool), confidences.clone(),
+               0, L)
+    cache = model.new_cache(B, P + L)
+    logits = model(prompt, real, cache=cache)[:, -1]  # (B, V)
+    done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
+    for i in range(L):
+        logits[:, mask_id] = float("-inf")  # the mask token is never text
+        tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
+                                      generator)  # (B,), (B, V)
+        tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)
+        canvas[:, i] = tokens.to(canvas.dtype)
+        confidences[:, i] = score_low_confidence(tokens, probs)
+        done |= tokens == eos_id
+        if bool(done.all()):
+            canvas[:, i + 1 :] = eos_id
+        commit = torch.zeros_like(canvas, dtype=torch.bool)
+        commit[:, i] = True
+        yield Step(canvas.clone(), commit, confidences.clone(), i + 1, L)
+        if bool(done.all()) or i == L - 1:
+            break
+        real = torch.cat([real, torch.ones(B, 1, dtype=torch.bool, device=real.device)], 1)
+        logits = model(tokens[:, None].to(prompt.dtype), real, cache=cache)[:, -1]
