@@ -1,0 +1,88 @@
+"""Quality measures of generated text: pure functions of strings or token ids.
+
+Each is defined so a hand-computed case can check it (see tests/test_metrics.py):
+
+- `distinct_n`: unique n-grams / all n-grams, pooled over the replies (Li et al., 2016).
+- `unigram_entropy`: the entropy (nats) of each reply's own token distribution,
+  averaged over replies; a reply that repeats one token has 0. Generative perplexity
+  is only meaningful next to it: a repetitive reply gets a low perplexity.
+- `self_bleu`: BLEU-4 (sacrebleu, 0-100) of each sample against the other samples of
+  the same prompt, averaged; higher means the samples are more alike.
+- `repetition_rate`: the share of word bigrams of a reply that already occurred
+  earlier in the same reply, averaged over replies.
+- `bits_per_byte`: nats per token turned into bits per UTF-8 byte, so models with
+  different tokenizers compare.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def ngrams(tokens: Sequence, n: int) -> list[tuple]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique word n-grams over all word n-grams of all texts (0 when there are none)."""
+    grams = [g for t in texts for g in ngrams(words(t), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def entropy(counts: Counter) -> float:
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values()) if total else 0.0
+
+
+def unigram_entropy(token_lists: Sequence[Sequence[int]]) -> float:
+    """Mean over replies of the entropy (nats) of the reply's token frequencies."""
+    values = [entropy(Counter(tokens)) for tokens in token_lists if len(tokens)]
+    return statistics.fmean(values) if values else 0.0
+
+
+def repetition_rate(texts: Sequence[str]) -> float:
+    """Mean over replies of the share of word bigrams seen earlier in the same reply."""
+    rates = []
+    for text in texts:
+        grams = ngrams(words(text), 2)
+        if not grams:
+            continue
+        seen: set[tuple] = set()
+        repeats = 0
+        for g in grams:
+            repeats += g in seen
+            seen.add(g)
+        rates.append(repeats / len(grams))
+    return statistics.fmean(rates) if rates else 0.0
+
+
+def self_bleu(samples: Sequence[str]) -> float:
+    """Mean BLEU-4 of each sample against the others (sacrebleu, exponential smoothing)."""
+    from sacrebleu.metrics import BLEU
+
+    if len(samples) < 2:
+        raise ValueError("self-BLEU needs at least two samples")
+    bleu = BLEU(effective_order=True)
+    scores = [bleu.sentence_score(s, [o for j, o in enumerate(samples) if j != i]).score
+              for i, s in enumerate(samples)]
+    return statistics.fmean(scores)
+
+
+def bits_per_byte(nats_per_token: float, tokens: int, n_bytes: int) -> float:
+    """Total nats over the text's UTF-8 bytes, in bits."""
+    return nats_per_token * tokens / (n_bytes * math.log(2)) if n_bytes else float("nan")
+
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample standard deviation / sqrt(n))."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    return mean, statistics.stdev(values) / math.sqrt(len(values))

@@ -1,0 +1,52 @@
+"""Each quality measure against a case computed by hand."""
+
+import math
+
+import pytest
+
+from dlm.metrics import (
+    bits_per_byte,
+    distinct_n,
+    mean_and_stderr,
+    repetition_rate,
+    self_bleu,
+    unigram_entropy,
+)
+
+
+def test_distinct_n_on_a_fixed_list():
+    texts = ["a b a b", "a c"]
+    # unigrams: a b a b a c -> 3 unique of 6; bigrams: ab ba ab | ac -> 3 unique of 4
+    assert distinct_n(texts, 1) == pytest.approx(3 / 6)
+    assert distinct_n(texts, 2) == pytest.approx(3 / 4)
+    assert distinct_n(["a"], 2) == 0.0
+
+
+def test_unigram_entropy_per_reply_then_averaged():
+    # [1,1,1,1] has entropy 0; [1,2] has log 2; [1,2,3,4] has log 4
+    assert unigram_entropy([[1, 1, 1, 1]]) == 0.0
+    assert unigram_entropy([[1, 2], [1, 2, 3, 4]]) == pytest.approx((math.log(2) + math.log(4)) / 2)
+    assert unigram_entropy([[], [1, 2]]) == pytest.approx(math.log(2))  # empty replies skipped
+
+
+def test_repetition_rate_counts_bigrams_seen_before_in_the_reply():
+    # "a b a b a": bigrams ab ba ab ba -> the last two repeat: 2/4
+    assert repetition_rate(["a b a b a"]) == pytest.approx(0.5)
+    assert repetition_rate(["a b c d", "x y x y"]) == pytest.approx((0 + 1 / 3) / 2)
+
+
+def test_self_bleu_is_100_for_identical_samples_and_low_for_unrelated_ones():
+    same = ["the cat sat on the mat today"] * 3
+    assert self_bleu(same) == pytest.approx(100.0)
+    apart = ["the cat sat on the mat", "quantum fields obey gauge symmetry",
+             "bake bread at two hundred degrees"]
+    assert self_bleu(apart) < 10
+    with pytest.raises(ValueError, match="at least two"):
+        self_bleu(["only one"])
+
+
+def test_bits_per_byte_and_standard_error():
+    # 100 tokens at ln 2 nats each = 100 bits over 50 bytes = 2 bits per byte
+    assert bits_per_byte(math.log(2), 100, 50) == pytest.approx(2.0)
+    mean, se = mean_and_stderr([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
