@@ -193,6 +193,35 @@ def demo(
                       f"{lm.source}`)[/dim]")
 
 
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    ckpt: Ckpt,
+    data: Annotated[list[str] | None, typer.Option(
+        help="Held-out data: a `dlm data` directory or files (default: the run's own).")]
+    = None,
+    judge: Annotated[Path | None, typer.Option(
+        help="AR checkpoint that scores the replies (generative perplexity).")] = None,
+    prompts: Annotated[int, typer.Option(help="Validation prompts to reply to.")] = 100,
+    draws: Annotated[int, typer.Option(help="Monte Carlo passes of t for the NELBO.")] = 8,
+    val_examples: Annotated[int, typer.Option(help="Validation examples scored.")] = 1000,
+    steps: Annotated[list[int] | None, typer.Option(
+        help="Denoising steps to sweep (repeat; default 1, 2, 4, ... reply length).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where eval.json and eval.md go (default: CKPT/eval).")] = None,
+    device: Device = "auto",
+):
+    """Likelihood, generation quality and the steps sweep of one checkpoint."""
+    from dlm.checkpoint import resolve
+    from dlm.console import console
+    from dlm.eval_report import run_eval
+
+    report = run_eval(ckpt, data, judge, prompts, draws, val_examples, steps, device=device)
+    js, md = report.write(out or resolve(ckpt) / "eval")
+    console.print(report.markdown())
+    console.print(f"written: {js}, {md}")
+
+
 @app.command()
 @friendly_errors
 def data(

@@ -1,6 +1,10 @@
-"""Evaluation: the diffusion NELBO on held-out data (nats per token and its perplexity bound)."""
+"""Likelihood on held-out data: the diffusion NELBO (a bound) or the AR NLL (exact),
+in nats per token, perplexity and bits per byte."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 
@@ -11,6 +15,34 @@ from dlm.tokenizer import DLMTokenizer
 
 
 @torch.no_grad()
+def nelbo_draws(
+    model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
+    batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> list[float]:
+    """The NELBO in nats per maskable token of each of `draws` passes over `data`, each
+    with its own (antithetic) draws of t: their spread gives the standard error.
+
+    The noise generator is reseeded each call, so successive evaluations of a
+    run compare the model, not the luck of the draw.
+    """
+    generator = torch.Generator(device).manual_seed(seed + 12345)
+    was_training = model.training
+    model.eval()
+    values = []
+    for _ in range(draws):
+        total, tokens = 0.0, 0
+        for batch in iter_batches(data, batch_size, tok.pad_id):
+            batch = batch.to(device)
+            out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding, schedule,
+                                 tok.mask_id, eps, True, generator)
+            total += float(out.loss) * out.n_tokens
+            tokens += out.n_tokens
+        values.append(total / max(tokens, 1))
+    model.train(was_training)
+    return values
+
+
 def evaluate_nelbo(
     model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
     batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
@@ -18,20 +50,52 @@ def evaluate_nelbo(
 ) -> float:
     """Mean NELBO in nats per maskable token over `draws` Monte Carlo draws of t.
 
-    The noise generator is reseeded each call, so successive evaluations of a
-    run compare the model, not the luck of the draw. exp(result) bounds the
-    perplexity of the responses (eos padding included).
+    exp(result) bounds the perplexity of the responses (eos padding included).
     """
-    generator = torch.Generator(device).manual_seed(seed + 12345)
-    total, tokens = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for _ in range(draws):
-        for batch in iter_batches(data, batch_size, tok.pad_id):
-            batch = batch.to(device)
-            out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding, schedule,
-                                 tok.mask_id, eps, True, generator)
-            total += float(out.loss) * out.n_tokens
-            tokens += out.n_tokens
-    model.train(was_training)
-    return total / max(tokens, 1)
+    values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device)
+    return sum(values) / len(values)
+
+
+@dataclass
+class Likelihood:
+    """Held-out likelihood of a model: a bound for diffusion, exact for AR."""
+
+    objective: str
+    nats_per_token: float
+    stderr: float
+    """Standard error over the `draws` passes (diffusion); 0 for AR (exact)."""
+    draws: int
+    perplexity: float
+    is_bound: bool
+    """True for diffusion: exp(NELBO) is an upper bound on the perplexity."""
+    bits_per_byte: float
+    tokens: int
+    """Scored tokens (responses with their eos padding)."""
+    text_bytes: int
+    """UTF-8 bytes of the responses' text (what bits per byte divides by)."""
+
+
+def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed: int = 0,
+               schedule: str = "linear", eps: float = 1e-3) -> Likelihood:
+    """NELBO with `draws` antithetic passes (diffusion) or exact NLL (AR) on `data`, with
+    perplexity and bits per byte of the response text."""
+    from dlm.autoregressive import evaluate_ar_nll
+    from dlm.diffusion import get_schedule
+    from dlm.metrics import bits_per_byte, mean_and_stderr
+
+    tok, device = lm.tokenizer, lm.device
+    text_bytes = sum(len(tok.decode_response(row.tolist()).encode("utf-8"))
+                     for row in data.responses)
+    if lm.objective == "ar":
+        nll, stderr, k = evaluate_ar_nll(lm.model, data, tok.pad_id, batch_size, device), 0.0, 1
+        n, r = data.responses.shape
+        # every response token is predicted, the first from the prompt; text rows have none
+        tokens = n * r if data.prompts.shape[1] else n * (r - 1)
+    else:
+        values = nelbo_draws(lm.model, data, get_schedule(schedule), tok, batch_size, draws,
+                             eps, seed, device)
+        (nll, stderr), k = mean_and_stderr(values), draws
+        tokens = int(data.responses.numel())
+    return Likelihood(lm.objective, nll, stderr, k, math.exp(min(nll, 50)),
+                      lm.objective != "ar", bits_per_byte(nll, tokens, text_bytes), tokens,
+                      text_bytes)

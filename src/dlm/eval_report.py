@@ -1,0 +1,132 @@
+"""`dlm eval`: likelihood and generation quality of one checkpoint on held-out data,
+written as JSON (every figure) and Markdown.
+
+The held-out data is the validation split of the checkpoint's own training data
+(or of `data`), tokenized with the checkpoint's tokenizer. Quality is measured on
+the replies to the first `prompts` validation chats, for each number of denoising
+steps in the sweep (AR: one left-to-right pass), under an AR judge when one is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlm.config import SampleConfig, TrainConfig, from_dict
+from dlm.evaluate import Likelihood, likelihood
+from dlm.metrics import self_bleu
+from dlm.quality import Quality, generation_quality, steps_sweep
+
+
+@dataclass
+class EvalReport:
+    meta: dict[str, Any]
+    likelihood: Likelihood
+    sweep: list[Quality]
+    diversity: dict[str, Any] = field(default_factory=dict)
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.meta, "likelihood": dataclasses.asdict(self.likelihood),
+                "sweep": [dataclasses.asdict(q) for q in self.sweep],
+                "diversity": self.diversity, "examples": self.examples}
+
+    def markdown(self) -> str:
+        m, lk = self.meta, self.likelihood
+        kind = "NELBO (bound)" if lk.is_bound else "NLL (exact)"
+        lines = [f"# dlm eval: {m['checkpoint']}", "",
+                 f"{m['objective']} model, {m['parameters'] / 1e6:.2f}M parameters; held-out "
+                 f"data: {m['data']} ({m['val_examples']} examples); judge: {m['judge']}.", "",
+                 "| likelihood | value |", "|---|---|",
+                 f"| {kind}, nats/token | {lk.nats_per_token:.4f} ± {lk.stderr:.4f} "
+                 f"(K = {lk.draws}) |",
+                 f"| perplexity{' bound' if lk.is_bound else ''} | {lk.perplexity:.2f} |",
+                 f"| bits per byte | {lk.bits_per_byte:.4f} |",
+                 f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |", "",
+                 "| steps | gen. PPL | entropy | distinct-1 | distinct-2 | repetition | "
+                 "words | ends with eos |", "|---|---|---|---|---|---|---|---|"]
+        for q in self.sweep:
+            ppl = f"{q.gen_ppl:.1f}" if q.gen_ppl is not None else "—"
+            lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
+                         f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "
+                         f"{q.ends_with_eos:.0%} |")
+        if self.diversity:
+            d = self.diversity
+            lines += ["", f"Diversity: self-BLEU {d['self_bleu']:.1f} over {d['samples']} samples "
+                      f"per prompt at temperature {d['temperature']} ({d['prompts']} prompts)."]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        js, md = out_dir / "eval.json", out_dir / "eval.md"
+        js.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        md.write_text(self.markdown())
+        return js, md
+
+
+def held_out(lm, data: list[str] | None, val_examples: int):
+    """The validation set (tensors) and its chat histories, tokenized for `lm`."""
+    import tempfile
+
+    from dlm.data.shards import read_jsonl_examples
+    from dlm.train import prepare_data
+
+    cfg = from_dict(TrainConfig, lm.meta.get("train", {}), f"{lm.source} train config")
+    if data:
+        cfg.data = data
+    cfg.val_examples = val_examples
+    with tempfile.TemporaryDirectory(prefix="dlm-eval-") as tmp:
+        cfg.out_dir = tmp  # files are split and tokenized here, never into the run directory
+        prepared = prepare_data(cfg, lm.tokenizer)
+        histories = [ex.messages[:-1] for ex in
+                     read_jsonl_examples(prepared.folder / "validation.jsonl")
+                     if ex.messages is not None][:val_examples]
+    return prepared.val, histories, cfg
+
+
+def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path | None = None,
+             prompts: int = 100, draws: int = 8, val_examples: int = 1000,
+             sweep: list[int] | None = None, diversity_samples: int = 8,
+             device: str = "auto") -> EvalReport:
+    """Evaluate one checkpoint; see the module docstring."""
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(ckpt, device)
+    judge_lm = DiffusionLM.load(judge, device) if judge else None
+    if judge_lm is not None and judge_lm.objective != "ar":
+        from dlm.errors import ConfigError
+
+        raise ConfigError(f"{judge}: the judge must be an AR model (dlm train --objective ar)")
+    val, histories, cfg = held_out(lm, data, val_examples)
+    lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
+                    cfg.diffusion.eps)
+    histories = histories[:prompts]
+    length = lm.default_length
+    steps_list = [length] if lm.objective == "ar" else (sweep or steps_sweep(length))
+    rows, examples = [], []
+    for steps in steps_list:
+        quality, replies = generation_quality(lm, histories, SampleConfig(length=length,
+                                                                          steps=steps), judge_lm)
+        rows.append(quality)
+        if steps == steps_list[-1]:
+            examples = [{"prompt": h[-1]["content"], "reply": r}
+                        for h, r in zip(histories[:10], replies[:10], strict=False)]
+    diversity = {}
+    if histories and diversity_samples >= 2:
+        config = SampleConfig(length=length, steps=min(length, 16), temperature=1.0, seed=0)
+        scores = []
+        for history in histories[:10]:
+            samples = [lm.tokenizer.decode_response(row) for row in
+                       lm.reply_ids([history] * diversity_samples, config).tolist()]
+            scores.append(self_bleu(samples))
+        diversity = {"self_bleu": sum(scores) / len(scores), "samples": diversity_samples,
+                     "prompts": len(scores), "temperature": 1.0}
+    meta = {"checkpoint": str(lm.source), "objective": lm.objective,
+            "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
+            "val_examples": len(val), "judge": str(judge) if judge else "none",
+            "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
+    return EvalReport(meta, lk, rows, diversity, examples)

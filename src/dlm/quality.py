@@ -1,0 +1,97 @@
+"""Quality of generated replies: generative perplexity under an AR judge, beside entropy,
+distinct-n, repetition, length and how often a reply ends; and the denoising-steps sweep.
+
+Generative perplexity is `exp(mean token NLL)` of the replies, retokenised with the
+judge's tokenizer and scored as the judge's own reply to the same prompt (text after
+the first eos is already dropped, and the reply's closing eos is scored too). It
+rewards dull, repetitive text, so it is always reported with unigram entropy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dlm.config import SampleConfig
+from dlm.metrics import distinct_n, repetition_rate, unigram_entropy, words
+
+
+@dataclass
+class Quality:
+    steps: int
+    """Denoising steps (for AR: one model call per token)."""
+    replies: int
+    gen_ppl: float | None
+    """Generative perplexity under the judge (None without a judge)."""
+    entropy: float
+    distinct_1: float
+    distinct_2: float
+    repetition: float
+    mean_words: float
+    ends_with_eos: float
+    """Share of replies whose canvas holds an eos (the reply ended, was not cut)."""
+
+
+@torch.no_grad()
+def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
+              batch_size: int = 32) -> tuple[float, int]:
+    """Summed next-token NLL (nats) of each reply (with its closing eos) under the causal
+    `judge` (a loaded AR `DiffusionLM`), and the number of tokens scored."""
+    tok, model, device = judge.tokenizer, judge.model, judge.device
+    total, count = 0.0, 0
+    for i in range(0, len(replies), batch_size):
+        rows, starts = [], []
+        for history, reply in zip(histories[i : i + batch_size], replies[i : i + batch_size],
+                                  strict=True):
+            enc = tok.encode_chat([*history, {"role": "assistant", "content": reply}])
+            ids = enc.ids[-model.config.max_seq_len:]
+            rows.append(ids)
+            starts.append(len(ids) - len(enc.response_ids))
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[tok.pad_id] * (width - len(r)) + r for r in rows], device=device)
+        real = ids != tok.pad_id
+        logits = model(ids, real).float()  # (B, T, V)
+        for b, (row, start) in enumerate(zip(rows, starts, strict=True)):
+            offset = width - len(row)
+            target = ids[b, offset + start :]  # the reply tokens and the eos
+            pred = logits[b, offset + start - 1 : width - 1]
+            total += float(F.cross_entropy(pred, target, reduction="sum"))
+            count += target.numel()
+    return total, count
+
+
+def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleConfig,
+                       judge=None, batch_size: int = 32) -> tuple[Quality, list[str]]:
+    """Reply to every history with `config` and measure the replies."""
+    tok = lm.tokenizer
+    replies, canvases = [], []
+    for i in range(0, len(histories), batch_size):
+        ids = lm.reply_ids(list(histories[i : i + batch_size]), config)
+        canvases += ids.tolist()
+        replies += [tok.decode_response(row) for row in ids.tolist()]
+    gen_ppl = None
+    if judge is not None:
+        nll, count = judge_nll(judge, histories, replies, batch_size)
+        gen_ppl = math.exp(min(nll / max(count, 1), 50))
+    token_lists = [tok.encode(r) if r else [] for r in replies]
+    quality = Quality(
+        steps=config.steps if lm.objective != "ar" else config.length, replies=len(replies),
+        gen_ppl=gen_ppl, entropy=unigram_entropy(token_lists),
+        distinct_1=distinct_n(replies, 1), distinct_2=distinct_n(replies, 2),
+        repetition=repetition_rate(replies),
+        mean_words=sum(len(words(r)) for r in replies) / max(len(replies), 1),
+        ends_with_eos=sum(tok.eos_id in c for c in canvases) / max(len(canvases), 1))
+    return quality, replies
+
+
+def steps_sweep(length: int) -> list[int]:
+    """1, 2, 4, ... up to `length`, and `length` itself."""
+    out, s = [], 1
+    while s < length:
+        out.append(s)
+        s *= 2
+    return [*out, length]

@@ -1,0 +1,97 @@
+"""Likelihood and generation quality against cases with known answers, and `dlm eval`."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from dlm import DiffusionLM, SampleConfig
+from dlm.data import EncodedSet
+from dlm.diffusion import nelbo_terms
+from dlm.evaluate import likelihood
+from dlm.model import Transformer
+from dlm.quality import generation_quality, judge_nll, steps_sweep
+
+from .conftest import tiny_config, tiny_train_config
+
+
+def uniform_lm(tok, causal: bool) -> DiffusionLM:
+    model = Transformer(tiny_config(tok.vocab_size, causal=causal))
+    with torch.no_grad():
+        model.embed.weight.zero_()  # every logit 0: the uniform distribution
+    return DiffusionLM(model, tok, 16, 8, objective="ar" if causal else "diffusion")
+
+
+def val_set(tok, n=6):
+    prompts = torch.tensor([tok.encode_prompt([{"role": "user", "content": "hello"}])] * n)
+    responses = torch.tensor([(tok.encode("hi there") + [tok.eos_id] * 8)[:8]] * n)
+    return EncodedSet(prompts, responses)
+
+
+def test_uniform_ar_model_has_perplexity_equal_to_the_vocabulary(tok):
+    lk = likelihood(uniform_lm(tok, causal=True), val_set(tok))
+    assert not lk.is_bound and lk.stderr == 0 and lk.tokens == 6 * 8
+    assert lk.perplexity == pytest.approx(tok.vocab_size, rel=1e-4)
+    text_bytes = 6 * len(b"hi there")
+    assert lk.text_bytes == text_bytes
+    assert lk.bits_per_byte == pytest.approx(48 * math.log(tok.vocab_size) / text_bytes
+                                             / math.log(2), rel=1e-4)
+
+
+def test_uniform_diffusion_model_bound_is_log_vocab_over_the_schedule(tok):
+    lk = likelihood(uniform_lm(tok, causal=False), val_set(tok), draws=6)
+    # every masked position costs log(V - 1) (the mask is ruled out), and E[1/t * P(mask)] = 1
+    assert lk.is_bound and lk.draws == 6 and lk.stderr > 0
+    assert lk.nats_per_token == pytest.approx(math.log(tok.vocab_size - 1), rel=0.15)
+
+
+def test_a_perfect_denoiser_has_nelbo_near_zero():
+    targets = torch.tensor([[3, 4, 5, 6]])
+    masked = torch.tensor([[True, False, True, True]])
+    logits = torch.full((3, 10), -1e4)
+    logits[torch.arange(3), targets[masked]] = 1e4  # all mass on the right token
+    per_seq = nelbo_terms(logits, targets, masked, torch.tensor([5.0]), mask_id=1)
+    assert per_seq.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_judge_nll_of_a_uniform_judge_is_log_vocab_per_token(tok):
+    judge = uniform_lm(tok, causal=True)
+    histories = [[{"role": "user", "content": "hello"}], [{"role": "user", "content": "bye"}]]
+    nll, count = judge_nll(judge, histories, ["hi there", "goodbye"])
+    assert count == len(tok.encode("hi there")) + len(tok.encode("goodbye")) + 2  # + eos each
+    assert nll / count == pytest.approx(math.log(tok.vocab_size), rel=1e-4)
+
+
+def test_generation_quality_measures_the_replies(tok, tiny_model):
+    lm = DiffusionLM(tiny_model, tok, 16, 8)
+    histories = [[{"role": "user", "content": p}] for p in ("hello", "bye", "thank you")]
+    quality, replies = generation_quality(lm, histories, SampleConfig(length=8, steps=4),
+                                          judge=uniform_lm(tok, causal=True))
+    assert quality.replies == 3 and len(replies) == 3 and quality.steps == 4
+    assert quality.gen_ppl == pytest.approx(tok.vocab_size, rel=1e-3)
+    assert 0 <= quality.distinct_1 <= 1 and 0 <= quality.ends_with_eos <= 1
+    assert steps_sweep(32) == [1, 2, 4, 8, 16, 32] and steps_sweep(48)[-2:] == [32, 48]
+
+
+@pytest.mark.slow
+def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
+    from typer.testing import CliRunner
+
+    from dlm.cli import app
+    from dlm.train import train
+
+    run = train(tiny_train_config(tmp_path / "d", pairs_tsv, max_steps=3, response_len=8))
+    judge = train(tiny_train_config(tmp_path / "a", pairs_tsv, max_steps=3, objective="ar"))
+    result = CliRunner().invoke(app, ["eval", "--ckpt", str(run.checkpoint), "--judge",
+                                      str(judge.checkpoint), "--prompts", "3", "--draws", "2",
+                                      "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert [row["steps"] for row in report["sweep"]] == [1, 2, 4, 8]
+    assert report["likelihood"]["draws"] == 2 and report["likelihood"]["is_bound"]
+    assert all(row["gen_ppl"] > 1 for row in report["sweep"])
+    assert "| steps | gen. PPL |" in (tmp_path / "ev" / "eval.md").read_text()
+    bad = CliRunner().invoke(app, ["eval", "--ckpt", str(run.checkpoint), "--judge",
+                                   str(run.checkpoint)])
+    assert bad.exit_code == 2 and "must be an AR model" in bad.output
