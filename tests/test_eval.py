@@ -63,6 +63,15 @@ def test_judge_nll_of_a_uniform_judge_is_log_vocab_per_token(tok):
     assert nll / count == pytest.approx(math.log(tok.vocab_size), rel=1e-4)
 
 
+def test_arithmetic_exact_match_reads_the_first_number():
+    from dlm.quality import first_number
+    from dlm.suite import load_suite
+
+    assert first_number("it is 5, not 6") == "5" and first_number("no idea") is None
+    arithmetic = [r for r in load_suite() if r["category"] == "arithmetic"]
+    assert arithmetic and all(r["answer"].lstrip("-").isdigit() for r in arithmetic)
+
+
 def test_generation_quality_measures_the_replies(tok, tiny_model):
     lm = DiffusionLM(tiny_model, tok, 16, 8)
     histories = [[{"role": "user", "content": p}] for p in ("hello", "bye", "thank you")]
@@ -92,6 +101,10 @@ def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
     assert report["likelihood"]["draws"] == 2 and report["likelihood"]["is_bound"]
     assert all(row["gen_ppl"] > 1 for row in report["sweep"])
     assert "| steps | gen. PPL |" in (tmp_path / "ev" / "eval.md").read_text()
+    suite = report["suite"]
+    assert set(suite) == {"greeting", "mood", "arithmetic", "instruction", "diversity"}
+    assert 0 <= suite["arithmetic"]["exact_match"] <= 1
+    assert len(suite["diversity"]["prompts"][0]["replies"]) == 8
     bad = CliRunner().invoke(app, ["eval", "--ckpt", str(run.checkpoint), "--judge",
                                    str(run.checkpoint)])
     assert bad.exit_code == 2 and "must be an AR model" in bad.output

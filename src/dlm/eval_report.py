@@ -4,7 +4,9 @@ written as JSON (every figure) and Markdown.
 The held-out data is the validation split of the checkpoint's own training data
 (or of `data`), tokenized with the checkpoint's tokenizer. Quality is measured on
 the replies to the first `prompts` validation chats, for each number of denoising
-steps in the sweep (AR: one left-to-right pass), under an AR judge when one is given.
+steps in the sweep (AR: one left-to-right pass), under an AR judge when one is given,
+and on the fixed suite of `dlm.suite` (greetings, mood, arithmetic, instructions,
+diversity) at 16 steps.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from dlm.config import SampleConfig, TrainConfig, from_dict
 from dlm.evaluate import Likelihood, likelihood
 from dlm.metrics import self_bleu
-from dlm.quality import Quality, generation_quality, steps_sweep
+from dlm.quality import Quality, generation_quality, run_suite, steps_sweep
 
 
 @dataclass
@@ -29,11 +31,13 @@ class EvalReport:
     sweep: list[Quality]
     diversity: dict[str, Any] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
+    suite: dict[str, dict] = field(default_factory=dict)
+    """The fixed suite's results per category (`dlm.quality.run_suite`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**self.meta, "likelihood": dataclasses.asdict(self.likelihood),
                 "sweep": [dataclasses.asdict(q) for q in self.sweep],
-                "diversity": self.diversity, "examples": self.examples}
+                "diversity": self.diversity, "examples": self.examples, "suite": self.suite}
 
     def markdown(self) -> str:
         m, lk = self.meta, self.likelihood
@@ -54,6 +58,19 @@ class EvalReport:
             lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
                          f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "
                          f"{q.ends_with_eos:.0%} |")
+        if self.suite:
+            lines += ["", "| suite category | replies | mean words | ends with eos | gen. PPL "
+                      "| score |", "|---|---|---|---|---|---|"]
+            for name, r in self.suite.items():
+                if "quality" not in r:
+                    lines.append(f"| {name} | {len(r['prompts'])} prompts | | | | self-BLEU "
+                                 f"{r['self_bleu']:.1f}, distinct-2 {r['distinct_2']:.3f} |")
+                    continue
+                q = r["quality"]
+                ppl = f"{q['gen_ppl']:.1f}" if q["gen_ppl"] is not None else "—"
+                score = f"exact match {r['exact_match']:.0%}" if "exact_match" in r else ""
+                lines.append(f"| {name} | {q['replies']} | {q['mean_words']:.1f} | "
+                             f"{q['ends_with_eos']:.0%} | {ppl} | {score} |")
         if self.diversity:
             d = self.diversity
             lines += ["", f"Diversity: self-BLEU {d['self_bleu']:.1f} over {d['samples']} samples "
@@ -125,8 +142,10 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             scores.append(self_bleu(samples))
         diversity = {"self_bleu": sum(scores) / len(scores), "samples": diversity_samples,
                      "prompts": len(scores), "temperature": 1.0}
+    steps = min(length, 16) if lm.objective != "ar" else length
+    suite = run_suite(lm, SampleConfig(length=length, steps=steps), judge_lm)
     meta = {"checkpoint": str(lm.source), "objective": lm.objective,
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
-    return EvalReport(meta, lk, rows, diversity, examples)
+    return EvalReport(meta, lk, rows, diversity, examples, suite)

@@ -9,7 +9,9 @@ rewards dull, repetitive text, so it is always reported with unigram entropy.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,3 +97,45 @@ def steps_sweep(length: int) -> list[int]:
         out.append(s)
         s *= 2
     return [*out, length]
+
+
+def first_number(text: str) -> str | None:
+    found = re.search(r"-?\d+", text)
+    return found.group(0) if found else None
+
+
+def run_suite(lm, config: SampleConfig, judge=None) -> dict[str, dict]:
+    """The fixed suite (`dlm.suite`): per category the quality of the greedy replies,
+    arithmetic's exact-match accuracy (the first number in the reply), and for the
+    diversity prompts self-BLEU and distinct-2 of samples at temperature 1."""
+    from dlm.metrics import self_bleu
+    from dlm.suite import CATEGORIES, load_suite
+
+    suite = load_suite()
+    out: dict[str, dict] = {}
+    for category in CATEGORIES:
+        items = [r for r in suite if r["category"] == category]
+        if category == "diversity":
+            sampled = dataclasses.replace(config, temperature=1.0, seed=0)
+            rows = []
+            for item in items:
+                history = [{"role": "user", "content": item["prompt"]}]
+                ids = lm.reply_ids([history] * item["samples"], sampled)
+                samples = [lm.tokenizer.decode_response(r) for r in ids.tolist()]
+                rows.append({"prompt": item["prompt"], "self_bleu": self_bleu(samples),
+                             "distinct_2": distinct_n(samples, 2), "replies": samples})
+            out[category] = {
+                "self_bleu": sum(r["self_bleu"] for r in rows) / len(rows),
+                "distinct_2": sum(r["distinct_2"] for r in rows) / len(rows), "prompts": rows}
+            continue
+        histories = [[{"role": "user", "content": r["prompt"]}] for r in items]
+        quality, replies = generation_quality(lm, histories, config, judge)
+        result: dict = {"quality": dataclasses.asdict(quality),
+                        "replies": [{"prompt": r["prompt"], "reply": reply}
+                                    for r, reply in zip(items, replies, strict=True)]}
+        if category == "arithmetic":
+            hits = [first_number(reply) == r["answer"]
+                    for r, reply in zip(items, replies, strict=True)]
+            result["exact_match"] = sum(hits) / len(hits)
+        out[category] = result
+    return out
