@@ -105,6 +105,20 @@ def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
     assert set(suite) == {"greeting", "mood", "arithmetic", "instruction", "diversity"}
     assert 0 <= suite["arithmetic"]["exact_match"] <= 1
     assert len(suite["diversity"]["prompts"][0]["replies"]) == 8
+    assert (tmp_path / "ev" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["eval", "--ckpt", str(run.checkpoint), "--judge",
                                    str(run.checkpoint)])
     assert bad.exit_code == 2 and "must be an AR model" in bad.output
+
+    # the AR judge evaluated too (into its checkpoint), then the two side by side
+    ar = CliRunner().invoke(app, ["eval", "--ckpt", str(tmp_path / "a"), "--prompts", "3"])
+    assert ar.exit_code == 0, ar.output
+    assert (judge.checkpoint / "eval" / "curves.png").is_file()  # from the run's metrics
+    both = CliRunner().invoke(app, ["compare", str(tmp_path / "ev" / "eval.json"),
+                                    str(tmp_path / "a"), "--out", str(tmp_path / "cmp")])
+    assert both.exit_code == 0, both.output
+    text = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "Perplexity ratio diffusion bound / AR" in text and "| bits per byte |" in text
+    assert (tmp_path / "cmp" / "compare-sweep.png").read_bytes()[:4] == b"\x89PNG"
+    missing = CliRunner().invoke(app, ["compare", str(tmp_path / "d"), str(tmp_path / "zz")])
+    assert missing.exit_code == 2 and "no eval.json" in missing.output

@@ -218,8 +218,26 @@ def eval_command(
 
     report = run_eval(ckpt, data, judge, prompts, draws, val_examples, steps, device=device)
     js, md = report.write(out or resolve(ckpt) / "eval")
+    plots = report.plot(js.parent)
     console.print(report.markdown())
-    console.print(f"written: {js}, {md}")
+    console.print(f"written: {', '.join(str(p) for p in [js, md, *plots])}")
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run, checkpoint or eval.json (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Run, checkpoint or eval.json (B).")],
+    out: Annotated[Path, typer.Option(help="Where compare.md and the plots go.")]
+    = Path("compare"),
+):
+    """Two evaluated runs side by side, with B/A ratios, curves and the steps sweep."""
+    from dlm.compare import compare_runs
+    from dlm.console import console
+
+    text, files = compare_runs(run_a, run_b, out)
+    console.print(text)
+    console.print(f"written: {', '.join(str(f) for f in files)}")
 
 
 @app.command()

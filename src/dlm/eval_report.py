@@ -77,6 +77,19 @@ class EvalReport:
                       f"per prompt at temperature {d['temperature']} ({d['prompts']} prompts)."]
         return "\n".join(lines) + "\n"
 
+    def plot(self, out_dir: Path) -> list[Path]:
+        """sweep.png, and curves.png from the run's metrics.jsonl when it is beside the
+        checkpoint."""
+        from dlm.plots import plot_curves, plot_sweep, read_metrics
+
+        files = [plot_sweep({Path(self.meta["checkpoint"]).parent.name: self.to_json()},
+                            out_dir / "sweep.png")]
+        metrics = Path(self.meta["checkpoint"]).parent / "metrics.jsonl"
+        if metrics.is_file():
+            files.append(plot_curves({metrics.parent.name: read_metrics(metrics)},
+                                     out_dir / "curves.png"))
+        return files
+
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         js, md = out_dir / "eval.json", out_dir / "eval.md"
