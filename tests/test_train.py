@@ -69,3 +69,21 @@ def test_dry_run_writes_nothing(tmp_path, pairs_tsv):
     assert not (tmp_path / "run").exists()
     assert info["parameters"] > 0 and info["batch_ids"][0] == 8
     assert math.isfinite(info["initial_loss"])
+
+
+def test_metrics_also_go_to_tensorboard_when_it_is_installed(tmp_path, pairs_tsv):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install "
+                        "'dlm[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlm.train import train
+
+    train(tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=3))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"loss", "lr", "val_nelbo"} <= set(tags)
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    off = tiny_train_config(tmp_path / "off", pairs_tsv, max_steps=1, tensorboard=False)
+    train(off)
+    assert not (tmp_path / "off" / "tensorboard").exists()

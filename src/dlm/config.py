@@ -179,6 +179,8 @@ class TrainConfig:
     """Validation NELBO and sample replies every this many steps (0 = only at the end)."""
     save_every: int = 500
     """Checkpoint every this many steps (0 = only at the end)."""
+    tensorboard: bool = True
+    """Also log every metric to OUT_DIR/tensorboard when the `tensorboard` package is installed."""
     seed: int = 0
     """Seed for the split, the initialisation, batches and masking."""
     device: str = "auto"

@@ -100,6 +100,15 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return device.type == "cuda" or cpu_has_bf16()
 
 
+def open_tensorboard(folder: Path):
+    """A TensorBoard SummaryWriter when the `tensorboard` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: metrics.jsonl has every figure anyway
+        return None
+    return SummaryWriter(str(folder))
+
+
 def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with decoupled weight decay on matrices only (not norms, not embeddings)."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
@@ -246,6 +255,7 @@ class Trainer:
             self.noise.set_state(state["noise_rng"])
             self.step = int(state["step"])
         self.out_dir = Path(cfg.out_dir)
+        self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
     # ---- single step
     def autocast(self):
@@ -328,6 +338,13 @@ class Trainer:
     def log(self, row: dict[str, Any]) -> None:
         with (self.out_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard is None and self.cfg.tensorboard:
+            # tried once: a writer, or False when the package is not installed
+            self.tensorboard = open_tensorboard(self.out_dir / "tensorboard") or False
+        if self.tensorboard:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(key, value, row["step"])
 
     # ---- the loop
     def run(self) -> TrainResult:
@@ -369,6 +386,8 @@ class Trainer:
             self.save()
             result.interrupted = True
         result.steps = self.step
+        if self.tensorboard:
+            self.tensorboard.close()
         self.reporter.on_end(result)
         return result
 
