@@ -27,8 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from dlm.bench import BenchReport, git_commit
+from dlm.bench import BenchReport, device_name, git_commit
+from dlm.data.prepare import PREPARED, shard_dir
+from dlm.errors import DataError
+from dlm.tokenizer import DLMTokenizer
 
 MiB = 1 << 20
 
@@ -70,8 +74,6 @@ def synthesize(src: Path, out: Path, tokens: int) -> Path:
 
 def _measure(folder: str, kind: str, batch_size: int, prompt_len: int, response_len: int,
              batches: int, queue) -> None:
-    import torch  # noqa: F401  (imported before the baseline, as training would have it)
-
     from dlm.data.shards import ChatSampler, PackedSampler, TokenShard
 
     base = _status()
@@ -111,23 +113,16 @@ def measure(folder: Path, kind: str, batch_size: int = 32, prompt_len: int = 64,
 
 def run_loader_bench(data_dir: Path, sizes: list[int], work: Path, batch_size: int = 32,
                      batches: int = 2000) -> BenchReport:
-    from dlm.data.prepare import PREPARED
-
     if not (data_dir / PREPARED).is_file():
-        from dlm.errors import DataError
-
         raise DataError(f"{data_dir}: not a `dlm data` directory (no {PREPARED})")
-    src = next(p for p in (data_dir / "tokens").iterdir() if (p / "meta.json").is_file())
+    # the shards of the directory's own tokenizer (others may be cached beside them)
+    src = shard_dir(data_dir, DLMTokenizer.load(data_dir / "tokenizer.json"))
     results = []
     for tokens in sizes:
         folder = synthesize(src, work / f"corpus-{tokens}", tokens)
         for kind in ("chat", "packed"):
             results.append(measure(folder, kind, batch_size, batches=batches))
         shutil.rmtree(folder, ignore_errors=True)
-    import torch
-
-    from dlm.bench import device_name
-
     meta = {"command": "dlm bench --loader " + str(data_dir), "commit": git_commit(),
             "device": device_name(torch.device("cpu")), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}

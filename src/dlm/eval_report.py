@@ -21,7 +21,7 @@ from typing import Any
 from dlm.config import SampleConfig, TrainConfig, from_dict
 from dlm.evaluate import Likelihood, likelihood
 from dlm.metrics import self_bleu
-from dlm.quality import Quality, generation_quality, run_suite, steps_sweep
+from dlm.quality import Quality, generation_quality, run_suite, samples_of, steps_sweep
 
 
 @dataclass
@@ -150,9 +150,7 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
         config = SampleConfig(length=length, steps=min(length, 16), temperature=1.0, seed=0)
         scores = []
         for history in histories[:10]:
-            samples = [lm.tokenizer.decode_response(row) for row in
-                       lm.reply_ids([history] * diversity_samples, config).tolist()]
-            scores.append(self_bleu(samples))
+            scores.append(self_bleu(samples_of(lm, history, diversity_samples, config)))
         diversity = {"self_bleu": sum(scores) / len(scores), "samples": diversity_samples,
                      "prompts": len(scores), "temperature": 1.0}
     steps = min(length, 16) if lm.objective != "ar" else length

@@ -24,6 +24,7 @@ from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling import Step, sample
 from dlm.sampling.ar import ar_decode
+from dlm.sampling.sampler import final_tokens
 from dlm.tokenizer import DLMTokenizer
 
 
@@ -136,13 +137,9 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         if config.seed is not None:
             generator = torch.Generator(self.device).manual_seed(config.seed)
         if self.objective == "ar":
-            last = None
-            for step in ar_decode(self.model, prompt, key_padding, config,
-                                  self.tokenizer.mask_id, self.tokenizer.eos_id, generator):
-                if on_step is not None:
-                    on_step(step)
-                last = step
-            return last.tokens
+            return final_tokens(ar_decode(self.model, prompt, key_padding, config,
+                                          self.tokenizer.mask_id, self.tokenizer.eos_id,
+                                          generator), on_step)
         return sample(self.model, prompt, key_padding, config, self.tokenizer.mask_id,
                       generator, on_step, self.tokenizer.eos_id)
 

@@ -99,6 +99,12 @@ def steps_sweep(length: int) -> list[int]:
     return [*out, length]
 
 
+def samples_of(lm, history: Sequence[dict], n: int, config: SampleConfig) -> list[str]:
+    """`n` replies to one history, drawn in one batch (for self-BLEU and distinct-n)."""
+    ids = lm.reply_ids([list(history)] * n, config)
+    return [lm.tokenizer.decode_response(row) for row in ids.tolist()]
+
+
 def first_number(text: str) -> str | None:
     found = re.search(r"-?\d+", text)
     return found.group(0) if found else None
@@ -120,8 +126,7 @@ def run_suite(lm, config: SampleConfig, judge=None) -> dict[str, dict]:
             rows = []
             for item in items:
                 history = [{"role": "user", "content": item["prompt"]}]
-                ids = lm.reply_ids([history] * item["samples"], sampled)
-                samples = [lm.tokenizer.decode_response(r) for r in ids.tolist()]
+                samples = samples_of(lm, history, item["samples"], sampled)
                 rows.append({"prompt": item["prompt"], "self_bleu": self_bleu(samples),
                              "distinct_2": distinct_n(samples, 2), "replies": samples})
             out[category] = {

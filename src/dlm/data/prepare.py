@@ -116,8 +116,8 @@ def _resolve_mix(mix: dict[str, float], names: list[str]) -> dict[str, float]:
 
 
 class Pipeline:
-    def __init__(self, cfg: DataConfig, say=print):
-        self.cfg, self.say = cfg, say
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
         self.steps: list[StepReport] = []
 
     def record(self, step: str, source: str, split: str, kept: int, dropped: Counter,
@@ -293,7 +293,7 @@ def prepare(cfg: DataConfig, say=print) -> PrepareResult:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fields = FieldMap(cfg.format, cfg.prompt_field, cfg.response_field, cfg.context_field)
-    pipe = Pipeline(cfg, say)
+    pipe = Pipeline(cfg)
     sources = read_sources(cfg.sources, fields, cfg.hub_split)
     problems = []
     for s in sources:

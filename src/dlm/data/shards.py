@@ -52,8 +52,7 @@ def read_jsonl_examples(path: Path) -> Iterator[Example]:
                 found = row_examples(json.loads(line))
             except (ValueError, json.JSONDecodeError) as exc:
                 raise DataError(f"{path}:{lineno}: {exc}") from None
-            for ex in found:
-                yield Example(messages=ex.messages, text=ex.text)
+            yield from found
 
 
 def _encode_chunk(chunk: list[Example], tok: DLMTokenizer) -> list[tuple[list[int], int]]:

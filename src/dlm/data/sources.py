@@ -97,7 +97,8 @@ def read_source(source: Source, fields: FieldMap, hub_split: str | None = None) 
         raise DataError(f"{source.location}: no such file or folder, and not a hub id "
                         "(owner/name)")
     for role, (dialogues, report) in load_hub_splits(source.location, fields, hub_split).items():
-        role = source.split or role if role == "train" else role
+        if role == "train" and source.split:  # `@validation` relabels a hub's train split
+            role = source.split
         out.splits[role] = out.splits.get(role, []) + dialogues
         out.reports.append(report)
     return out

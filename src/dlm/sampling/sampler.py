@@ -98,8 +98,15 @@ def sample(
     on_step: Callable[[Step], None] | None = None, eos_id: int | None = None,
 ) -> torch.Tensor:
     """The final canvas (B, L); `on_step` sees every intermediate state."""
+    return final_tokens(denoise(denoiser, prompt, key_padding, config, mask_id, generator,
+                                eos_id), on_step)
+
+
+def final_tokens(steps: Iterator[Step], on_step: Callable[[Step], None] | None = None,
+                 ) -> torch.Tensor:
+    """Run a step generator (diffusion or AR) to its end; `on_step` sees every state."""
     last = None
-    for step in denoise(denoiser, prompt, key_padding, config, mask_id, generator, eos_id):
+    for step in steps:
         if on_step is not None:
             on_step(step)
         last = step
