@@ -41,6 +41,42 @@ def test_generate_with_trace_shows_masks_then_text(trained):
     assert any(line.startswith("t=0") for line in lines)
 
 
+def test_generate_with_rules_constraints_and_a_trace_file(trained, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    result = invoke("generate", "--ckpt", trained, "--prompt", "hello", "--prompt", "hi",
+                    "--steps", 8, "--length", 8, "--rule", "threshold", "--threshold", 0.5,
+                    "--remask", 0.3, "--eos", "ban", "--force", "0:good", "--require", "you",
+                    "--trace-file", trace)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {r["row"] for r in records} == {0, 1}
+    last = [r for r in records if r["row"] == 0][-1]
+    assert "[MASK]" not in last["text"] and last["text"].startswith("good")
+    assert "you" in last["text"]
+
+
+def test_infill_and_edit_commands(trained, tmp_path):
+    result = invoke("infill", "--ckpt", trained, "how [MASK] you, [MASK*3] today?", "--steps",
+                    3, "--trace")
+    assert result.exit_code == 0, result.output
+    assert "[MASK]" in result.output.splitlines()[1]  # the trace starts from the blanks
+    final = result.output.strip().splitlines()[-1]
+    assert final.startswith("how ") and final.endswith(" today?")
+    template = tmp_path / "card.json"
+    template.write_text('{"name": "[MASK*2]"}')
+    result = invoke("infill", "--ckpt", trained, "--template", template, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    assert '{"name": "' in result.output
+    result = invoke("edit", "--ckpt", trained, "--text", "how are you today", "--span", "are",
+                    "--steps", 2, "--trace")
+    assert result.exit_code == 0, result.output
+    assert "before: how are you today" in result.output and "diff (plain):" in result.output
+    one_line_error(invoke("infill", "--ckpt", trained, "no blanks"), "no blank")
+    one_line_error(invoke("edit", "--ckpt", trained, "--text", "hi"), "say what to edit")
+    one_line_error(invoke("generate", "--ckpt", trained, "--prompt", "hi", "--rule", "best"),
+                   "unknown commit rule")
+
+
 def test_chat_repl_replies_and_takes_commands(trained):
     result = runner.invoke(app, ["chat", "--ckpt", str(trained), "--delay", "0", "--length", "8"],
                            input="hello\n/steps 4\n/temp nope\n/reset\nhi again\n/quit\n")
@@ -109,7 +145,7 @@ def test_checkpoint_from_another_version(tmp_path, tiny_model, tok):
 
 
 def test_every_command_has_help():
-    for command in ["train", "generate", "chat", "demo"]:
+    for command in ["train", "generate", "chat", "demo", "infill", "edit"]:
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
 

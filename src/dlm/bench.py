@@ -22,7 +22,7 @@ import torch
 from dlm.config import SampleConfig, model_preset
 from dlm.diffusion import diffusion_loss, get_schedule
 from dlm.model import Transformer
-from dlm.sampling import sample
+from dlm.sampling import reply_canvas, sample
 
 MASK_ID = 1
 
@@ -92,13 +92,14 @@ def bench_sampling(model: Transformer, device: torch.device, length: int = 32, s
         calls.append(1)
         return model(ids, key_padding)
 
-    sample(denoiser, prompt, None, config, MASK_ID)  # warm-up
+    canvas = reply_canvas(prompt, None, length, MASK_ID)
+    sample(denoiser, canvas, config)  # warm-up
     times = []
     for _ in range(repeats):
         calls.clear()
         sync(device)
         start = time.perf_counter()
-        sample(denoiser, prompt, None, config, MASK_ID)
+        sample(denoiser, canvas, config)
         sync(device)
         times.append(time.perf_counter() - start)
     s = spread(times)

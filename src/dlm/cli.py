@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -33,17 +35,57 @@ def friendly_errors(fn):
     return wrapper
 
 
-# Options shared by the sampling commands.
+# Options shared by the sampling commands: `sampling_options` adds them to a command's
+# signature and hands them over as one dict, so every command has the same flags.
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
-Steps = Annotated[int, typer.Option(help="Denoising steps.")]
-Length = Annotated[int | None, typer.Option(help="Response tokens (default: the model's).")]
-Temp = Annotated[float, typer.Option("--temperature", "--temp", help="0 = greedy.")]
-TopK = Annotated[int, typer.Option(help="Keep the k most likely tokens (0 = off).")]
-TopP = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")]
-Seed = Annotated[int | None, typer.Option(help="Seed for reproducible samples.")]
-Block = Annotated[int, typer.Option(help="Semi-autoregressive block length (0 = whole reply).")]
-DeferEos = Annotated[bool, typer.Option(
-    help="Commit words before eos, so eos padding cannot cut the reply short.")]
+SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
+    ("steps", int, 16, "Denoising steps (an upper bound for --rule threshold)."),
+    ("length", int | None, None, "Response tokens (default: the model's)."),
+    ("rule", str, "low_confidence",
+     "Commit rule: low_confidence, margin, entropy, random, threshold."),
+    ("threshold", float, 0.9, "--rule threshold: commit every token at least this sure."),
+    ("remask", float, 0.0, "Re-mask this share of earlier commits per step, the least sure "
+                           "first, decaying to 0 (ReMDM-style revision)."),
+    ("block_length", int, 0, "Semi-autoregressive block length (0 = whole reply)."),
+    ("temperature", float, 0.0, "0 = greedy."),
+    ("top_k", int, 0, "Keep the k most likely tokens (0 = off)."),
+    ("top_p", float, 1.0, "Nucleus sampling mass (1 = off)."),
+    ("eos", str, "allow", "allow; defer (commit words before eos); ban (exactly --length "
+                          "tokens)."),
+    ("trim_eos", bool, True, "Drop text after the first eos."),
+    ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
+    ("seed", int | None, None, "Seed for reproducible samples."),
+    ("trace", bool, False, "Show every denoising step."),
+    ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),
+]
+
+
+def sampling_options(fn):
+    """Add SAMPLING_OPTIONS to `fn`'s options; `fn` receives them as `sampling: dict`."""
+    names = [name for name, *_ in SAMPLING_OPTIONS]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=Annotated[kind, typer.Option(help=text)])
+             for name, kind, default, text in SAMPLING_OPTIONS]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        sampling = {name: kwargs.pop(name) for name in names if name in kwargs}
+        return fn(*args, sampling=sampling, **kwargs)
+
+    hints = typing.get_type_hints(fn, include_extras=True)  # the string annotations, resolved
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+           for p in inspect.signature(fn).parameters.values() if p.name != "sampling"]
+    wrapper.__signature__ = inspect.Signature(own + extra)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return wrapper
+
+
+def sample_config(lm, sampling: dict) -> SampleConfig:
+    fields = {k: v for k, v in sampling.items() if k not in ("trace", "trace_file")}
+    fields["length"] = fields.get("length") or lm.default_length
+    return SampleConfig(**fields)
+
+
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
@@ -114,58 +156,130 @@ def train(
     console.print(f"saved: {result.checkpoint}")
 
 
-def _sample_config(lm, length, steps, temperature, top_k, top_p, seed, block_length,
-                   defer_eos) -> SampleConfig:
-    return SampleConfig(length=length or lm.default_length, steps=steps, temperature=temperature,
-                        top_k=top_k, top_p=top_p, seed=seed, block_length=block_length,
-                        defer_eos=defer_eos)
-
-
 @app.command()
 @friendly_errors
+@sampling_options
 def generate(
     ckpt: Ckpt,
     prompt: Annotated[list[str], typer.Option(help="Prompt; repeat for a batch.")],
-    steps: Steps = 16, length: Length = None, temperature: Temp = 0.0, top_k: TopK = 0,
-    top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0, defer_eos: DeferEos = False,
     n: Annotated[int, typer.Option(help="Samples per prompt.")] = 1,
-    trace: Annotated[bool, typer.Option(help="Show every denoising step.")] = False,
+    force: Annotated[list[str] | None, typer.Option(
+        help="POSITION:WORD: the word's tokens start at this reply token (repeat).")] = None,
+    require: Annotated[list[str] | None, typer.Option(
+        help="A word the reply must contain, where the model finds it likeliest (repeat).")]
+    = None,
     device: Device = "auto",
+    sampling: dict | None = None,
 ):
     """Reply to prompts, optionally showing the denoising trace."""
-    from dlm.console import console, print_trace
+    from dlm.console import TraceRecorder, console, print_trace
+    from dlm.control import Constraints
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    config = _sample_config(lm, length, steps, temperature, top_k, top_p, seed, block_length,
-                            defer_eos)
-    states = []
-    replies = lm.generate(prompt, config, n=n, on_step=states.append if trace else None)
+    config = sample_config(lm, sampling)
+    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"])
+    constraints = Constraints.parse(force, require)
+    replies = lm.generate(prompt, config, n=n, on_step=recorder.add, constraints=constraints)
     for i, reply in enumerate(replies):
         p = prompt[i // n]
-        if trace:
-            print_trace(p, states, lm.tokenizer, row=i)
+        if sampling["trace"]:
+            print_trace(p, recorder.steps, lm.tokenizer, row=i)
         else:
             console.print(f"[bold]> {p}[/bold]")
         console.print(reply)
+    recorder.write(console)
 
 
 @app.command()
 @friendly_errors
+@sampling_options
+def infill(
+    ckpt: Ckpt,
+    text: Annotated[str | None, typer.Argument(
+        help="Text with blanks: [MASK] one token, [MASK*n] n tokens, [MASK*?] up to "
+             "--max-span tokens.")] = None,
+    template: Annotated[Path | None, typer.Option(
+        help="Read the text from this file instead (e.g. a JSON object with masked values; "
+             "a .json result is checked to parse).")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        help="Treat the text as the reply to this prompt (which may hold blanks too).")]
+    = None,
+    max_span: Annotated[int, typer.Option(help="Most tokens a [MASK*?] span holds.")] = 8,
+    device: Device = "auto",
+    sampling: dict | None = None,
+):
+    """Fill the blanks anywhere in a text; the given text is never changed."""
+    from dlm.console import TraceRecorder, console, print_trace
+    from dlm.control.infill import check_template_result, read_template
+    from dlm.pipeline import DiffusionLM
+
+    source = read_template(text, template)
+    lm = DiffusionLM.load(ckpt, device)
+    config = sample_config(lm, sampling)
+    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    result = lm.infill(source, prompt, config, max_span, recorder.add)
+    if sampling["trace"]:
+        recorder.crop(result.start)
+        print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
+    if result.prompt is not None and result.prompt != prompt:
+        console.print(f"[bold]prompt:[/bold] {result.prompt}")
+    console.print(result.text, markup=False)
+    problem = check_template_result(result.text, template)
+    if problem:
+        console.print(f"[yellow]{problem}[/yellow]")
+    recorder.write(console)
+
+
+@app.command()
+@friendly_errors
+@sampling_options
+def edit(
+    ckpt: Ckpt,
+    text: Annotated[str, typer.Option(help="The text to edit.")],
+    span: Annotated[str | None, typer.Option(
+        help="What to regenerate: a regex (its first match) or a character range A:B.")]
+    = None,
+    low_confidence: Annotated[int, typer.Option(
+        help="Instead: regenerate the K tokens the model finds least likely.")] = 0,
+    new_length: Annotated[int | None, typer.Option(
+        help="Tokens for the new span (default: as many as it had).")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        help="Treat the text as the reply to this prompt.")] = None,
+    device: Device = "auto",
+    sampling: dict | None = None,
+):
+    """Re-mask a span of a text and regenerate only it; prints a before/after diff."""
+    from dlm.console import TraceRecorder, console, print_edit, print_trace
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(ckpt, device)
+    config = sample_config(lm, sampling)
+    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)
+    if sampling["trace"]:
+        recorder.crop(len(lm.tokenizer.encode_prompt([{"role": "user", "content": prompt}]))
+                      if prompt is not None else 0)
+        print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
+    print_edit(result)
+    recorder.write(console)
+
+
+@app.command()
+@friendly_errors
+@sampling_options
 def chat(
-    ckpt: Ckpt, steps: Steps = 16, length: Length = None, temperature: Temp = 0.0,
-    top_k: TopK = 0, top_p: TopP = 1.0, seed: Seed = None, block_length: Block = 0,
-    defer_eos: DeferEos = False,
+    ckpt: Ckpt,
     delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
     device: Device = "auto",
+    sampling: dict | None = None,
 ):
     """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
     from dlm.console import chat_repl
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    chat_repl(lm, _sample_config(lm, length, steps, temperature, top_k, top_p, seed,
-                                 block_length, defer_eos), delay)
+    chat_repl(lm, sample_config(lm, sampling), delay)
 
 
 @app.command()

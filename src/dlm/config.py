@@ -80,6 +80,9 @@ class DiffusionConfig:
     """Stratify t over the batch (u_i = (r + i/n) mod 1): same expectation, lower variance."""
 
 
+EOS_MODES = ("allow", "defer", "ban")
+
+
 @dataclass
 class SampleConfig:
     """How a reply is denoised from a fully masked canvas."""
@@ -96,14 +99,23 @@ class SampleConfig:
     """Nucleus sampling: keep the smallest set with this much probability (1 = off)."""
     block_length: int = 0
     """Semi-autoregressive blocks decoded left to right (0 = the whole length at once)."""
-    defer_eos: bool = False
-    """Rank positions whose prediction is eos last, so the words come before the length.
-
-    Training pads replies with eos, so eos is the surest prediction almost
-    everywhere; committed first, it sweeps in from the right and cuts the reply
-    short. Deferring it lets the content settle first."""
     rule: str = "low_confidence"
-    """Which masked positions are committed first (LLaDA low-confidence remasking)."""
+    """Commit rule: low_confidence, margin, entropy, random (a fixed count per step), or
+    threshold (every token at least `threshold` sure; `steps` is then an upper bound)."""
+    threshold: float = 0.9
+    """Confidence the threshold rule commits at (Fast-dLLM's recipe is 0.9)."""
+    remask: float = 0.0
+    """ReMDM-style revision: each step re-masks this share of the block's earlier
+    commits, the least confident first; the share decays to zero by the last step."""
+    eos: str = "allow"
+    """allow; defer: rank eos last among the candidates, so the words settle before the
+    length (training pads replies with eos, so eos is otherwise the surest prediction
+    and sweeps in from the right); ban: never sample eos, so the reply is exactly
+    `length` tokens."""
+    trim_eos: bool = True
+    """Drop the text after the first eos (off: keep it, to see what the canvas held)."""
+    cfg_scale: float = 0.0
+    """Classifier-free guidance: uncond + (scale + 1)(cond - uncond); 0 = off."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
@@ -120,6 +132,19 @@ class SampleConfig:
             raise ConfigError(f"block_length must be >= 0, got {self.block_length}")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
+        from dlm.sampling.rules import RULES
+
+        if self.rule not in RULES:
+            raise ConfigError(f"unknown commit rule {self.rule!r}; choose one of "
+                              f"{', '.join(RULES)}")
+        if self.eos not in EOS_MODES:
+            raise ConfigError(f"eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0 <= self.remask < 1:
+            raise ConfigError(f"remask must be in [0, 1), got {self.remask}")
+        if self.cfg_scale < 0:
+            raise ConfigError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
 
 
 @dataclass
@@ -153,6 +178,9 @@ class TrainConfig:
     """Plain-text pretraining: packed sequence length (0 = prompt_len + response_len)."""
     short_seq_fraction: float = 0.01
     """Plain-text pretraining: share of batches with a random shorter length (LLaDA: 1%)."""
+    cfg_dropout: float = 0.1
+    """Chat diffusion training: share of examples whose prompt is replaced by masks, so the
+    model also learns replies without a prompt (classifier-free guidance at sampling)."""
     val_examples: int = 2000
     """Validation uses at most this many examples (or text windows), the same ones each time."""
     max_steps: int = 1500

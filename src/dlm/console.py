@@ -6,6 +6,7 @@ callbacks.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from dlm.config import SampleConfig
 from dlm.data.shards import ChatSampler
 from dlm.errors import DLMError
 from dlm.pipeline import DiffusionLM
-from dlm.render import label, render_rich, trace_line
+from dlm.render import label, render_rich, step_record, trace_line
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 from dlm.train import Reporter, TrainResult
@@ -34,14 +35,56 @@ console = Console(highlight=False)
 
 
 def print_trace(prompt: str, steps: list[Step], tok: DLMTokenizer, row: int = 0,
-                every: int = 1) -> None:
+                every: int = 1, stop_at_eos: bool = True) -> None:
     """The seed prototype's trace: one line per step, `t=16  [MASK] [MASK] ...` down to t=0."""
-    console.print(f"[bold]> {prompt}[/bold]")
+    console.print(f"[bold]> {prompt}[/bold]", markup=True)
     for step in steps:
         if step.step_index % every == 0 or step is steps[-1]:
             line = Text(label(step) + " ", style="dim")
-            line.append_text(render_rich(step, row, tok))
+            line.append_text(render_rich(step, row, tok, stop_at_eos))
             console.print(line)
+
+
+class TraceRecorder:
+    """Keeps the steps of one sampling call (for --trace) and writes them as JSON lines
+    (for --trace-file): one line per row and step, as `render.step_record` shapes it."""
+
+    def __init__(self, tok: DLMTokenizer, path: Path | None = None, stop_at_eos: bool = True):
+        self.tok, self.path, self.stop_at_eos = tok, path, stop_at_eos
+        self.steps: list[Step] = []
+
+    def add(self, step: Step) -> None:
+        self.steps.append(step)
+
+    def crop(self, start: int) -> None:
+        """Keep only positions from `start` on (drop the prompt from the trace)."""
+        self.steps = [step.crop(start) for step in self.steps]
+
+    def write(self, out: Console | None = None) -> None:
+        if self.path is None:
+            return
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.steps[0].tokens.shape[0] if self.steps else 0
+        with path.open("w", encoding="utf-8") as f:
+            for row in range(rows):
+                for step in self.steps:
+                    record = step_record(step, row, self.tok, self.stop_at_eos)
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if out is not None:
+            out.print(f"[dim]trace: {len(self.steps)} steps x {rows} rows -> {path}[/dim]")
+
+
+def print_edit(result) -> None:
+    """Before, after, and the token diff: removed struck through in red, added in green."""
+    console.print(Text("before: ", style="bold").append(result.before))
+    console.print(Text("after:  ", style="bold").append(result.after))
+    line = Text("diff:   ", style="bold")
+    styles = {"same": "", "removed": "strike red", "added": "bold green"}
+    for text, kind in result.diff():
+        line.append(text, style=styles[kind])
+    console.print(line)
+    console.print(f"[dim]diff (plain): {result.diff_text()}[/dim]", markup=True)
 
 
 def plain_trace(steps: list[Step], tok: DLMTokenizer, row: int = 0) -> list[str]:

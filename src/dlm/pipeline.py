@@ -20,11 +20,11 @@ from huggingface_hub import ModelHubMixin
 
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig
+from dlm.control import Constraints, Edit, Infill, apply_constraints, edit, infill
 from dlm.errors import ConfigError
 from dlm.model import Transformer
-from dlm.sampling import Step, sample
+from dlm.sampling import Canvas, Step, denoise, final_tokens, reply_canvas
 from dlm.sampling.ar import ar_decode
-from dlm.sampling.sampler import final_tokens
 from dlm.tokenizer import DLMTokenizer
 
 
@@ -128,32 +128,75 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     @torch.inference_mode()
     def reply_ids(
         self, histories: Sequence[Sequence[dict[str, str]]], config: SampleConfig | None = None,
-        on_step: Callable[[Step], None] | None = None,
+        on_step: Callable[[Step], None] | None = None, constraints: Constraints | None = None,
     ) -> torch.Tensor:
         """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
         config = config or SampleConfig(length=self.default_length)
         prompt, key_padding = self._prompt_batch(histories)
-        generator = None
-        if config.seed is not None:
-            generator = torch.Generator(self.device).manual_seed(config.seed)
+        generator = self._generator(config)
+        tok = self.tokenizer
         if self.objective == "ar":
+            if constraints:
+                raise ConfigError("forced and required words need a diffusion checkpoint; an "
+                                  "autoregressive one writes strictly left to right")
             return final_tokens(ar_decode(self.model, prompt, key_padding, config,
-                                          self.tokenizer.mask_id, self.tokenizer.eos_id,
-                                          generator), on_step)
-        return sample(self.model, prompt, key_padding, config, self.tokenizer.mask_id,
-                      generator, on_step, self.tokenizer.eos_id)
+                                          tok.mask_id, tok.eos_id, generator), on_step)
+        canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
+                              tok.never_generated)
+        if constraints:
+            canvas = apply_constraints(self.model, canvas, constraints, tok, self.lowercase)
+        start = canvas.start
+        steps = (step.crop(start) for step in denoise(self.model, canvas, config, generator))
+        return final_tokens(steps, on_step)
+
+    def _generator(self, config: SampleConfig) -> torch.Generator | None:
+        if config.seed is None:
+            return None
+        return torch.Generator(self.device).manual_seed(config.seed)
+
+    @torch.inference_mode()
+    def fill(self, canvas: Canvas, config: SampleConfig,
+             on_step: Callable[[Step], None] | None = None) -> torch.Tensor:
+        """Fill every mask of `canvas` (B, T), given tokens unchanged (infill, edit)."""
+        if self.objective == "ar":
+            raise ConfigError("this is an autoregressive checkpoint: it writes left to right "
+                              "and cannot fill masks; use a diffusion checkpoint")
+        return final_tokens(denoise(self.model, canvas, config, self._generator(config)),
+                            on_step)
+
+    def decode_reply(self, ids: Sequence[int], config: SampleConfig | None = None) -> str:
+        """Reply text of a canvas row: up to the first eos, or (trim_eos off) every token."""
+        if config is not None and not config.trim_eos:
+            return self.tokenizer.decode(ids)
+        return self.tokenizer.decode_response(ids)
 
     def reply(self, history: Sequence[dict[str, str]], config: SampleConfig | None = None,
-              on_step: Callable[[Step], None] | None = None) -> str:
+              on_step: Callable[[Step], None] | None = None,
+              constraints: Constraints | None = None) -> str:
         """The assistant's next turn for a chat history (a list of {"role", "content"})."""
-        ids = self.reply_ids([history], config, on_step)
-        return self.tokenizer.decode_response(ids[0].tolist())
+        ids = self.reply_ids([history], config, on_step, constraints)
+        return self.decode_reply(ids[0].tolist(), config)
 
     def generate(self, prompts: str | Sequence[str], config: SampleConfig | None = None,
-                 n: int = 1, on_step: Callable[[Step], None] | None = None) -> list[str]:
+                 n: int = 1, on_step: Callable[[Step], None] | None = None,
+                 constraints: Constraints | None = None) -> list[str]:
         """Replies to one or more single-turn prompts, `n` samples each, in one batch."""
         if isinstance(prompts, str):
             prompts = [prompts]
         histories = [[{"role": "user", "content": p}] for p in prompts for _ in range(n)]
-        ids = self.reply_ids(histories, config, on_step)
-        return [self.tokenizer.decode_response(row.tolist()) for row in ids]
+        ids = self.reply_ids(histories, config, on_step, constraints)
+        return [self.decode_reply(row.tolist(), config) for row in ids]
+
+    def infill(self, template: str, prompt: str | None = None,
+               config: SampleConfig | None = None, max_span: int = 8,
+               on_step: Callable[[Step], None] | None = None) -> Infill:
+        """Fill the `[MASK]`, `[MASK*n]` and `[MASK*?]` blanks of `template` (see
+        `dlm.control.infill`); given text is never changed."""
+        return infill(self, template, prompt, config, max_span, on_step)
+
+    def edit(self, text: str, span: str | None = None, low_confidence: int = 0,
+             prompt: str | None = None, config: SampleConfig | None = None,
+             length: int | None = None, on_step: Callable[[Step], None] | None = None) -> Edit:
+        """Regenerate a span of `text` (regex or A:B) or its `low_confidence` least likely
+        tokens (see `dlm.control.edit`); the rest is kept."""
+        return edit(self, text, span, low_confidence, prompt, config, length, on_step)

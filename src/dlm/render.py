@@ -1,8 +1,9 @@
 """Turn a canvas state into text: plain (`t=8  hello [MASK] are you`) or coloured (Rich).
 
-Shared by every command that shows a trace. Masks are grey; newly committed
-tokens are coloured by the model's confidence; text after a committed eos is
-hidden, because it will be dropped from the reply.
+Shared by every command that shows a trace, and by the server. Masks are grey;
+newly committed tokens are coloured by the model's confidence; tokens that were
+committed earlier and masked again (remasking) are marked; text after a committed
+eos is hidden, because it will be dropped from the reply.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 
 MASK_TEXT = "[MASK]"
+REMASK_TEXT = "[REMASK]"
 
 
-def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, float]]:
-    """(text, kind, confidence) runs; kind is 'mask', 'new' or 'old'."""
+def _pieces(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True,
+            ) -> list[tuple[str, str, float]]:
+    """(text, kind, confidence) runs; kind is 'mask', 'remasked', 'new' or 'old'."""
     ids = step.tokens[row].tolist()
     new = step.newly_committed[row].tolist()
     conf = step.confidences[row].tolist()
+    remasked = (step.remasked[row].tolist() if step.remasked is not None
+                else [False] * len(ids))
     pieces: list[tuple[str, str, float]] = []
     run: list[int] = []
 
@@ -29,11 +34,12 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, flo
             run.clear()
 
     for i, token in enumerate(ids):
-        if token == tok.eos_id:
+        if token == tok.eos_id and stop_at_eos:
             break
         if token == tok.mask_id:
             flush()
-            pieces.append((MASK_TEXT, "mask", 0.0))
+            pieces.append((REMASK_TEXT, "remasked", 0.0) if remasked[i]
+                          else (MASK_TEXT, "mask", 0.0))
         elif new[i]:
             flush()
             pieces.append((tok.decode([token], whole=False), "new", conf[i]))
@@ -43,11 +49,15 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer) -> list[tuple[str, str, flo
     return pieces
 
 
+MASKS = ("mask", "remasked")
+
+
 def _join(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Put a space around masks so they read as words; byte-level text keeps its own spaces."""
     out: list[tuple[str, str]] = []
     for i, (text, kind) in enumerate(parts):
-        if kind == "mask" or (i > 0 and parts[i - 1][1] == "mask" and not text.startswith(" ")):
+        after_mask = i > 0 and parts[i - 1][1] in MASKS
+        if kind in MASKS or (after_mask and not text.startswith(" ")):
             text = " " + text
         out.append((text, kind))
     return out
@@ -58,8 +68,8 @@ def label(step: Step) -> str:
     return f"t={step.steps - step.step_index:<3d}"
 
 
-def render_plain(step: Step, row: int, tok: DLMTokenizer) -> str:
-    parts = _join([(text, kind) for text, kind, _ in _pieces(step, row, tok)])
+def render_plain(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> str:
+    parts = _join([(text, kind) for text, kind, _ in _pieces(step, row, tok, stop_at_eos)])
     return "".join(text for text, _ in parts).strip()
 
 
@@ -68,17 +78,32 @@ def confidence_style(p: float) -> str:
     return "bold green" if p >= 0.7 else "bold yellow" if p >= 0.3 else "bold red"
 
 
-def render_rich(step: Step, row: int, tok: DLMTokenizer) -> Text:
-    pieces = _pieces(step, row, tok)
+STYLES = {"mask": "grey50", "remasked": "bold magenta", "old": ""}
+
+
+def render_rich(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> Text:
+    pieces = _pieces(step, row, tok, stop_at_eos)
     joined = _join([(text, kind) for text, kind, _ in pieces])
     out = Text()
     for (text, kind), (_, _, conf) in zip(joined, pieces, strict=True):
-        style = {"mask": "grey50", "old": ""}.get(kind) or confidence_style(conf)
+        style = STYLES.get(kind) or confidence_style(conf)
         out.append(text, style=style)
     if out.plain.startswith(" "):
         out = out[1:]
     return out
 
 
-def trace_line(step: Step, row: int, tok: DLMTokenizer) -> str:
-    return f"{label(step)} {render_plain(step, row, tok)}"
+def trace_line(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> str:
+    return f"{label(step)} {render_plain(step, row, tok, stop_at_eos)}"
+
+
+def step_record(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> dict:
+    """One step of one row as JSON: what `--trace-file` writes and the server streams.
+
+    pieces: [text, kind, confidence] runs, kind in mask/remasked/new/old."""
+    pieces = _pieces(step, row, tok, stop_at_eos)
+    return {"row": row, "step": step.step_index, "steps": step.steps, "nfe": step.nfe,
+            "text": render_plain(step, row, tok, stop_at_eos),
+            "committed": int(step.newly_committed[row].sum()),
+            "remasked": 0 if step.remasked is None else int(step.remasked[row].sum()),
+            "pieces": [[text, kind, round(conf, 4)] for text, kind, conf in pieces]}

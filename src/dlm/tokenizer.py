@@ -60,6 +60,8 @@ class DLMTokenizer:
             raise CheckpointError(f"tokenizer lacks special tokens {missing}; retrain it with dlm")
         self.pad_id, self.mask_id, self.bos_id, self.eos_id, self.user_id, self.assistant_id = ids
         self.special_ids = frozenset(ids)
+        # Markers of the chat template: never text, so the sampler never writes them.
+        self.never_generated = (self.pad_id, self.bos_id, self.user_id, self.assistant_id)
 
     # ----------------------------------------------------------------- building
     @classmethod

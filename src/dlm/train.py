@@ -38,7 +38,7 @@ from dlm.data.shards import (
     ensure_shards,
     validation_set,
 )
-from dlm.diffusion import LossOutput, diffusion_loss, get_schedule
+from dlm.diffusion import LossOutput, diffusion_loss, drop_prompts, get_schedule
 from dlm.errors import CheckpointError, ConfigError, DataError
 from dlm.evaluate import evaluate_nelbo
 from dlm.model import Transformer
@@ -211,6 +211,8 @@ class Trainer:
         if cfg.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
                               f"{', '.join(OBJECTIVES)}")
+        if not 0 <= cfg.cfg_dropout < 1:
+            raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
         state = None
         if resume is not None:
             ckpt = load_checkpoint(resume)
@@ -268,7 +270,9 @@ class Trainer:
         with self.autocast():
             if self.cfg.objective == "ar":
                 return ar_loss(self.model, batch.ids, batch.maskable, batch.key_padding)
-            return diffusion_loss(self.model, batch.ids, batch.maskable, batch.key_padding,
+            ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
+                               self.data.tokenizer.mask_id, self.noise)
+            return diffusion_loss(self.model, ids, batch.maskable, batch.key_padding,
                                   self.schedule, self.data.tokenizer.mask_id, d.eps,
                                   d.antithetic, self.noise)
 

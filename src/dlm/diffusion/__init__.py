@@ -1,6 +1,6 @@
 """Masked (absorbing-state) diffusion: schedule, corruption and loss, as pure functions."""
 
-from dlm.diffusion.corruption import corrupt, sample_times
+from dlm.diffusion.corruption import corrupt, drop_prompts, sample_times
 from dlm.diffusion.loss import LossOutput, diffusion_loss, nelbo_terms, subs_log_probs
 from dlm.diffusion.schedule import SCHEDULES, Schedule, get_schedule
 
@@ -10,6 +10,7 @@ __all__ = [
     "Schedule",
     "corrupt",
     "diffusion_loss",
+    "drop_prompts",
     "get_schedule",
     "nelbo_terms",
     "sample_times",

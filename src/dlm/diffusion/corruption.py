@@ -38,3 +38,20 @@ def corrupt(
     draw = torch.rand(ids.shape, generator=generator, device=ids.device)  # (B, T)
     masked = (draw < rate) & maskable
     return torch.where(masked, torch.full_like(ids, mask_id), ids), masked
+
+
+def drop_prompts(
+    ids: torch.Tensor, maskable: torch.Tensor, key_padding: torch.Tensor | None, rate: float,
+    mask_id: int, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace the whole prompt of a random `rate` share of rows with [MASK].
+
+    The prompt is every real token that is not maskable; padding stays padding.
+    Training on these rows teaches p(reply) without a prompt, which
+    classifier-free guidance contrasts with p(reply | prompt) at sampling time.
+    """
+    if rate <= 0:
+        return ids
+    rows = torch.rand(ids.shape[0], generator=generator, device=ids.device) < rate  # (B,)
+    prompt = ~maskable if key_padding is None else ~maskable & key_padding  # (B, T)
+    return ids.masked_fill(prompt & rows[:, None], mask_id)

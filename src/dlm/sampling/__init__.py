@@ -1,14 +1,27 @@
 """Sampling: pure rules (rules.py) and the stateless step-by-step sampler (sampler.py)."""
 
-from dlm.sampling.rules import RULES, commit_counts, filter_logits, sample_tokens, top_k_mask
-from dlm.sampling.sampler import Step, denoise, sample
+from dlm.sampling.rules import (
+    RULES,
+    CommitRule,
+    commit_counts,
+    filter_logits,
+    get_rule,
+    sample_tokens,
+    top_k_mask,
+)
+from dlm.sampling.sampler import Canvas, Step, denoise, final_tokens, reply_canvas, sample
 
 __all__ = [
     "RULES",
+    "Canvas",
+    "CommitRule",
     "Step",
     "commit_counts",
     "denoise",
     "filter_logits",
+    "final_tokens",
+    "get_rule",
+    "reply_canvas",
     "sample",
     "sample_tokens",
     "top_k_mask",

@@ -34,13 +34,15 @@ def ar_decode(
     confidences = torch.zeros(B, L, dtype=torch.float64, device=prompt.device)
     real = (key_padding if key_padding is not None
             else torch.ones(B, P, dtype=torch.bool, device=prompt.device))
-    yield Step(canvas.clone(), torch.zeros_like(canvas, dtype=torch.bool), confidences.clone(),
-               0, L)
+    nothing = torch.zeros_like(canvas, dtype=torch.bool)
+    yield Step(canvas.clone(), nothing, confidences.clone(), 0, L, nothing, 0)
     cache = model.new_cache(B, P + L)
     logits = model(prompt, real, cache=cache)[:, -1]  # (B, V)
     done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
     for i in range(L):
         logits[:, mask_id] = float("-inf")  # the mask token is never text
+        if config.eos == "ban":  # the reply runs to exactly `length` tokens
+            logits[:, eos_id] = float("-inf")
         tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
                                       generator)  # (B,), (B, V)
         tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)
@@ -51,7 +53,7 @@ def ar_decode(
             canvas[:, i + 1 :] = eos_id
         commit = torch.zeros_like(canvas, dtype=torch.bool)
         commit[:, i] = True
-        yield Step(canvas.clone(), commit, confidences.clone(), i + 1, L)
+        yield Step(canvas.clone(), commit, confidences.clone(), i + 1, L, nothing, i + 1)
         if bool(done.all()) or i == L - 1:
             break
         real = torch.cat([real, torch.ones(B, 1, dtype=torch.bool, device=real.device)], 1)

@@ -6,6 +6,7 @@ Nothing here calls a model; the sampler joins these pieces to a denoiser.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -72,12 +73,41 @@ def score_random(tokens, probs, generator=None):
     return torch.rand(tokens.shape, generator=generator, device=tokens.device, dtype=probs.dtype)
 
 
-RULES: dict[str, Score] = {
-    "low_confidence": score_low_confidence,
-    "margin": score_margin,
-    "entropy": score_entropy,
-    "random": score_random,
+@dataclass(frozen=True)
+class CommitRule:
+    """How a step picks which masked positions to commit: a score ranks them, and
+    `count` says how many of the top-ranked are committed this step."""
+
+    score: Score
+    count: Callable[[torch.Tensor, torch.Tensor, int, float], torch.Tensor]
+    """(scores (B, L) with -inf off the block, masked (B, L), steps left, threshold) -> (B,)"""
+
+
+def fixed_count(scores, masked, steps_left, threshold):
+    """The block's remaining masks spread evenly over its remaining steps."""
+    return commit_counts(masked.sum(1), steps_left)
+
+
+def threshold_count(scores, masked, steps_left, threshold):
+    """Fast-dLLM: every masked position whose score reaches `threshold`, and never fewer
+    than the even share, so at least one per step and none left after the step budget."""
+    sure = ((scores >= threshold) & masked).sum(1)
+    return torch.maximum(sure, fixed_count(scores, masked, steps_left, threshold))
+
+
+RULES: dict[str, CommitRule] = {
+    "low_confidence": CommitRule(score_low_confidence, fixed_count),
+    "margin": CommitRule(score_margin, fixed_count),
+    "entropy": CommitRule(score_entropy, fixed_count),
+    "random": CommitRule(score_random, fixed_count),
+    "threshold": CommitRule(score_low_confidence, threshold_count),
 }
+
+
+def get_rule(name: str) -> CommitRule:
+    if name not in RULES:
+        raise ConfigError(f"unknown commit rule {name!r}; choose one of {', '.join(RULES)}")
+    return RULES[name]
 
 
 def commit_counts(n_masked: torch.Tensor, steps_left: int) -> torch.Tensor:
@@ -89,23 +119,37 @@ def commit_counts(n_masked: torch.Tensor, steps_left: int) -> torch.Tensor:
     return (n_masked + steps_left - 1) // steps_left
 
 
-def block_plan(length: int, block_length: int, steps: int) -> list[tuple[int, int, int]]:
-    """For each step: (block start, block end, steps left in the block, this one included).
+def block_budgets(length: int, block_length: int, steps: int) -> list[tuple[int, int, int]]:
+    """(start, end, steps) of each block, offsets into the decoded region.
 
     Blocks of `block_length` are decoded left to right; the steps are shared out
-    evenly, the remainder going to the first blocks.
+    evenly, the remainder going to the first blocks. A threshold rule may finish a
+    block in fewer steps; then its budget is not carried over.
     """
     starts = list(range(0, length, block_length))
     if steps < len(starts):
         raise ConfigError(f"steps={steps} is fewer than the {len(starts)} blocks of "
                           f"{block_length} tokens; use at least one step per block")
     base, extra = divmod(steps, len(starts))
-    plan = []
-    for b, start in enumerate(starts):
-        n = base + (b < extra)
-        end = min(start + block_length, length)
-        plan.extend((start, end, n - i) for i in range(n))
-    return plan
+    return [(start, min(start + block_length, length), base + (b < extra))
+            for b, start in enumerate(starts)]
+
+
+def remask_count(committed: torch.Tensor, rate: float, steps_left: int, block_steps: int,
+                 ) -> torch.Tensor:
+    """How many committed tokens each row re-masks this step (ReMDM-style revision).
+
+    The rate decays linearly from `rate` to zero on the block's last step, so the
+    canvas is always full when the budget ends. committed: (B,) tokens the sampler
+    has committed in the block before this step.
+    """
+    decayed = rate * (steps_left - 1) / block_steps
+    return (committed.double() * decayed).round().long()
+
+
+def bottom_k_mask(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Bool (B, L): the k[b] lowest scores of each row b (+inf rows never chosen)."""
+    return top_k_mask(-scores, k)
 
 
 def top_k_mask(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

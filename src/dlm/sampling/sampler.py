@@ -1,8 +1,11 @@
-"""The diffusion sampler: a stateless generator that denoises a masked canvas step by step.
+"""The diffusion sampler: a stateless generator that fills the masks of a canvas step by step.
 
 Each step predicts every masked position at once, samples a token for each, and
-commits the most confident ones so that the last step leaves no mask. Every
-intermediate state is yielded, so a caller can draw the denoising as it happens.
+commits some of them (which ones: a named commit rule from `rules.RULES`). Given
+tokens are carried over unchanged, so replies, infilling, editing and constraints
+are all the same loop over different canvases. Every state is yielded, so a caller
+can draw the denoising as it happens. Nothing here holds state between calls,
+so one sampler serves concurrent requests.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from dataclasses import dataclass
 import torch
 
 from dlm.config import SampleConfig
-from dlm.errors import ConfigError
 from dlm.sampling.rules import (
-    RULES,
-    block_plan,
-    commit_counts,
+    block_budgets,
+    bottom_k_mask,
+    get_rule,
+    remask_count,
     sample_tokens,
     score_low_confidence,
     top_k_mask,
@@ -30,10 +33,12 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 class Step:
     """One state of the canvas.
 
-    tokens: (B, L) response ids, mask id where still masked. newly_committed: (B, L)
-    bool, what this step committed. confidences: (B, L) the probability of each
-    committed token when it was committed (0 for masks). step_index: 0 is
-    the all-mask start; `steps` is the last.
+    tokens: (B, L) ids, mask id where still masked. newly_committed: (B, L) bool,
+    what this step committed. confidences: (B, L) the probability of each committed
+    token when it was committed (0 for masks and given tokens). step_index: 0 is
+    the start; `steps` is the step budget. remasked: (B, L) bool, committed tokens
+    this step masked again for revision. nfe: model calls so far (2 per step with
+    classifier-free guidance).
     """
 
     tokens: torch.Tensor
@@ -41,65 +46,143 @@ class Step:
     confidences: torch.Tensor
     step_index: int
     steps: int
+    remasked: torch.Tensor | None = None
+    nfe: int = 0
+
+    def crop(self, start: int) -> Step:
+        """The same state from position `start` on (a reply without its prompt)."""
+        return Step(self.tokens[:, start:], self.newly_committed[:, start:],
+                    self.confidences[:, start:], self.step_index, self.steps,
+                    None if self.remasked is None else self.remasked[:, start:], self.nfe)
 
 
-def denoise(
-    denoiser: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | None,
-    config: SampleConfig, mask_id: int, generator: torch.Generator | None = None,
-    eos_id: int | None = None,
-) -> Iterator[Step]:
-    """Yield the canvas after every step of denoising `config.length` tokens after `prompt`.
+@dataclass
+class Canvas:
+    """What the sampler fills.
 
-    prompt: (B, P) left-padded prompt ids; key_padding: (B, P) True on real tokens
-    (None if there is no padding). The model is called once per step; a step with
-    nothing left to commit ends the loop early. With `block_length` < `length` the
-    canvas is decoded block after block, left to right (LLaDA's semi-autoregressive
-    mode); each block gets an equal share of the steps.
+    tokens: (B, T) ids with `mask_id` at every position to fill; all others are
+    given and never change. key_padding: (B, T) True on real tokens (None: no
+    padding). start: where the decoded region begins (a reply: after the prompt);
+    blocks count from here, and the first block also takes any mask before it.
+    prompt: (B, T) bool, what classifier-free guidance drops for its unconditional
+    pass. no_eos: (B, T) bool, positions where eos may not be sampled (constraints).
+    banned: ids never sampled anywhere (the chat template's markers and padding).
     """
-    if config.rule not in RULES:
-        raise ConfigError(f"unknown rule {config.rule!r}; choose one of {', '.join(RULES)}")
-    score = RULES[config.rule]
+
+    tokens: torch.Tensor
+    mask_id: int
+    eos_id: int | None = None
+    key_padding: torch.Tensor | None = None
+    start: int = 0
+    prompt: torch.Tensor | None = None
+    no_eos: torch.Tensor | None = None
+    banned: tuple[int, ...] = ()
+
+
+def reply_canvas(prompt: torch.Tensor, key_padding: torch.Tensor | None, length: int,
+                 mask_id: int, eos_id: int | None = None, banned: tuple[int, ...] = (),
+                 ) -> Canvas:
+    """A left-padded prompt (B, P) followed by `length` masks."""
     B, P = prompt.shape
-    L = config.length
-    canvas = torch.full((B, L), mask_id, dtype=prompt.dtype, device=prompt.device)
-    confidences = torch.zeros(B, L, dtype=torch.float64, device=prompt.device)
-    if key_padding is not None:
-        key_padding = torch.cat([key_padding, torch.ones_like(canvas, dtype=torch.bool)], 1)
-    nothing = torch.zeros_like(canvas, dtype=torch.bool)
-    yield Step(canvas.clone(), nothing, confidences.clone(), 0, config.steps)
-    plan = block_plan(L, config.block_length or L, config.steps)
-    for s, (start, end, steps_left) in enumerate(plan):
-        masked = canvas == mask_id  # (B, L)
-        if not bool(masked.any()):
-            break
-        in_block = torch.zeros_like(masked)
-        in_block[:, start:end] = True
-        masked_here = masked & in_block  # later blocks wait their turn
-        logits = denoiser(torch.cat([prompt, canvas], 1), key_padding)[:, P:]  # (B, L, V)
-        logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
-        tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
-                                      generator)  # (B, L), (B, L, V)
-        scores = score(tokens, probs, generator)
-        if config.defer_eos and eos_id is not None:
-            # below every other candidate, but still above the positions not to commit
-            scores = torch.where(tokens == eos_id, scores - 1e6, scores)
-        scores = scores.masked_fill(~masked_here, float("-inf"))
-        k = commit_counts(masked_here.sum(1), steps_left)  # (B,)
-        commit = top_k_mask(scores, k) & masked_here
-        canvas = torch.where(commit, tokens.to(canvas.dtype), canvas)
-        token_prob = score_low_confidence(tokens, probs)  # shown in traces, whatever the rule
-        confidences = torch.where(commit, token_prob, confidences)
-        yield Step(canvas.clone(), commit, confidences.clone(), s + 1, config.steps)
+    masks = torch.full((B, length), mask_id, dtype=prompt.dtype, device=prompt.device)
+    real = (key_padding if key_padding is not None
+            else torch.ones(B, P, dtype=torch.bool, device=prompt.device))
+    is_prompt = torch.cat([real, torch.zeros_like(masks, dtype=torch.bool)], 1)
+    padding = None if key_padding is None else torch.cat(
+        [key_padding, torch.ones_like(masks, dtype=torch.bool)], 1)
+    return Canvas(torch.cat([prompt, masks], 1), mask_id, eos_id, padding, P, is_prompt,
+                  banned=banned)
 
 
-def sample(
-    denoiser: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | None,
-    config: SampleConfig, mask_id: int, generator: torch.Generator | None = None,
-    on_step: Callable[[Step], None] | None = None, eos_id: int | None = None,
-) -> torch.Tensor:
-    """The final canvas (B, L); `on_step` sees every intermediate state."""
-    return final_tokens(denoise(denoiser, prompt, key_padding, config, mask_id, generator,
-                                eos_id), on_step)
+def guided_logits(denoiser: Denoiser, tokens: torch.Tensor, canvas: Canvas,
+                  scale: float) -> tuple[torch.Tensor, int]:
+    """Logits (B, T, V) and the model calls they cost.
+
+    With classifier-free guidance the prompt-less canvas (prompt replaced by masks,
+    as training drops it) runs in the same batch:
+    uncond + (scale + 1) * (cond - uncond).
+    """
+    if scale == 0 or canvas.prompt is None:
+        return denoiser(tokens, canvas.key_padding).float(), 1
+    uncond = tokens.masked_fill(canvas.prompt, canvas.mask_id)
+    padding = (None if canvas.key_padding is None
+               else torch.cat([canvas.key_padding, canvas.key_padding]))
+    cond, free = denoiser(torch.cat([tokens, uncond]), padding).float().chunk(2)
+    return free + (scale + 1) * (cond - free), 2
+
+
+def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
+            generator: torch.Generator | None = None) -> Iterator[Step]:
+    """Yield the canvas after every step until no mask is left.
+
+    Blocks of `config.block_length` are decoded left to right (LLaDA's
+    semi-autoregressive mode), each with an equal share of `config.steps`; within a
+    block a step commits what the rule counts, so the block is full after its
+    share (a threshold rule may finish it sooner). With `config.remask` the
+    least confident tokens the sampler committed earlier in the block are masked
+    again, at a rate that decays to zero by the block's last step.
+    """
+    rule = get_rule(config.rule)
+    mask_id, eos_id = canvas.mask_id, canvas.eos_id
+    tokens = canvas.tokens.clone()
+    B, T = tokens.shape
+    nothing = torch.zeros_like(tokens, dtype=torch.bool)
+    confidences = torch.zeros(B, T, dtype=torch.float64, device=tokens.device)
+    filled = nothing.clone()  # what the sampler committed (remasking may revise only these)
+    no_eos = canvas.no_eos if canvas.no_eos is not None else nothing
+    if config.eos == "ban":
+        no_eos = no_eos | (tokens == mask_id)
+    region = T - canvas.start
+    budgets = block_budgets(region, config.block_length or region, config.steps)
+    budget = sum(n for _, _, n in budgets)
+    yield Step(tokens.clone(), nothing, confidences.clone(), 0, budget, nothing, 0)
+    index = nfe = 0
+    for b, (start, end, block_steps) in enumerate(budgets):
+        in_block = nothing.clone()
+        in_block[:, 0 if b == 0 else canvas.start + start : canvas.start + end] = True
+        for j in range(block_steps):
+            masked = (tokens == mask_id) & in_block  # later blocks wait their turn
+            if not bool(masked.any()):
+                break
+            steps_left = block_steps - j
+            logits, calls = guided_logits(denoiser, tokens, canvas, config.cfg_scale)
+            nfe += calls
+            logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
+            if canvas.banned:
+                logits[..., list(canvas.banned)] = float("-inf")
+            if eos_id is not None and bool(no_eos.any()):
+                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos, float("-inf"))
+            sampled, probs = sample_tokens(logits, config.temperature, config.top_k,
+                                           config.top_p, generator)  # (B, T), (B, T, V)
+            scores = rule.score(sampled, probs, generator)
+            if config.eos == "defer" and eos_id is not None:
+                # below every other candidate, but still above the positions not to commit
+                scores = torch.where(sampled == eos_id, scores - 1e6, scores)
+            scores = scores.masked_fill(~masked, float("-inf"))
+            k = rule.count(scores, masked, steps_left, config.threshold)  # (B,)
+            commit = top_k_mask(scores, k) & masked
+            tokens = torch.where(commit, sampled.to(tokens.dtype), tokens)
+            token_prob = score_low_confidence(sampled, probs)  # shown in traces, whatever rule
+            confidences = torch.where(commit, token_prob, confidences)
+            remasked = nothing
+            if config.remask > 0:
+                earlier = filled & in_block  # not what this step just committed
+                r = remask_count(earlier.sum(1), config.remask, steps_left, block_steps)
+                remasked = bottom_k_mask(confidences.masked_fill(~earlier, float("inf")),
+                                         r) & earlier
+                tokens = tokens.masked_fill(remasked, mask_id)
+                confidences = confidences.masked_fill(remasked, 0.0)
+            filled = (filled | commit) & ~remasked
+            index += 1
+            yield Step(tokens.clone(), commit, confidences.clone(), index, budget,
+                       remasked, nfe)
+
+
+def sample(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
+           generator: torch.Generator | None = None,
+           on_step: Callable[[Step], None] | None = None) -> torch.Tensor:
+    """The final canvas (B, T); `on_step` sees every intermediate state."""
+    return final_tokens(denoise(denoiser, canvas, config, generator), on_step)
 
 
 def final_tokens(steps: Iterator[Step], on_step: Callable[[Step], None] | None = None,

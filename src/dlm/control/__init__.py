@@ -1,0 +1,12 @@
+"""Control over what diffusion writes: infilling templates, editing spans, constraints.
+
+Each builds a canvas (given tokens + masks) for the one sampler in `dlm.sampling`;
+none has a decoding loop of its own.
+"""
+
+from dlm.control.constraints import Constraints, apply_constraints
+from dlm.control.edit import Edit, edit
+from dlm.control.infill import Blank, Infill, infill, parse_template
+
+__all__ = ["Blank", "Constraints", "Edit", "Infill", "apply_constraints", "edit", "infill",
+           "parse_template"]

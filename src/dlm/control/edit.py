@@ -1,0 +1,156 @@
+"""Editing: mask a span of an existing text (by regex, character range, or the tokens
+the model finds least likely) and regenerate only that span.
+
+    lm.edit("I am so happy today.", span="happy").after
+    lm.edit("I am so happy today.", low_confidence=2).after
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from dlm.config import SampleConfig
+from dlm.control.layout import text_layout
+from dlm.errors import ConfigError
+from dlm.sampling import Step
+
+
+@dataclass
+class Edit:
+    before: str
+    after: str
+    masked: list[int]
+    """Token positions (in the text) that were masked and regenerated."""
+    before_tokens: list[str]
+    after_tokens: list[str]
+    """The text token by token, before and after (for the diff)."""
+
+    def diff(self) -> list[tuple[str, str]]:
+        """(text, kind) runs, kind in {"same", "removed", "added"}, over the tokens."""
+        out: list[tuple[str, str]] = []
+        matcher = difflib.SequenceMatcher(a=self.before_tokens, b=self.after_tokens,
+                                          autojunk=False)
+        for op, a0, a1, b0, b1 in matcher.get_opcodes():
+            if op == "equal":
+                out.append(("".join(self.before_tokens[a0:a1]), "same"))
+                continue
+            if a1 > a0:
+                out.append(("".join(self.before_tokens[a0:a1]), "removed"))
+            if b1 > b0:
+                out.append(("".join(self.after_tokens[b0:b1]), "added"))
+        return out
+
+    def diff_text(self) -> str:
+        """The diff as plain text: [-removed-]{+added+}."""
+        marks = {"same": "{}", "removed": "[-{}-]", "added": "{{+{}+}}"}
+        return "".join(marks[kind].format(text) for text, kind in self.diff()).strip()
+
+
+def char_span(text: str, span: str) -> tuple[int, int]:
+    """`span` as characters [a, b): "A:B" or "A-B" (a range), else a regex (its first match)."""
+    found = re.fullmatch(r"\s*(\d+)\s*[:-]\s*(\d+)\s*", span)
+    if found:
+        a, b = int(found.group(1)), int(found.group(2))
+        if not 0 <= a < b <= len(text):
+            raise ConfigError(f"--span {span!r}: the range must lie within the text's "
+                              f"{len(text)} characters, start before end")
+        return a, b
+    try:
+        match = re.search(span, text)
+    except re.error as exc:
+        raise ConfigError(f"--span {span!r} is neither a range A:B nor a valid regex: {exc}"
+                          ) from None
+    if match is None or match.end() == match.start():
+        raise ConfigError(f"--span {span!r} matches nothing in the text")
+    return match.start(), match.end()
+
+
+def tokens_in(offsets: list[tuple[int, int]], a: int, b: int) -> list[int]:
+    """Indices of the tokens whose characters overlap [a, b)."""
+    return [i for i, (s, e) in enumerate(offsets) if s < b and e > a]
+
+
+@torch.inference_mode()
+def least_likely(lm, layout, positions: list[int], k: int) -> list[int]:
+    """The k of `positions` (canvas indices) whose token the model finds least likely when
+    that token alone is masked: one batched call, a row per position."""
+    tok = lm.tokenizer
+    rows = torch.tensor([layout.ids] * len(positions), device=lm.device)  # (N, T)
+    index = torch.tensor(positions, device=lm.device)
+    truth = rows[0, index]  # (N,)
+    rows[torch.arange(len(positions)), index] = tok.mask_id
+    logits = lm.model(rows, None).float()  # (N, T, V)
+    logits[..., tok.mask_id] = float("-inf")
+    chosen = logits[torch.arange(len(positions)), index]  # (N, V)
+    logp = chosen.log_softmax(-1).gather(-1, truth[:, None]).squeeze(-1)  # (N,)
+    order = logp.argsort()[:k].tolist()
+    return sorted(positions[i] for i in order)
+
+
+def edit(lm, text: str, span: str | None = None, low_confidence: int = 0,
+         prompt: str | None = None, config: SampleConfig | None = None,
+         length: int | None = None, on_step: Callable[[Step], None] | None = None) -> Edit:
+    """Re-mask a span of `text` (or its `low_confidence` least likely tokens) and denoise
+    only those positions; everything else is given and kept.
+
+    `length`: tokens for the new span (default: as many as it had). With a `prompt`
+    the text is the assistant's reply to it; without, plain text.
+    """
+    if (span is None) == (low_confidence <= 0):
+        raise ConfigError("say what to edit: a --span (regex or A:B) or --low-confidence K")
+    if not text.strip():
+        raise ConfigError("the text to edit is empty")
+    tok = lm.tokenizer
+    config = config or SampleConfig()
+    source = text.lower() if lm.lowercase else text
+    enc = tok.hf.encode(" " + source, add_special_tokens=False)
+    ids = list(enc.ids)
+    offsets = [(max(s - 1, 0), e - 1) for s, e in enc.offsets]  # the added space is char -1
+    prompt_ids = (tok.encode_prompt([{"role": "user", "content": prompt}])
+                  if prompt is not None else None)
+    if span is not None:
+        masked = tokens_in(offsets, *char_span(text, span))
+        if length is not None and length != len(masked):
+            if length < 1:
+                raise ConfigError(f"--length must be at least 1, got {length}")
+            first = masked[0]
+            ids = ids[:first] + [tok.mask_id] * length + ids[masked[-1] + 1:]
+            masked = list(range(first, first + length))
+    else:
+        layout = text_layout(lm, ids, prompt_ids)
+        k = min(low_confidence, len(ids))
+        masked = [p - layout.start for p in
+                  least_likely(lm, layout, [layout.start + i for i in range(len(ids))], k)]
+    before_tokens = [tok.decode([t], whole=False) for t in enc.ids]
+    old_masked = masked if length is None or span is None else tokens_in(
+        offsets, *char_span(text, span))
+    ids = [tok.mask_id if i in set(masked) else t for i, t in enumerate(ids)]
+    layout = text_layout(lm, ids, prompt_ids)
+    canvas = layout.canvas(tok.mask_id, tok.eos_id, [True] * len(ids), device=lm.device,
+                           banned=tok.never_generated)
+    final = lm.fill(canvas, config, on_step)[0].tolist()
+    new = final[layout.start: layout.start + len(ids)]
+    after_tokens = [tok.decode([t], whole=False) for t in new]
+    # Splice the new tokens' text into the original characters, so that everything
+    # outside the span stays exactly as typed (case included, for lowercased models).
+    if len(new) == len(enc.ids):
+        pieces = [(offsets[i], after_tokens[i]) for i in masked]
+    else:
+        pieces = [((offsets[old_masked[0]][0], offsets[old_masked[-1]][1]),
+                   "".join(after_tokens[i] for i in masked))]
+    return Edit(text, _splice(text, pieces), masked, before_tokens, after_tokens)
+
+
+def _splice(text: str, pieces: list[tuple[tuple[int, int], str]]) -> str:
+    """`text` with each character range [s, e) replaced by its new text; token texts carry
+    their own leading space, except at the very start of the text."""
+    out, pos = [], 0
+    for (s, e), new in pieces:
+        out += [text[pos:s], new.lstrip() if s == 0 else new]
+        pos = e
+    return "".join(out) + text[pos:]
