@@ -77,6 +77,24 @@ def test_infill_and_edit_commands(trained, tmp_path):
                    "unknown commit rule")
 
 
+def test_sweep_counts_model_calls_per_reply(trained, tmp_path):
+    result = invoke("sweep", "--ckpt", trained, "--rule", "low_confidence", "--rule",
+                    "threshold", "--steps", 2, "--steps", 4, "--remask", 0, "--remask", 0.5,
+                    "--threshold", 0.5, "--length", 8, "--prompts", 4, "--batch-size", 2,
+                    "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "sweep.json").read_text())["rows"]
+    fixed = [r for r in rows if r["rule"] == "low_confidence"]
+    assert [(r["steps"], r["remask"]) for r in fixed] == [(2, 0), (4, 0), (2, 0.5), (4, 0.5)]
+    for r in fixed:
+        assert r["nfe"] == r["steps"] and r["batch_calls"] == 2 * r["steps"]
+        assert r["quality"]["replies"] == 4 and r["quality"]["gen_ppl"] is None
+    assert fixed[0]["tokens_per_call"] == 4.0  # 8 tokens in 2 calls, nothing re-masked
+    (threshold,) = [r for r in rows if r["rule"] == "threshold"]
+    assert 1 <= threshold["nfe"] <= 8 and threshold["tokens_per_call"] * threshold["nfe"] == 8
+    assert "| threshold 0.5 | 8 |" in (tmp_path / "sweep.md").read_text()
+
+
 def test_chat_repl_replies_and_takes_commands(trained):
     result = runner.invoke(app, ["chat", "--ckpt", str(trained), "--delay", "0", "--length", "8"],
                            input="hello\n/steps 4\n/temp nope\n/reset\nhi again\n/quit\n")

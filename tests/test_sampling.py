@@ -261,3 +261,18 @@ def test_sample_reports_every_state_to_the_callback():
 def test_bad_sample_config_is_refused(field, value, message):
     with pytest.raises(ConfigError, match=message):
         SampleConfig(**{field: value})
+
+
+def test_threshold_with_deferred_eos_commits_words_first_then_the_sure_eos_at_once():
+    def eos_sure_but_two(ids, key_padding):
+        logits = torch.zeros(*ids.shape, V)
+        logits[..., EOS] = 9.0  # eos is sure at every position...
+        for p in (-6, -5):  # ... but the first two response positions are unsure words
+            logits[:, p, EOS] = 0.0
+            logits[:, p, 5] = 1.0
+        return logits
+
+    config = SampleConfig(length=6, steps=6, rule="threshold", threshold=0.9, eos="defer")
+    states = run(config, denoiser=eos_sure_but_two, eos_id=EOS)
+    assert committed_per_step(states) == [1, 1, 4]  # a word, a word, then every eos
+    assert (states[2].tokens[:, 3:5] == 5).all() and (states[-1].tokens[:, 5:] == EOS).all()

@@ -4,7 +4,9 @@
     prepare(DataConfig(sources=["dailydialog/train.zip"], out_dir="data/dd"))  # `dlm data`
     result = train(TrainConfig(data=["data/dd"], max_steps=300))  # default: chatterbot corpus
     lm = DiffusionLM.from_pretrained(result.checkpoint)
-    lm.generate("hello", SampleConfig(length=32, steps=16))
+    lm.generate("hello", SampleConfig(length=32, steps=16, rule="threshold"))
+    lm.infill("The weather is [MASK] today, so [MASK*5] umbrella.").text
+    lm.edit("I am so happy today.", span="happy").after
 """
 
 __version__ = "0.1.0"
@@ -18,6 +20,7 @@ from dlm.config import (  # noqa: E402
     TrainConfig,
     model_preset,
 )
+from dlm.control import Constraints, Edit, Infill  # noqa: E402
 from dlm.data.prepare import DataConfig, PrepareResult, prepare  # noqa: E402
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError  # noqa: E402
 from dlm.model import Transformer  # noqa: E402
@@ -29,12 +32,15 @@ __all__ = [
     "PRESETS",
     "CheckpointError",
     "ConfigError",
+    "Constraints",
     "DLMError",
     "DLMTokenizer",
     "DataConfig",
     "DataError",
     "DiffusionConfig",
     "DiffusionLM",
+    "Edit",
+    "Infill",
     "ModelConfig",
     "PrepareResult",
     "SampleConfig",

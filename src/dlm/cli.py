@@ -337,6 +337,51 @@ def eval_command(
     console.print(f"written: {', '.join(str(p) for p in [js, md, *plots])}")
 
 
+@app.command("sweep")
+@friendly_errors
+def sweep_command(
+    ckpt: Ckpt,
+    judge: Annotated[Path | None, typer.Option(
+        help="AR checkpoint that scores the replies (generative perplexity).")] = None,
+    rule: Annotated[list[str] | None, typer.Option(
+        help="Commit rules to sweep (repeat; default: all).")] = None,
+    steps: Annotated[list[int] | None, typer.Option(
+        help="Step counts for the fixed-count rules (repeat; default 4 8 16 32).")] = None,
+    remask: Annotated[list[float] | None, typer.Option(
+        help="Remasking rates (repeat; default 0).")] = None,
+    threshold: Annotated[list[float] | None, typer.Option(
+        help="Thresholds for --rule threshold (repeat; default 0.9 0.7 0.5).")] = None,
+    cfg_scale: Annotated[list[float] | None, typer.Option(
+        help="Classifier-free guidance scales (repeat; default 0).")] = None,
+    length: Annotated[int, typer.Option(help="Reply tokens.")] = 32,
+    eos: Annotated[str, typer.Option(help="allow, defer or ban.")] = "defer",
+    block_length: Annotated[int, typer.Option(help="Semi-autoregressive blocks.")] = 0,
+    prompts: Annotated[int, typer.Option(help="Held-out validation prompts.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Replies denoised together.")] = 64,
+    data: Annotated[list[str] | None, typer.Option(
+        help="Held-out data (default: the run's own).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where sweep.json and sweep.md go (default: CKPT/sweep).")] = None,
+    device: Device = "auto",
+):
+    """Commit rules x steps (x remasking, x thresholds): reply quality and model calls."""
+    from dlm.checkpoint import resolve
+    from dlm.console import console
+    from dlm.sampling import RULES
+    from dlm.sweep import HEADER, run_sweep, sweep_grid
+
+    configs = sweep_grid(length, rule or list(RULES), steps or [4, 8, 16, 32],
+                         remask or [0.0], threshold or [0.9, 0.7, 0.5], eos, block_length,
+                         tuple(cfg_scale or [0.0]))
+    console.print(HEADER, markup=False)
+    report = run_sweep(ckpt, judge, prompts, configs, data, device,
+                       command="dlm sweep " + " ".join(sys.argv[2:]),
+                       say=lambda line: console.print(line, markup=False),
+                       batch_size=batch_size)
+    js, md = report.write(out or resolve(ckpt) / "sweep")
+    console.print(f"written: {js}, {md}")
+
+
 @app.command()
 @friendly_errors
 def compare(

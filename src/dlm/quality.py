@@ -67,12 +67,13 @@ def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str]
 
 
 def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleConfig,
-                       judge=None, batch_size: int = 32) -> tuple[Quality, list[str]]:
+                       judge=None, batch_size: int = 32, on_step=None,
+                       ) -> tuple[Quality, list[str]]:
     """Reply to every history with `config` and measure the replies."""
     tok = lm.tokenizer
     replies, canvases = [], []
     for i in range(0, len(histories), batch_size):
-        ids = lm.reply_ids(list(histories[i : i + batch_size]), config)
+        ids = lm.reply_ids(list(histories[i : i + batch_size]), config, on_step)
         canvases += ids.tolist()
         replies += [tok.decode_response(row) for row in ids.tolist()]
     gen_ppl = None

@@ -79,20 +79,24 @@ class CommitRule:
     `count` says how many of the top-ranked are committed this step."""
 
     score: Score
-    count: Callable[[torch.Tensor, torch.Tensor, int, float], torch.Tensor]
-    """(scores (B, L) with -inf off the block, masked (B, L), steps left, threshold) -> (B,)"""
+    count: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], torch.Tensor]
+    """(scores (B, L), masked (B, L), first (B, L), steps left, threshold) -> (B,).
+
+    first: the masked positions that are ranked first (all of them, unless eos is
+    deferred: then those not predicting eos, while a row has any)."""
 
 
-def fixed_count(scores, masked, steps_left, threshold):
+def fixed_count(scores, masked, first, steps_left, threshold):
     """The block's remaining masks spread evenly over its remaining steps."""
     return commit_counts(masked.sum(1), steps_left)
 
 
-def threshold_count(scores, masked, steps_left, threshold):
-    """Fast-dLLM: every masked position whose score reaches `threshold`, and never fewer
-    than the even share, so at least one per step and none left after the step budget."""
-    sure = ((scores >= threshold) & masked).sum(1)
-    return torch.maximum(sure, fixed_count(scores, masked, steps_left, threshold))
+def threshold_count(scores, masked, first, steps_left, threshold):
+    """Fast-dLLM: every first-ranked masked position whose score reaches `threshold`, and
+    never fewer than the even share, so at least one per step and none left after the
+    step budget."""
+    sure = ((scores >= threshold) & first).sum(1)
+    return torch.maximum(sure, fixed_count(scores, masked, first, steps_left, threshold))
 
 
 RULES: dict[str, CommitRule] = {

@@ -136,6 +136,10 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     budgets = block_budgets(region, config.block_length or region, config.steps)
     budget = sum(n for _, _, n in budgets)
     yield Step(tokens.clone(), nothing, confidences.clone(), 0, budget, nothing, 0)
+    blanks = (tokens == mask_id).any(0).nonzero()
+    if len(blanks) == 0:
+        return
+    lo = int(blanks[0])  # masks only ever appear at or after the first one
     index = nfe = 0
     for b, (start, end, block_steps) in enumerate(budgets):
         in_block = nothing.clone()
@@ -147,22 +151,36 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
             steps_left = block_steps - j
             logits, calls = guided_logits(denoiser, tokens, canvas, config.cfg_scale)
             nfe += calls
+            logits = logits[:, lo:]  # (B, W, V): nothing left of the first mask is sampled
             logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
             if canvas.banned:
                 logits[..., list(canvas.banned)] = float("-inf")
             if eos_id is not None and bool(no_eos.any()):
-                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos, float("-inf"))
-            sampled, probs = sample_tokens(logits, config.temperature, config.top_k,
-                                           config.top_p, generator)  # (B, T), (B, T, V)
-            scores = rule.score(sampled, probs, generator)
-            if config.eos == "defer" and eos_id is not None:
-                # below every other candidate, but still above the positions not to commit
-                scores = torch.where(sampled == eos_id, scores - 1e6, scores)
+                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:],
+                                                                      float("-inf"))
+            window, probs = sample_tokens(logits, config.temperature, config.top_k,
+                                          config.top_p, generator)  # (B, W), (B, W, V)
+            window_scores = rule.score(window, probs, generator)
+            sampled = tokens.clone()
+            sampled[:, lo:] = window.to(tokens.dtype)
+            scores = torch.full_like(confidences, float("-inf"))
+            scores[:, lo:] = window_scores
             scores = scores.masked_fill(~masked, float("-inf"))
-            k = rule.count(scores, masked, steps_left, config.threshold)  # (B,)
+            token_prob = torch.zeros_like(confidences)  # shown in traces, whatever the rule
+            token_prob[:, lo:] = score_low_confidence(window, probs)
+            first = masked  # the candidates ranked first (what a threshold counts among)
+            deferred = None
+            if config.eos == "defer" and eos_id is not None:
+                # eos ranks below every word (but above the positions not to commit), and
+                # counts only once a row has no word left to commit
+                deferred = masked & (sampled == eos_id)
+                words = masked & ~deferred
+                first = torch.where(words.any(1, keepdim=True), words, masked)
+            k = rule.count(scores, masked, first, steps_left, config.threshold)  # (B,)
+            if deferred is not None:
+                scores = torch.where(deferred, scores - 1e6, scores)
             commit = top_k_mask(scores, k) & masked
-            tokens = torch.where(commit, sampled.to(tokens.dtype), tokens)
-            token_prob = score_low_confidence(sampled, probs)  # shown in traces, whatever rule
+            tokens = torch.where(commit, sampled, tokens)
             confidences = torch.where(commit, token_prob, confidences)
             remasked = nothing
             if config.remask > 0:
