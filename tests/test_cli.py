@@ -95,6 +95,17 @@ def test_sweep_counts_model_calls_per_reply(trained, tmp_path):
     assert "| threshold 0.5 | 8 |" in (tmp_path / "sweep.md").read_text()
 
 
+def test_chat_trace_file_tags_every_turn(trained, tmp_path):
+    trace = tmp_path / "chat.jsonl"
+    result = runner.invoke(app, ["chat", "--ckpt", str(trained), "--delay", "0", "--length", "6",
+                                 "--steps", "3", "--trace", "--trace-file", str(trace)],
+                           input="hello\nhi again\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("t=0") == 2  # each reply's steps, printed after it
+    turns = [json.loads(line)["turn"] for line in trace.read_text().splitlines()]
+    assert turns == [0] * 4 + [1] * 4  # the start and three steps per reply
+
+
 def test_chat_repl_replies_and_takes_commands(trained):
     result = runner.invoke(app, ["chat", "--ckpt", str(trained), "--delay", "0", "--length", "8"],
                            input="hello\n/steps 4\n/temp nope\n/reset\nhi again\n/quit\n")

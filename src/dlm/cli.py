@@ -279,7 +279,7 @@ def chat(
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    chat_repl(lm, sample_config(lm, sampling), delay)
+    chat_repl(lm, sample_config(lm, sampling), delay, sampling["trace"], sampling["trace_file"])
 
 
 @app.command()

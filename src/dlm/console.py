@@ -60,16 +60,19 @@ class TraceRecorder:
         """Keep only positions from `start` on (drop the prompt from the trace)."""
         self.steps = [step.crop(start) for step in self.steps]
 
-    def write(self, out: Console | None = None) -> None:
+    def write(self, out: Console | None = None, turn: int | None = None) -> None:
+        """Write the steps kept so far; a chat `turn` is appended to the file, tagged."""
         if self.path is None:
             return
         path = Path(self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = self.steps[0].tokens.shape[0] if self.steps else 0
-        with path.open("w", encoding="utf-8") as f:
+        with path.open("w" if not turn else "a", encoding="utf-8") as f:
             for row in range(rows):
                 for step in self.steps:
                     record = step_record(step, row, self.tok, self.stop_at_eos)
+                    if turn is not None:
+                        record = {"turn": turn, **record}
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
         if out is not None:
             out.print(f"[dim]trace: {len(self.steps)} steps x {rows} rows -> {path}[/dim]")
@@ -162,7 +165,7 @@ class RichReporter(Reporter):
 
 
 def animate_reply(lm: DiffusionLM, history: list[dict[str, str]], config: SampleConfig,
-                  delay: float = 0.04) -> str:
+                  delay: float = 0.04, recorder: TraceRecorder | None = None) -> str:
     """Denoise a reply in place: the line changes from masks to words as steps commit."""
     tok = lm.tokenizer
     with Live(Text(), console=console, refresh_per_second=30, transient=False) as live:
@@ -170,6 +173,8 @@ def animate_reply(lm: DiffusionLM, history: list[dict[str, str]], config: Sample
             line = Text("dlm> ", style="bold cyan")
             line.append_text(render_rich(step, 0, tok))
             live.update(line)
+            if recorder is not None:
+                recorder.add(step)
             if delay:
                 time.sleep(delay)  # so a human can watch; the model itself is faster
 
@@ -179,8 +184,11 @@ def animate_reply(lm: DiffusionLM, history: list[dict[str, str]], config: Sample
     return reply
 
 
-def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04) -> None:
-    """Multi-turn chat. /quit, /reset, /steps N, /temp X."""
+def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04,
+              trace: bool = False, trace_file: Path | None = None) -> None:
+    """Multi-turn chat. /quit, /reset, /steps N, /temp X. `trace`: print each reply's
+    steps after it; `trace_file`: every turn's steps as JSON lines, tagged by turn."""
+    turn = 0
     console.print("[dim]chat: /quit to leave, /reset to forget, /steps N, /temp X[/dim]")
     history: list[dict[str, str]] = []
     while True:
@@ -211,8 +219,15 @@ def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04) -> Non
                 console.print(f"[red]{cmd}: {exc}[/red]")
             continue
         history.append({"role": "user", "content": line})
-        reply = animate_reply(lm, history, config, delay)
+        recorder = TraceRecorder(lm.tokenizer, trace_file)
+        reply = animate_reply(lm, history, config, delay, recorder)
         history.append({"role": "assistant", "content": reply})
+        if trace:
+            for step in recorder.steps:
+                console.print(Text(label(step) + " ", style="dim")
+                              .append_text(render_rich(step, 0, lm.tokenizer)))
+        recorder.write(turn=turn)
+        turn += 1
 
 
 def print_data_report(result) -> None:
