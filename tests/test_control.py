@@ -158,14 +158,16 @@ def test_constraint_errors(lm, force, require, message):
 
 def test_trace_records_are_json_with_every_piece(lm):
     seen = []
-    lm.generate("hello", SampleConfig(length=6, steps=3, remask=0.5, temperature=1.0, seed=0),
-                on_step=seen.append)
+    lm.generate("hello", SampleConfig(length=12, steps=4, remask=0.9, temperature=1.0, seed=0,
+                                      eos="ban"), on_step=seen.append)
     records = [step_record(s, 0, lm.tokenizer) for s in seen]
     json.dumps(records)
-    assert records[0]["text"].split() == ["[MASK]"] * 6 and records[0]["nfe"] == 0
+    assert records[0]["text"].split() == ["[MASK]"] * 12 and records[0]["nfe"] == 0
     assert [r["step"] for r in records] == list(range(len(records)))
-    assert sum(r["committed"] for r in records) - sum(r["remasked"] for r in records) == 6
-    assert {kind for r in records for _, kind, _ in r["pieces"]} >= {"mask", "new"}
+    assert sum(r["committed"] for r in records) - sum(r["remasked"] for r in records) == 12
+    assert {kind for r in records for _, kind, _ in r["pieces"]} == {"mask", "new", "old",
+                                                                      "remasked"}
+    assert any("[REMASK]" in r["text"] for r in records)
 
 
 def test_cfg_dropout_drops_whole_prompts_at_the_rate():

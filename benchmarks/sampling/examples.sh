@@ -15,6 +15,7 @@ run infill --ckpt "$ck" "Once upon a time there was a little [MASK] who loved to
 run infill --ckpt "$ck" "Tom went to the [MASK*?] to buy some [MASK*2] for his mom." --steps 8 --trace
 run infill --ckpt "$ck" "I am [MASK*2], thank you. And [MASK*?4]?" --prompt "How are you?" --steps 8 --trace
 run infill --ckpt "$ck" --template "$card" --steps 6 --trace
+run infill --ckpt "$ck" "Yes, [MASK*?10]" --prompt "Are you coming to the party tonight?" --steps 10 --trace
 
 echo "## edit"
 run edit --ckpt "$ck" --text "I am so happy today, John!" --span happy --steps 2 --trace
@@ -22,4 +23,8 @@ run edit --ckpt "$ck" --text "Once upon a time there was a little girl who loved
 run edit --ckpt "$ck" --text "Yes, I finished it yesterday." --prompt "Have you finished your homework?" --span yesterday --new-length 3 --steps 3 --trace
 run edit --ckpt "$ck" --text "The dog was very big and he liked to eat apples." --low-confidence 3 --steps 3 --trace
 run edit --ckpt "$ck" --text "Sure, I can help you with that." --prompt "Can you help me find a cheap hotel?" --span 0:5 --steps 1 --trace
+
+echo "## constraints"
+run generate --ckpt "$ck" --prompt "Are you coming to the party tonight?" --eos ban --length 10 --steps 10 --force 0:Sorry --require tomorrow --trace
+run generate --ckpt "$ck" --prompt "Are you coming to the party tonight?" --eos defer --steps 16 --remask 0.5 --trace
 rm -f "$card"

@@ -90,7 +90,8 @@ class SampleConfig:
     length: int = 32
     """Number of response tokens (the canvas); text after the first eos is dropped."""
     steps: int = 16
-    """Denoising steps; each commits about length/steps tokens."""
+    """Denoising steps (model calls); each commits about length/steps tokens. For the
+    threshold rule an upper bound."""
     temperature: float = 0.0
     """0 = greedy (argmax); otherwise categorical sampling in float64."""
     top_k: int = 0
