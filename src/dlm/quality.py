@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ class Quality:
     mean_words: float
     ends_with_eos: float
     """Share of replies whose canvas holds an eos (the reply ended, was not cut)."""
+    seconds: float = 0.0
+    """Wall time of generating the replies (judging excluded)."""
 
 
 @torch.no_grad()
@@ -72,10 +75,12 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
     """Reply to every history with `config` and measure the replies."""
     tok = lm.tokenizer
     replies, canvases = [], []
+    started = time.perf_counter()
     for i in range(0, len(histories), batch_size):
         ids = lm.reply_ids(list(histories[i : i + batch_size]), config, on_step)
         canvases += ids.tolist()
         replies += [tok.decode_response(row) for row in ids.tolist()]
+    seconds = time.perf_counter() - started
     gen_ppl = None
     if judge is not None:
         nll, count = judge_nll(judge, histories, replies, batch_size)
@@ -87,7 +92,8 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         distinct_1=distinct_n(replies, 1), distinct_2=distinct_n(replies, 2),
         repetition=repetition_rate(replies),
         mean_words=sum(len(words(r)) for r in replies) / max(len(replies), 1),
-        ends_with_eos=sum(tok.eos_id in c for c in canvases) / max(len(canvases), 1))
+        ends_with_eos=sum(tok.eos_id in c for c in canvases) / max(len(canvases), 1),
+        seconds=seconds)
     return quality, replies
 
 

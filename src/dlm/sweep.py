@@ -7,7 +7,7 @@ each row with the quality of its replies and what it cost.
 Quality is `quality.generation_quality` (generative perplexity under the AR judge, beside
 unigram entropy and distinct-2). Cost is model calls (NFE) per reply, counted per row:
 a row stops costing once its canvas is full, even if others in its batch go on; and
-wall time for all the replies, batch by batch.
+wall time of generating all the replies, batch by batch (judging excluded).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class SweepRow:
     tokens_per_call: float
     """Tokens committed per model call (a re-masked token counts again when recommitted)."""
     seconds: float
-    """Wall time for all the replies."""
+    """Wall time of generating all the replies (judging excluded)."""
     batch_calls: int
     """Forward passes run: a batch goes on until its slowest row is done."""
     batch_size: int
@@ -99,9 +99,8 @@ def sweep(lm, histories, configs: list[SampleConfig], judge=None, batch_size: in
     rows = []
     for config in configs:
         counter = CallCounter()
-        started = time.perf_counter()
         quality, _ = generation_quality(lm, histories, config, judge, batch_size, counter)
-        seconds = time.perf_counter() - started
+        seconds = quality.seconds
         row = SweepRow(config.rule, config.steps, config.remask,
                        config.threshold if config.rule == "threshold" else None,
                        config.block_length, config.cfg_scale, counter.mean_calls(),
