@@ -78,10 +78,11 @@ class SweepRow:
 
 def sweep_grid(length: int, rules: list[str], steps: list[int], remask: list[float],
                thresholds: list[float], eos: str = "defer", block_length: int = 0,
-               cfg_scales: tuple[float, ...] = (0.0,)) -> list[SampleConfig]:
+               cfg_scales: tuple[float, ...] = (0.0,), seed: int = 0) -> list[SampleConfig]:
     """Every fixed-count rule at every step count and remasking rate; the threshold rule at
-    every threshold, with `length` steps as its budget; all at every guidance scale."""
-    base = dict(length=length, eos=eos, block_length=block_length)
+    every threshold, with `length` steps as its budget; all at every guidance scale.
+    Seeded, so the `random` rule (and any sampling) gives the same table every run."""
+    base = dict(length=length, eos=eos, block_length=block_length, seed=seed)
     out = []
     for cfg in cfg_scales:
         for rule in rules:
@@ -138,7 +139,8 @@ class SweepReport:
         lines = [f"# Sampling sweep: {m['checkpoint']}", "",
                  f"{m['prompts']} held-out validation prompts, {m['length']}-token replies, "
                  f"eos {m['eos']}, block length {m['block_length'] or 'whole reply'}, greedy "
-                 f"(temperature {m['temperature']}), batches of {m['batch_size']}. "
+                 f"(temperature {m['temperature']}), seed {m.get('seed')}, batches of "
+                 f"{m['batch_size']}. "
                  f"Judge: {m['judge']}. Device: "
                  f"{m['device']}. Command: `{m['command']}`.", "", HEADER]
         lines += [row_line(r) for r in self.rows]
@@ -175,6 +177,7 @@ def run_sweep(ckpt, judge=None, prompts: int = 128, configs: list[SampleConfig] 
     meta = {"checkpoint": str(lm.source), "judge": str(judge) if judge else "none",
             "prompts": len(histories), "length": first.length, "eos": first.eos,
             "block_length": first.block_length, "temperature": first.temperature,
+            "seed": first.seed,
             "batch_size": batch_size, "device": str(lm.device), "torch": torch.__version__,
             "command": command,
             "date": time.strftime("%Y-%m-%d")}
