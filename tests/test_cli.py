@@ -75,6 +75,8 @@ def test_infill_and_edit_commands(trained, tmp_path):
     one_line_error(invoke("edit", "--ckpt", trained, "--text", "hi"), "say what to edit")
     one_line_error(invoke("generate", "--ckpt", trained, "--prompt", "hi", "--rule", "best"),
                    "unknown commit rule")
+    one_line_error(invoke("train", "--out-dir", tmp_path / "x", "--cfg-dropout", 1.5),
+                   "cfg_dropout must be in [0, 1)")
 
 
 def test_sweep_counts_model_calls_per_reply(trained, tmp_path):

@@ -121,6 +121,9 @@ def train(
         help="Dialogue files: 'history' (whole earlier dialogue) or 'pair'.")] = None,
     drop_long: Annotated[bool | None, typer.Option(
         help="Leave out replies longer than the canvas instead of cutting them.")] = None,
+    cfg_dropout: Annotated[float | None, typer.Option(
+        help="Share of chat examples trained with the prompt masked, for classifier-free "
+             "guidance (default 0.1).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
@@ -138,7 +141,7 @@ def train(
                  batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
                  response_len=response_len, eval_every=eval_every, save_every=save_every,
                  seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
-                 context=context, drop_long=drop_long)
+                 context=context, drop_long=drop_long, cfg_dropout=cfg_dropout)
     for name, value in flags.items():
         if value is not None:
             setattr(cfg, name, value)
