@@ -40,8 +40,8 @@ def test_infill_keeps_the_given_text_and_fills_exact_counts(lm, tok):
     assert result.text == f"hello {first} are you, {second} thank you."
     pieces = parse_template(template)
     ids, spans = encode_pieces(tok, pieces)
-    assert [b - a for a, b in spans] == [1, 3]
-    for (a, b) in spans:  # fixed blanks hold real tokens: no mask, no eos
+    assert [b - a for a, b, _ in spans] == [1, 3]
+    for a, b, _ in spans:  # fixed blanks hold real tokens: no mask, no eos
         filled = result.ids[result.start + a: result.start + b]
         assert tok.mask_id not in filled and tok.eos_id not in filled
     given = [i for i, t in enumerate(ids) if t != tok.mask_id]

@@ -87,6 +87,8 @@ def sample_config(lm, sampling: dict) -> SampleConfig:
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Judge = Annotated[Path | None, typer.Option(
+    help="AR checkpoint that scores the replies (generative perplexity).")]
 
 
 @app.command()
@@ -261,8 +263,7 @@ def edit(
     recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
     result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)
     if sampling["trace"]:
-        recorder.crop(len(lm.tokenizer.encode_prompt([{"role": "user", "content": prompt}]))
-                      if prompt is not None else 0)
+        recorder.crop(result.start)
         print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
     print_edit(result)
     recorder.write(console)
@@ -317,8 +318,7 @@ def eval_command(
     data: Annotated[list[str] | None, typer.Option(
         help="Held-out data: a `dlm data` directory or files (default: the run's own).")]
     = None,
-    judge: Annotated[Path | None, typer.Option(
-        help="AR checkpoint that scores the replies (generative perplexity).")] = None,
+    judge: Judge = None,
     prompts: Annotated[int, typer.Option(help="Validation prompts to reply to.")] = 100,
     draws: Annotated[int, typer.Option(help="Monte Carlo passes of t for the NELBO.")] = 8,
     val_examples: Annotated[int, typer.Option(help="Validation examples scored.")] = 1000,
@@ -344,8 +344,7 @@ def eval_command(
 @friendly_errors
 def sweep_command(
     ckpt: Ckpt,
-    judge: Annotated[Path | None, typer.Option(
-        help="AR checkpoint that scores the replies (generative perplexity).")] = None,
+    judge: Judge = None,
     rule: Annotated[list[str] | None, typer.Option(
         help="Commit rules to sweep (repeat; default: all).")] = None,
     steps: Annotated[list[int] | None, typer.Option(

@@ -34,10 +34,12 @@ from dlm.train import Reporter, TrainResult
 console = Console(highlight=False)
 
 
-def print_trace(prompt: str, steps: list[Step], tok: DLMTokenizer, row: int = 0,
+def print_trace(prompt: str | None, steps: list[Step], tok: DLMTokenizer, row: int = 0,
                 every: int = 1, stop_at_eos: bool = True) -> None:
-    """The seed prototype's trace: one line per step, `t=16  [MASK] [MASK] ...` down to t=0."""
-    console.print(f"[bold]> {prompt}[/bold]", markup=True)
+    """The seed prototype's trace: one line per step, `t=16  [MASK] [MASK] ...` down to t=0,
+    under `> prompt` (no header when None)."""
+    if prompt is not None:
+        console.print(f"[bold]> {prompt}[/bold]", markup=True)
     for step in steps:
         if step.step_index % every == 0 or step is steps[-1]:
             line = Text(label(step) + " ", style="dim")
@@ -223,9 +225,7 @@ def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04,
         reply = animate_reply(lm, history, config, delay, recorder)
         history.append({"role": "assistant", "content": reply})
         if trace:
-            for step in recorder.steps:
-                console.print(Text(label(step) + " ", style="dim")
-                              .append_text(render_rich(step, 0, lm.tokenizer)))
+            print_trace(None, recorder.steps, lm.tokenizer)
         recorder.write(turn=turn)
         turn += 1
 

@@ -29,6 +29,8 @@ class Edit:
     before_tokens: list[str]
     after_tokens: list[str]
     """The text token by token, before and after (for the diff)."""
+    start: int
+    """Where the text begins in the canvas (after the prompt, if any)."""
 
     def diff(self) -> list[tuple[str, str]]:
         """(text, kind) runs, kind in {"same", "removed", "added"}, over the tokens."""
@@ -113,11 +115,14 @@ def edit(lm, text: str, span: str | None = None, low_confidence: int = 0,
     offsets = [(max(s - 1, 0), e - 1) for s, e in enc.offsets]  # the added space is char -1
     prompt_ids = (tok.encode_prompt([{"role": "user", "content": prompt}])
                   if prompt is not None else None)
+    replaced = None  # the span's characters, when its token count changes
     if span is not None:
-        masked = tokens_in(offsets, *char_span(text, span))
+        first_char, last_char = char_span(text, span)
+        masked = tokens_in(offsets, first_char, last_char)
         if length is not None and length != len(masked):
             if length < 1:
-                raise ConfigError(f"--length must be at least 1, got {length}")
+                raise ConfigError(f"--new-length must be at least 1, got {length}")
+            replaced = (offsets[masked[0]][0], offsets[masked[-1]][1])
             first = masked[0]
             ids = ids[:first] + [tok.mask_id] * length + ids[masked[-1] + 1:]
             masked = list(range(first, first + length))
@@ -127,23 +132,20 @@ def edit(lm, text: str, span: str | None = None, low_confidence: int = 0,
         masked = [p - layout.start for p in
                   least_likely(lm, layout, [layout.start + i for i in range(len(ids))], k)]
     before_tokens = [tok.decode([t], whole=False) for t in enc.ids]
-    old_masked = masked if length is None or span is None else tokens_in(
-        offsets, *char_span(text, span))
-    ids = [tok.mask_id if i in set(masked) else t for i, t in enumerate(ids)]
+    chosen = set(masked)
+    ids = [tok.mask_id if i in chosen else t for i, t in enumerate(ids)]
     layout = text_layout(lm, ids, prompt_ids)
-    canvas = layout.canvas(tok.mask_id, tok.eos_id, [True] * len(ids), device=lm.device,
-                           banned=tok.never_generated)
+    canvas = layout.canvas(tok, [True] * len(layout.ids), lm.device)
     final = lm.fill(canvas, config, on_step)[0].tolist()
     new = final[layout.start: layout.start + len(ids)]
     after_tokens = [tok.decode([t], whole=False) for t in new]
     # Splice the new tokens' text into the original characters, so that everything
     # outside the span stays exactly as typed (case included, for lowercased models).
-    if len(new) == len(enc.ids):
+    if replaced is None:
         pieces = [(offsets[i], after_tokens[i]) for i in masked]
     else:
-        pieces = [((offsets[old_masked[0]][0], offsets[old_masked[-1]][1]),
-                   "".join(after_tokens[i] for i in masked))]
-    return Edit(text, _splice(text, pieces), masked, before_tokens, after_tokens)
+        pieces = [(replaced, "".join(after_tokens[i] for i in masked))]
+    return Edit(text, _splice(text, pieces), masked, before_tokens, after_tokens, layout.start)
 
 
 def _splice(text: str, pieces: list[tuple[tuple[int, int], str]]) -> str:

@@ -64,17 +64,17 @@ def parse_template(text: str, max_span: int = 8, where: str = "template") -> lis
 
 
 def encode_pieces(tok, pieces: list[Piece], lowercase: bool = False,
-                  ) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids with `mask_id` in each blank, and each blank's (start, end) in them.
+                  ) -> tuple[list[int], list[tuple[int, int, Blank]]]:
+    """Token ids with `mask_id` in each blank, and each blank's (start, end, blank) in them.
 
     Whitespace next to a blank is left to the blank's tokens (byte-level BPE puts a
     space before a word), so " is [MASK] today" encodes as " is", mask, " today".
     """
     ids: list[int] = []
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, Blank]] = []
     for i, piece in enumerate(pieces):
         if isinstance(piece, Blank):
-            spans.append((len(ids), len(ids) + piece.size))
+            spans.append((len(ids), len(ids) + piece.size, piece))
             ids.extend([tok.mask_id] * piece.size)
             continue
         text = piece.lower() if lowercase else piece
@@ -133,35 +133,27 @@ def infill(lm, template: str, prompt: str | None = None, config: SampleConfig | 
     config = config or SampleConfig()
     body_pieces = parse_template(template, max_span)
     body, body_spans = encode_pieces(tok, body_pieces, lm.lowercase)
-    if not body_spans and (prompt is None or "[MASK" not in prompt):
-        raise ConfigError("the template has no blank to fill; mark one with [MASK], "
-                          "[MASK*n] or [MASK*?]")
-    prompt_ids = prompt_pieces = prompt_spans = None
+    prompt_ids, prompt_pieces, prompt_spans = None, [], []
     if prompt is not None:
         prompt_pieces = parse_template(prompt, max_span, where="prompt")
-        turn, prompt_spans = encode_pieces(tok, prompt_pieces, lm.lowercase)
+        turn, spans = encode_pieces(tok, prompt_pieces, lm.lowercase)
         prompt_ids = tok.encode_prompt([{"role": "user", "content": ""}], encoded=[turn])
         offset = 2  # <bos> <user>
-        prompt_spans = [(a + offset, b + offset) for a, b in prompt_spans]
+        prompt_spans = [(a + offset, b + offset, blank) for a, b, blank in spans]
+    if not body_spans and not prompt_spans:
+        raise ConfigError("the template has no blank to fill; mark one with [MASK], "
+                          "[MASK*n] or [MASK*?]")
     layout = text_layout(lm, body, prompt_ids)
-    no_eos = [True] * len(body)
-    for (a, b), blank in zip(body_spans, [p for p in body_pieces if isinstance(p, Blank)],
-                             strict=True):
-        if blank.variable:
-            no_eos[a:b] = [False] * (b - a)
-    canvas = layout.canvas(tok.mask_id, tok.eos_id, no_eos, device=lm.device,
-                           banned=tok.never_generated)
-    if prompt_spans:  # fixed blanks in the prompt hold no eos either
-        for (a, b), blank in zip(prompt_spans,
-                                 [p for p in prompt_pieces if isinstance(p, Blank)], strict=True):
-            canvas.no_eos[0, a:b] = not blank.variable
-    final = lm.fill(canvas, config, on_step)[0].tolist()
-    text, fills = join_pieces(tok, body_pieces,
-                              [final[layout.start + a: layout.start + b] for a, b in body_spans])
+    body_spans = [(layout.start + a, layout.start + b, blank) for a, b, blank in body_spans]
+    no_eos = [False] * len(layout.ids)  # only masks are sampled: given positions don't matter
+    for a, b, blank in prompt_spans + body_spans:
+        no_eos[a:b] = [not blank.variable] * (b - a)
+    final = lm.fill(layout.canvas(tok, no_eos, lm.device), config, on_step)[0].tolist()
+    text, fills = join_pieces(tok, body_pieces, [final[a:b] for a, b, _ in body_spans])
     filled_prompt = prompt
-    if prompt_pieces is not None and prompt_spans:
+    if prompt_spans:
         filled_prompt, prompt_fills = join_pieces(tok, prompt_pieces,
-                                                  [final[a:b] for a, b in prompt_spans])
+                                                  [final[a:b] for a, b, _ in prompt_spans])
         fills = prompt_fills + fills
     return Infill(text, fills, filled_prompt, final, layout.start)
 

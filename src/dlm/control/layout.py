@@ -12,30 +12,26 @@ from dlm.sampling import Canvas
 
 @dataclass
 class Layout:
-    """A one-row canvas. ids: the whole sequence; start: where the edited text begins;
-    prompt_len: the prompt's tokens (what guidance drops), 0 for plain text."""
+    """A one-row canvas. ids: the whole sequence; start: where the edited text begins,
+    which is also the prompt's length (what guidance drops; 0 for plain text)."""
 
     ids: list[int]
     start: int
-    prompt_len: int
 
-    def canvas(self, mask_id: int, eos_id: int, no_eos: Sequence[bool] | None = None,
-               rows: int = 1, device: torch.device | str = "cpu",
-               banned: tuple[int, ...] = ()) -> Canvas:
-        tokens = torch.tensor([self.ids] * rows, device=device)
+    def canvas(self, tok, no_eos: Sequence[bool], device: torch.device | str = "cpu",
+               ) -> Canvas:
+        """no_eos: per position of `ids`, whether eos is banned there."""
+        tokens = torch.tensor([self.ids], device=device)
         prompt = torch.zeros_like(tokens, dtype=torch.bool)
-        prompt[:, : self.prompt_len] = True
-        no_eos_mask = None
-        if no_eos is not None:
-            no_eos_mask = torch.zeros_like(prompt)
-            no_eos_mask[:, self.start : self.start + len(no_eos)] = torch.tensor(list(no_eos))
-        return Canvas(tokens, mask_id, eos_id, None, self.start,
-                      prompt if self.prompt_len else None, no_eos_mask, banned)
+        prompt[:, : self.start] = True
+        banned = torch.tensor([list(no_eos)], dtype=torch.bool, device=device)
+        return Canvas(tokens, tok.mask_id, tok.eos_id, None, self.start,
+                      prompt if self.start else None, banned, tok.never_generated)
 
 
 def text_layout(lm, body: list[int], prompt_ids: list[int] | None) -> Layout:
     """`body` as the assistant's reply to `prompt_ids` (ids from `encode_prompt`), closed by
     eos as in training; or, with no prompt, as plain text (as in pretraining)."""
     if prompt_ids is None:
-        return Layout(list(body), 0, 0)
-    return Layout([*prompt_ids, *body, lm.tokenizer.eos_id], len(prompt_ids), len(prompt_ids))
+        return Layout(list(body), 0)
+    return Layout([*prompt_ids, *body, lm.tokenizer.eos_id], len(prompt_ids))

@@ -132,6 +132,7 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     no_eos = canvas.no_eos if canvas.no_eos is not None else nothing
     if config.eos == "ban":
         no_eos = no_eos | (tokens == mask_id)
+    ban_eos = eos_id is not None and bool(no_eos.any())  # decided once, not per step
     region = T - canvas.start
     budgets = block_budgets(region, config.block_length or region, config.steps)
     budget = sum(n for _, _, n in budgets)
@@ -155,7 +156,7 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
             logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
             if canvas.banned:
                 logits[..., list(canvas.banned)] = float("-inf")
-            if eos_id is not None and bool(no_eos.any()):
+            if ban_eos:
                 logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:],
                                                                       float("-inf"))
             window, probs = sample_tokens(logits, config.temperature, config.top_k,
