@@ -39,9 +39,23 @@ def test_kv_cache_gives_the_logits_of_the_full_causal_forward(causal_model, tok)
     assert cache.length == ids.shape[1]
 
 
-def test_a_bidirectional_model_has_no_kv_cache(tiny_model):
-    with pytest.raises(ValueError, match="needs the causal model"):
-        tiny_model.new_cache(1, 8)
+def test_a_cached_block_rewritten_in_place_gives_the_full_forward(tiny_model, causal_model,
+                                                                   tok):
+    """Rewriting positions [a, b) of a filled cache attends over every position, as the
+    full forward does (the dual cache's step); the high-water mark does not move."""
+    ids, real = left_padded(tok, [tok.encode("hello there how are you"), tok.encode("hi")])
+    for model in (tiny_model, causal_model):
+        full = model(ids, real)
+        cache = model.new_cache(ids.shape[0], ids.shape[1] + 4)
+        model(ids, real, cache=cache)
+        block = model(ids[:, 2:5], real, cache=cache, start=2)
+        torch.testing.assert_close(block, full[:, 2:5], atol=1e-5, rtol=1e-5)
+        assert cache.length == ids.shape[1]
+
+
+def test_start_without_a_cache_is_an_error(tiny_model):
+    with pytest.raises(ValueError, match="needs a cache"):
+        tiny_model(torch.zeros(1, 4, dtype=torch.long), start=2)
 
 
 def test_uniform_logits_cost_log_vocab_per_predicted_token(causal_model, tok):

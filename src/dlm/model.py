@@ -31,10 +31,19 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Keys and values of the positions already seen, per layer, preallocated to `max_len`.
+    """Keys and values of positions already computed, per layer, preallocated to `max_len`.
 
-    For left-to-right decoding with the causal model: each forward writes its new
-    positions at `length` and attends over everything before them.
+    A forward with a cache writes its T positions at `start` (default: the end,
+    `length`) and attends over every position written so far. `length` is the
+    high-water mark: rewriting earlier positions (a block being denoised again)
+    does not move it. Uses:
+
+    - left-to-right decoding with the causal model (exact);
+    - block diffusion: finished blocks' clean keys, which never depend on later
+      tokens, so the cache is exact;
+    - Fast-dLLM caching for the full-attention denoiser: keys of the prefix (and
+      suffix) computed once per block while other positions were still masked,
+      reused across the block's steps (an approximation; its cost is measured).
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
@@ -44,16 +53,20 @@ class KVCache:
                        for _ in range(cfg.n_layers)]
         self.length = 0
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store (B, nh, T, hd) at the current length; return all keys and values so far."""
-        end = self.length + k.shape[2]
-        if end > self.keys[layer].shape[2]:
-            raise ValueError(f"KV cache holds {self.keys[layer].shape[2]} positions, "
-                             f"{end} asked for")
-        self.keys[layer][:, :, self.length : end] = k
-        self.values[layer][:, :, self.length : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
 
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        """Store (B, nh, T, hd) at `start`; return the keys and values of every position
+        written so far, these included."""
+        end = start + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} positions, {end} asked for")
+        self.keys[layer][:, :, start:end] = k.to(self.keys[layer].dtype)
+        self.values[layer][:, :, start:end] = v.to(self.values[layer].dtype)
+        visible = max(self.length, end)
+        return self.keys[layer][:, :, :visible], self.values[layer][:, :, :visible]
 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int = 0):
@@ -63,14 +76,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin, attn_mask=None, cache: KVCache | None = None):
+    def forward(self, x, cos, sin, attn_mask=None, cache: KVCache | None = None, start: int = 0):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
         q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
                    for z in (q, k, v))  # (B, nh, T, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(self.layer, k, v)  # (B, nh, S + T, hd)
+            k, v = cache.update(self.layer, k, v, start)  # (B, nh, S, hd)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attn_mask,
@@ -98,8 +111,8 @@ class Block(nn.Module):
         self.attn, self.mlp = Attention(cfg, layer), SwiGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, attn_mask=None, cache=None):
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask, cache))
+    def forward(self, x, cos, sin, attn_mask=None, cache=None, start=0):
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask, cache, start))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -130,42 +143,44 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
-        """An empty KV cache for left-to-right decoding (causal models)."""
-        if not self.config.causal:
-            raise ValueError("a KV cache needs the causal model: bidirectional attention "
-                             "changes every position's keys when a token is added")
+        """An empty KV cache (see `KVCache` for when it is exact and when approximate)."""
         p = self.embed.weight
         return KVCache(self.config, batch, max_len, p.device, p.dtype)
 
     def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None,
                 select: torch.Tensor | None = None, cache: KVCache | None = None,
-                ) -> torch.Tensor:
+                start: int | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
         hidden from every query (used for left-padded batches of prompts). With a
-        cache it covers every position so far, cached ones included: (B, S + T).
+        cache it covers every visible position, cached ones included: (B, S).
         select: optional (B, T) bool; if given, only those positions go through the
         output head and the result is (M, vocab). The loss needs only the masked
         positions, and the head is a quarter of the tiny model's FLOPs.
-        cache: a `KVCache` (causal models): ids are the next T positions after the
-        S already cached, which are attended to and extended.
+        cache: a `KVCache`; ids are positions start .. start + T - 1 (start defaults
+        to the cache's length), written into the cache, and every query attends over
+        all S positions written so far (causal models: those up to its own).
         """
         B, T = ids.shape
-        start = cache.length if cache is not None else 0
+        if start is None:
+            start = cache.length if cache is not None else 0
+        elif cache is None and start:
+            raise ValueError("start needs a cache: without one, ids begin at position 0")
         if start + T > self.config.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds "
                              f"max_seq_len={self.config.max_seq_len}")
+        S = max(cache.length, start + T) if cache is not None else T  # keys visible
         attn_mask = None
-        if key_padding is not None or (cache is not None and T > 1):
-            S = start + T
+        if key_padding is not None or (cache is not None and self.config.causal
+                                       and (T > 1 or S > start + T)):
             real = (key_padding if key_padding is not None
                     else torch.ones(B, S, dtype=torch.bool, device=ids.device))
             attn_mask = real[:, None, None, :]  # (B, 1, 1, S) broadcast over heads, queries
             if self.config.causal:
                 # query i (at position start + i) sees keys up to its own position
                 keys = torch.arange(S, device=ids.device)
-                queries = torch.arange(start, S, device=ids.device)
+                queries = torch.arange(start, start + T, device=ids.device)
                 causal = keys[None, :] <= queries[:, None]  # (T, S)
                 # Each position also sees itself, so a left-pad query row is never all -inf.
                 itself = keys[None, :] == queries[:, None]
@@ -173,9 +188,9 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.embed(ids)  # (B, T, C)
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask, cache)
+            x = block(x, cos, sin, attn_mask, cache, start)
         if cache is not None:
-            cache.length += T
+            cache.length = S
         x = self.norm(x)
         if select is not None:
             x = x[select]  # (M, C)
