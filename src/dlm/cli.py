@@ -54,6 +54,8 @@ SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
                           "tokens)."),
     ("trim_eos", bool, True, "Drop text after the first eos."),
     ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
+    ("cache", str, "none", "Fast-dLLM key/value reuse per block: none, prefix, dual "
+                           "(approximate; use with --block-length)."),
     ("seed", int | None, None, "Seed for reproducible samples."),
     ("trace", bool, False, "Show every denoising step."),
     ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),

@@ -117,6 +117,10 @@ class SampleConfig:
     """Drop the text after the first eos (off: keep it, to see what the canvas held)."""
     cfg_scale: float = 0.0
     """Classifier-free guidance: uncond + (scale + 1)(cond - uncond); 0 = off."""
+    cache: str = "none"
+    """Fast-dLLM key/value reuse within a block (use with `block_length`): none; prefix
+    (the prompt and finished blocks are read from a cache refreshed once per block);
+    dual (the masked blocks after this one too). Approximate: faster, at a measured cost."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
@@ -146,6 +150,8 @@ class SampleConfig:
             raise ConfigError(f"remask must be in [0, 1), got {self.remask}")
         if self.cfg_scale < 0:
             raise ConfigError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.cache not in ("none", "prefix", "dual"):
+            raise ConfigError(f"cache must be one of none, prefix, dual, got {self.cache!r}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from dlm.config import SampleConfig
+from dlm.sampling.cache import CachedDenoiser
 from dlm.sampling.rules import (
     block_budgets,
     bottom_k_mask,
@@ -94,20 +95,31 @@ def reply_canvas(prompt: torch.Tensor, key_padding: torch.Tensor | None, length:
                   banned=banned)
 
 
-def guided_logits(denoiser: Denoiser, tokens: torch.Tensor, canvas: Canvas,
-                  scale: float) -> tuple[torch.Tensor, int]:
-    """Logits (B, T, V) and the model calls they cost.
+def window_logits(denoiser: Denoiser | CachedDenoiser, tokens: torch.Tensor,
+                  key_padding: torch.Tensor | None, lo: int, hi: int) -> torch.Tensor:
+    """Logits (B, hi - lo, V) of the window [lo, hi): a cached denoiser computes only what
+    it must, a plain one the whole canvas."""
+    if getattr(denoiser, "windowed", False):
+        return denoiser(tokens, key_padding, lo, hi)
+    return denoiser(tokens, key_padding)[:, lo:hi]
+
+
+def guided_logits(denoiser: Denoiser | CachedDenoiser, tokens: torch.Tensor, canvas: Canvas,
+                  scale: float, lo: int = 0, hi: int | None = None) -> tuple[torch.Tensor, int]:
+    """Logits (B, W, V) of the window [lo, hi) and the model calls they cost.
 
     With classifier-free guidance the prompt-less canvas (prompt replaced by masks,
     as training drops it) runs in the same batch:
     uncond + (scale + 1) * (cond - uncond).
     """
+    hi = tokens.shape[1] if hi is None else hi
     if scale == 0 or canvas.prompt is None:
-        return denoiser(tokens, canvas.key_padding).float(), 1
+        return window_logits(denoiser, tokens, canvas.key_padding, lo, hi).float(), 1
     uncond = tokens.masked_fill(canvas.prompt, canvas.mask_id)
     padding = (None if canvas.key_padding is None
                else torch.cat([canvas.key_padding, canvas.key_padding]))
-    cond, free = denoiser(torch.cat([tokens, uncond]), padding).float().chunk(2)
+    both = window_logits(denoiser, torch.cat([tokens, uncond]), padding, lo, hi)
+    cond, free = both.float().chunk(2)
     return free + (scale + 1) * (cond - free), 2
 
 
@@ -123,6 +135,8 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     again, at a rate that decays to zero by the block's last step.
     """
     rule = get_rule(config.rule)
+    if config.cache != "none":
+        denoiser = CachedDenoiser(denoiser, config.cache)
     mask_id, eos_id = canvas.mask_id, canvas.eos_id
     tokens = canvas.tokens.clone()
     B, T = tokens.shape
@@ -140,35 +154,37 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     blanks = (tokens == mask_id).any(0).nonzero()
     if len(blanks) == 0:
         return
-    lo = int(blanks[0])  # masks only ever appear at or after the first one
+    first_mask = int(blanks[0])  # masks only ever appear at or after the first one
     index = nfe = 0
     for b, (start, end, block_steps) in enumerate(budgets):
+        # the window: nothing left of the first mask or right of the block is sampled
+        lo = first_mask if b == 0 else max(first_mask, canvas.start + start)
+        hi = canvas.start + end
         in_block = nothing.clone()
-        in_block[:, 0 if b == 0 else canvas.start + start : canvas.start + end] = True
+        in_block[:, 0 if b == 0 else canvas.start + start : hi] = True
         for j in range(block_steps):
             masked = (tokens == mask_id) & in_block  # later blocks wait their turn
             if not bool(masked.any()):
                 break
             steps_left = block_steps - j
-            logits, calls = guided_logits(denoiser, tokens, canvas, config.cfg_scale)
-            nfe += calls
-            logits = logits[:, lo:]  # (B, W, V): nothing left of the first mask is sampled
+            logits, calls = guided_logits(denoiser, tokens, canvas, config.cfg_scale, lo, hi)
+            nfe += calls  # logits: (B, W, V) for the window [lo, hi)
             logits[..., mask_id] = float("-inf")  # SUBS: never predict a mask
             if canvas.banned:
                 logits[..., list(canvas.banned)] = float("-inf")
             if ban_eos:
-                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:],
+                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:hi],
                                                                       float("-inf"))
             window, probs = sample_tokens(logits, config.temperature, config.top_k,
                                           config.top_p, generator)  # (B, W), (B, W, V)
             window_scores = rule.score(window, probs, generator)
             sampled = tokens.clone()
-            sampled[:, lo:] = window.to(tokens.dtype)
+            sampled[:, lo:hi] = window.to(tokens.dtype)
             scores = torch.full_like(confidences, float("-inf"))
-            scores[:, lo:] = window_scores
+            scores[:, lo:hi] = window_scores
             scores = scores.masked_fill(~masked, float("-inf"))
             token_prob = torch.zeros_like(confidences)  # shown in traces, whatever the rule
-            token_prob[:, lo:] = score_low_confidence(window, probs)
+            token_prob[:, lo:hi] = score_low_confidence(window, probs)
             first = masked  # the candidates ranked first (what a threshold counts among)
             deferred = None
             if config.eos == "defer" and eos_id is not None:
