@@ -205,7 +205,7 @@ def test_save_pretrained_and_from_pretrained_round_trip(tmp_path, tiny_model, to
 
 
 def test_loader_bench_cuts_or_repeats_the_corpus_and_measures_it(chat_shards, tmp_path):
-    from dlm.bench_loader import measure, synthesize
+    from dlm.bench.loader import measure, synthesize
 
     src_tokens = json.loads((chat_shards / "meta.json").read_text())["splits"]["train"]["tokens"]
     big = synthesize(chat_shards, tmp_path / "big", src_tokens * 3 + 5)

@@ -458,16 +458,36 @@ def data(
 @friendly_errors
 def bench(
     preset: Annotated[list[str] | None, typer.Option(
-        help="Presets to time training for (repeat). Default: tiny and small.")] = None,
+        help="Presets to time training for (repeat; 'none' for no training). "
+             "Default: tiny and small.")] = None,
+    generate: Annotated[str, typer.Option(
+        help="Preset whose diffusion and AR models generate ('none': skip).")] = "small",
     ckpt: Annotated[Path | None, typer.Option(
-        help="Time sampling with this checkpoint (default: a fresh tiny model).")] = None,
+        help="Generate with this trained diffusion checkpoint (with --ar-ckpt).")] = None,
+    ar_ckpt: Annotated[Path | None, typer.Option(
+        help="The AR baseline checkpoint to compare --ckpt with.")] = None,
+    length: Annotated[list[int] | None, typer.Option(
+        help="Reply lengths to generate (repeat). Default: 32, 128, 512.")] = None,
+    batch: Annotated[list[int] | None, typer.Option(
+        help="Generation batches (repeat). Default: 1 and 8 on CPU, 1 and 64 on GPU.")] = None,
+    peer: Annotated[Path | None, typer.Option(
+        help="Instead: a checkout of nathan-barry/tiny-diffusion, run side by side with "
+             "dlm at its size (training tokens/s, and sampling with --peer-ckpt).")] = None,
+    peer_minutes: Annotated[float, typer.Option(
+        help="--peer: then train both this many minutes each and compare 240-token samples "
+             "(0: throughput only).")] = 0.0,
+    peer_text: Annotated[Path | None, typer.Option(
+        help="--peer: the training text (default ../shared/data/tiny_shakespeare).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")]
     = Path("benchmarks"),
     name: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
-    repeats: Annotated[int, typer.Option(help="Timed sampling runs.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Training batch.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Timed runs per figure (at most).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Training (and loader) batch.")] = 8,
     seq_len: Annotated[int, typer.Option(help="Training sequence length.")] = 256,
-    bf16: Annotated[bool, typer.Option(help="Train under bf16 autocast.")] = False,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast for training and generation.")]
+    = False,
+    activation_checkpointing: Annotated[bool, typer.Option(
+        help="Train with activation checkpointing.")] = False,
     loader: Annotated[Path | None, typer.Option(
         help="Instead: time the training loader on this `dlm data` directory's tokens, cut or "
              "repeated to each --loader-tokens size, and record its memory.")] = None,
@@ -475,25 +495,36 @@ def bench(
         help="Corpus sizes for --loader (repeat). Default: 1M and 50M tokens.")] = None,
     device: Device = "auto",
 ):
-    """Measure sampling latency and training tokens/s; write JSON + Markdown to benchmarks/."""
+    """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
+    the AR baseline; JSON + Markdown to benchmarks/."""
     from dlm.bench import run_bench
     from dlm.console import console
     from dlm.pipeline import pick_device
 
+    def say(text: str) -> None:
+        console.print(f"[dim]{text}[/dim]")
+
+    dev = pick_device(device)
     if loader is not None:
         import tempfile
 
-        from dlm.bench_loader import run_loader_bench
+        from dlm.bench.loader import run_loader_bench
 
         with tempfile.TemporaryDirectory(prefix="dlm-loader-", dir=out_dir.parent) as work:
             report = run_loader_bench(loader, loader_tokens or [1_000_000, 50_000_000],
                                       Path(work), batch_size)
-        js, md = report.write(out_dir, name)
-        console.print(report.markdown())
-        console.print(f"written: {js}, {md}")
-        return
-    report = run_bench(preset or ["tiny", "small"], pick_device(device),
-                       str(ckpt) if ckpt else None, repeats, batch_size, seq_len, bf16)
+    elif peer is not None:
+        from dlm.bench.peer import run_peer_bench
+
+        report = run_peer_bench(peer, dev, peer_text, repeats=repeats,
+                                train_minutes=peer_minutes, say=say)
+    else:
+        presets = [] if preset == ["none"] else preset or ["tiny", "small"]
+        report = run_bench(
+            dev, presets, None if generate == "none" else generate, length or [32, 128, 512],
+            batch or ([1, 64] if dev.type == "cuda" else [1, 8]),
+            str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
+            seq_len, bf16, activation_checkpointing, repeats, say)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlm.bench import BenchReport, device_name, git_commit
+from dlm.bench.report import BenchReport, device_name, git_commit, renders
 from dlm.data.prepare import PREPARED, shard_dir
 from dlm.errors import DataError
 from dlm.tokenizer import DLMTokenizer
@@ -127,3 +127,23 @@ def run_loader_bench(data_dir: Path, sizes: list[int], work: Path, batch_size: i
             "device": device_name(torch.device("cpu")), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     return BenchReport(results, meta)
+
+
+@renders("loader")
+def loader_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Training loader", "",
+             "| corpus | loader | batches/s | tokens/s | peak RSS | peak over baseline | "
+             "own (anon) memory over baseline | file pages mapped |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r['corpus_tokens'] / 1e6:.1f}M tokens ({r['token_file_mib']:.0f} MiB "
+            f"file), {r['examples']:,} examples | "
+            f"{r['loader']}, batch {r['batch']}×{r['seq']} | {r['batches_per_s']:,.0f} | "
+            f"{r['tokens_per_s'] / 1e6:.2f}M | {r['peak_rss_mib']:.0f} MiB | "
+            f"{r['peak_over_baseline_mib']:+.0f} MiB | {r['anon_over_baseline_mib']:+.1f} "
+            f"MiB | {r['file_mapped_mib']:.0f} MiB |")
+    return lines + ["", "Own memory is what the loader allocated; file pages are the OS page "
+                    "cache of the token file mapped into the process as reads touch it "
+                    "(shared, clean, dropped by the kernel under memory pressure). The "
+                    "baseline is the process after `import torch`, before the shard is opened."]

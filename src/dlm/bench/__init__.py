@@ -1,0 +1,10 @@
+"""Benchmarks behind `dlm bench`: training throughput and MFU, generation speed of
+diffusion against the AR baseline, the training loader, and a peer project side by side."""
+
+from dlm.bench.generation import bench_generation
+from dlm.bench.report import BenchReport
+from dlm.bench.run import run_bench
+from dlm.bench.training import bench_training, flops_per_token, matmul_peak
+
+__all__ = ["BenchReport", "bench_generation", "bench_training", "flops_per_token",
+           "matmul_peak", "run_bench"]
