@@ -357,6 +357,8 @@ def sweep_command(
         help="Thresholds for --rule threshold (repeat; default 0.9 0.7 0.5).")] = None,
     cfg_scale: Annotated[list[float] | None, typer.Option(
         help="Classifier-free guidance scales (repeat; default 0).")] = None,
+    cache: Annotated[list[str] | None, typer.Option(
+        help="Fast-dLLM cache modes (repeat: none, prefix, dual; default none).")] = None,
     length: Annotated[int, typer.Option(help="Reply tokens.")] = 32,
     eos: Annotated[str, typer.Option(help="allow, defer or ban.")] = "defer",
     block_length: Annotated[int, typer.Option(help="Semi-autoregressive blocks.")] = 0,
@@ -376,7 +378,7 @@ def sweep_command(
 
     configs = sweep_grid(length, rule or list(RULES), steps or [4, 8, 16, 32],
                          remask or [0.0], threshold or [0.9, 0.7, 0.5], eos, block_length,
-                         tuple(cfg_scale or [0.0]))
+                         tuple(cfg_scale or [0.0]), caches=tuple(cache or ["none"]))
     console.print(HEADER, markup=False)
     report = run_sweep(ckpt, judge, prompts, configs, data, device,
                        command="dlm sweep " + " ".join(sys.argv[2:]),

@@ -64,6 +64,7 @@ class SweepRow:
     threshold: float | None
     block_length: int
     cfg_scale: float
+    cache: str
     nfe: float
     """Mean model calls per reply."""
     tokens_per_call: float
@@ -78,13 +79,15 @@ class SweepRow:
 
 def sweep_grid(length: int, rules: list[str], steps: list[int], remask: list[float],
                thresholds: list[float], eos: str = "defer", block_length: int = 0,
-               cfg_scales: tuple[float, ...] = (0.0,), seed: int = 0) -> list[SampleConfig]:
+               cfg_scales: tuple[float, ...] = (0.0,), seed: int = 0,
+               caches: tuple[str, ...] = ("none",)) -> list[SampleConfig]:
     """Every fixed-count rule at every step count and remasking rate; the threshold rule at
-    every threshold, with `length` steps as its budget; all at every guidance scale.
-    Seeded, so the `random` rule (and any sampling) gives the same table every run."""
-    base = dict(length=length, eos=eos, block_length=block_length, seed=seed)
+    every threshold, with `length` steps as its budget; all at every guidance scale and
+    cache mode. Seeded, so the `random` rule (and any sampling) gives the same table every
+    run."""
     out = []
-    for cfg in cfg_scales:
+    for cache, cfg in ((c, g) for c in caches for g in cfg_scales):
+        base = dict(length=length, eos=eos, block_length=block_length, seed=seed, cache=cache)
         for rule in rules:
             if rule == "threshold":
                 out += [SampleConfig(**base, cfg_scale=cfg, rule=rule, steps=length,
@@ -104,7 +107,8 @@ def sweep(lm, histories, configs: list[SampleConfig], judge=None, batch_size: in
         seconds = quality.seconds
         row = SweepRow(config.rule, config.steps, config.remask,
                        config.threshold if config.rule == "threshold" else None,
-                       config.block_length, config.cfg_scale, counter.mean_calls(),
+                       config.block_length, config.cfg_scale, config.cache,
+                       counter.mean_calls(),
                        counter.tokens_per_call(), seconds, counter.batch_calls, batch_size, quality)
         rows.append(row)
         if say:
@@ -118,6 +122,7 @@ def row_line(row: SweepRow) -> str:
     rule = row.rule + (f" {row.threshold}" if row.threshold is not None else "")
     rule += f" remask {row.remask}" if row.remask else ""
     rule += f" cfg {row.cfg_scale}" if row.cfg_scale else ""
+    rule += f" + {row.cache} cache" if row.cache != "none" else ""
     return (f"| {rule} | {row.steps} | {row.nfe:.1f} | {row.tokens_per_call:.2f} | "
             f"{row.seconds:.1f} | {row.batch_calls} | {ppl} | {q.entropy:.2f} | "
             f"{q.distinct_2:.3f} | "

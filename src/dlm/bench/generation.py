@@ -46,12 +46,12 @@ def diffusion_variants(block: int, per_step: int) -> list[Variant]:
     ]
 
 
-def sample_config(variant: Variant, length: int) -> SampleConfig:
+def sample_config(variant: Variant, length: int, eos: str = "ban") -> SampleConfig:
     settings = dict(variant.settings)
     per_step = settings.pop("per_step")
     if "block_length" in settings:
         settings["block_length"] = min(settings["block_length"], length)
-    return SampleConfig(length=length, steps=max(1, length // per_step), eos="ban",
+    return SampleConfig(length=length, steps=max(1, length // per_step), eos=eos,
                         **settings)
 
 
@@ -60,58 +60,100 @@ def last_step(steps: Iterator[Step]) -> Step:
     return deque(steps, maxlen=1)[0]
 
 
-def _diffusion(model: Transformer, prompt: torch.Tensor, config: SampleConfig) -> int:
-    canvas = reply_canvas(prompt, None, config.length, MASK_ID, EOS_ID)
+Prompt = tuple[torch.Tensor, torch.Tensor | None]
+"""Left-padded prompt ids (B, P) and their key padding (None: no padding)."""
+
+
+@dataclass
+class Vocab:
+    """The ids the samplers need: the tokenizer's for trained models."""
+
+    mask_id: int = 1
+    eos_id: int = 3
+    banned: tuple[int, ...] = ()
+
+
+def reply_tokens(tokens: torch.Tensor, eos_id: int) -> int:
+    """Tokens before each row's first eos, summed over rows: what a user gets."""
+    before_eos = (tokens == eos_id).int().cumsum(1) == 0
+    return int(before_eos.sum())
+
+
+def _diffusion(model: Transformer, prompt: Prompt, config: SampleConfig,
+               vocab: Vocab) -> tuple[int, int]:
+    canvas = reply_canvas(*prompt, config.length, vocab.mask_id, vocab.eos_id, vocab.banned)
     last = last_step(denoise(model, canvas, config))
-    assert not bool((last.tokens == MASK_ID).any())
-    return last.nfe
+    reply = last.tokens[:, canvas.start :]
+    assert not bool((reply == vocab.mask_id).any())
+    return last.nfe, reply_tokens(reply, vocab.eos_id)
 
 
-def _ar(model: Transformer, prompt: torch.Tensor, length: int) -> int:
-    config = SampleConfig(length=length, eos="ban")
-    return last_step(ar_decode(model, prompt, None, config, MASK_ID, EOS_ID)).nfe
+def _ar(model: Transformer, prompt: Prompt, length: int, eos: str,
+        vocab: Vocab) -> tuple[int, int]:
+    config = SampleConfig(length=length, eos=eos)
+    last = last_step(ar_decode(model, *prompt, config, vocab.mask_id, vocab.eos_id))
+    return last.nfe, reply_tokens(last.tokens, vocab.eos_id)
 
 
 def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.device,
                      lengths: list[int], batches: list[int], prompt_len: int = 16,
                      block: int = 32, per_step: int = 4, repeats: int = 3,
-                     budget_s: float = 30.0, bf16: bool = False, trained: bool = False,
-                     say=lambda text: None) -> list[dict[str, Any]]:
-    """One row per (length, batch, variant), AR first; `ratio` is tokens/s over AR's."""
+                     budget_s: float = 30.0, bf16: bool = False, prompts: Prompt | None = None,
+                     vocab: Vocab | None = None, say=lambda text: None) -> list[dict[str, Any]]:
+    """One row per (length, batch, variant), AR first; `ratio` is tokens/s over AR's.
+
+    Without `prompts` (fresh models): random prompt tokens, eos banned, so every reply is
+    exactly `length` tokens. With real prompts (trained models, at least max(batches)
+    rows, and their tokenizer's `vocab`): replies end where the model puts eos (AR stops
+    there; diffusion defers eos, fills its canvas), tokens/s counts the reply tokens
+    before eos, and threshold decoding is measured too.
+    """
     diffusion.eval()
     ar.eval()
     limit = min(diffusion.config.max_seq_len, ar.config.max_seq_len)
+    trained = prompts is not None
+    vocab = vocab or Vocab()
+    eos, ar_eos = ("defer", "allow") if trained else ("ban", "ban")
     variants = [v for v in diffusion_variants(block, per_step) if trained or not v.needs_trained]
     rows = []
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         # warm-up of every path at the smallest size (allocator, kernels)
-        small = torch.randint(6, diffusion.config.vocab_size, (1, prompt_len), generator=g)
-        _ar(ar, small.to(device), 8)
+        small = (torch.randint(6, diffusion.config.vocab_size, (1, prompt_len), generator=g)
+                 .to(device), None)
+        _ar(ar, small, 8, ar_eos, vocab)
         for v in variants:
-            _diffusion(diffusion, small.to(device), sample_config(v, min(8, block)))
+            _diffusion(diffusion, small, sample_config(v, min(8, block), eos), vocab)
         for length in lengths:
-            if prompt_len + length > limit:
+            if (prompt_len if prompts is None else prompts[0].shape[1]) + length > limit:
                 say(f"length {length}: skipped, prompt + reply exceed {limit} positions")
                 continue
             for batch in batches:
-                prompt = torch.randint(6, diffusion.config.vocab_size, (batch, prompt_len),
-                                       generator=g).to(device)
-                s, nfe = timed(lambda p=prompt, n=length: _ar(ar, p, n), device, repeats,
-                               budget_s)
-                ar_tps = batch * length / s["median"]
+                if prompts is None:
+                    prompt: Prompt = (torch.randint(6, diffusion.config.vocab_size,
+                                                    (batch, prompt_len), generator=g).to(device),
+                                      None)
+                else:
+                    ids, padding = prompts
+                    prompt = (ids[:batch], None if padding is None else padding[:batch])
+                s, (nfe, made) = timed(lambda p=prompt, n=length: _ar(ar, p, n, ar_eos, vocab),
+                                       device, repeats, budget_s)
+                ar_tps = made / s["median"]
                 base = {"what": "generation", "length": length, "batch": batch,
-                        "prompt_len": prompt_len}
+                        "prompt_len": prompt[0].shape[1], "prompts": "random tokens"
+                        if prompts is None else "held-out validation prompts"}
                 rows.append({**base, "variant": "AR + KV cache", "nfe": nfe, "latency_s": s,
-                             "tokens_per_s": ar_tps, "ratio": 1.0})
+                             "reply_tokens": made, "tokens_per_s": ar_tps, "ratio": 1.0})
                 say(f"length {length}, batch {batch}: AR {ar_tps:,.0f} tok/s")
                 for v in variants:
-                    config = sample_config(v, length)
-                    s, nfe = timed(lambda c=config, p=prompt: _diffusion(diffusion, p, c), device,
-                                   repeats, budget_s)
-                    tps = batch * length / s["median"]
+                    config = sample_config(v, length, eos)
+                    s, (nfe, made) = timed(
+                        lambda c=config, p=prompt: _diffusion(diffusion, p, c, vocab), device,
+                        repeats, budget_s)
+                    tps = made / s["median"]
                     rows.append({**base, "variant": v.name, "nfe": nfe, "latency_s": s,
-                                 "tokens_per_s": tps, "ratio": tps / ar_tps,
+                                 "reply_tokens": made, "tokens_per_s": tps,
+                                 "ratio": tps / ar_tps,
                                  "config": vars(config)})
                     say(f"  {v.name}: {tps:,.0f} tok/s ({tps / ar_tps:.2f}× AR), NFE {nfe}")
     return rows
@@ -119,15 +161,20 @@ def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.devi
 
 @renders("generation")
 def generation_table(results: list[dict[str, Any]]) -> list[str]:
+    trained = results[0].get("prompts") == "held-out validation prompts"
+    what = ("Held-out prompts; replies end at the model's eos (AR stops there, diffusion "
+            "defers it and fills its canvas); tokens/s counts reply tokens before eos."
+            if trained else "Random prompts; each reply is exactly `length` tokens (eos "
+            "banned).")
     lines = ["## Generation: diffusion vs AR with its KV cache", "",
-             "Each reply is exactly `length` tokens (eos banned); latency is one call "
-             "for the whole batch; ratio = tokens/s over AR's in the same cell.", "",
-             "| length | batch | sampler | NFE | latency (median, p10–p90) | tokens/s | "
-             "× AR |", "|---|---|---|---|---|---|---|"]
+             f"{what} Latency is one call for the whole batch; × AR = tokens/s over AR's "
+             "in the same cell.", "",
+             "| length | batch | sampler | NFE | latency (median, p10–p90) | reply tokens | "
+             "tokens/s | × AR |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["latency_s"]
         lines.append(
             f"| {r['length']} | {r['batch']} | {r['variant']} | {r['nfe']} | "
-            f"{s['median']:.3f} s ({s['p10']:.3f}–{s['p90']:.3f}) | "
+            f"{s['median']:.3f} s ({s['p10']:.3f}–{s['p90']:.3f}) | {r['reply_tokens']} | "
             f"{r['tokens_per_s']:,.0f} | {r['ratio']:.2f} |")
     return lines

@@ -7,33 +7,41 @@ from typing import Any
 
 import torch
 
-from dlm.bench.generation import bench_generation
+from dlm.bench.generation import Prompt, Vocab, bench_generation
 from dlm.bench.report import BenchReport, run_meta
 from dlm.bench.training import preset_training
 from dlm.config import model_preset
+from dlm.errors import ConfigError
 from dlm.model import Transformer
 
 
 def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
-                 ar_ckpt: str | Path | None, device: torch.device,
-                 ) -> tuple[Transformer, Transformer, str]:
-    """The diffusion and AR models to generate with: trained checkpoints when given,
-    else fresh ones of `preset` (speed does not depend on the weights)."""
+                 ar_ckpt: str | Path | None, device: torch.device, n_prompts: int,
+                 ) -> tuple[Transformer, Transformer, str, Prompt | None, Vocab]:
+    """The diffusion and AR models to generate with: trained checkpoints (and held-out
+    prompts of their data) when given, else fresh ones of `preset` (speed does not depend
+    on the weights) and random prompts."""
     if (ckpt is None) != (ar_ckpt is None):
-        from dlm.errors import ConfigError
-
         raise ConfigError("give both --ckpt (diffusion) and --ar-ckpt (its AR baseline), "
                           "or neither")
     if ckpt is not None:
-        from dlm.checkpoint import load_checkpoint
+        from dlm.eval_report import held_out
+        from dlm.pipeline import DiffusionLM
 
-        return (load_checkpoint(ckpt, device).model.eval(),
-                load_checkpoint(ar_ckpt, device).model.eval(), f"{ckpt} vs {ar_ckpt}")
+        lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
+        _, histories, _ = held_out(lm, None, n_prompts)
+        if len(histories) < n_prompts:
+            raise ConfigError(f"{ckpt}: {len(histories)} held-out prompts, "
+                              f"{n_prompts} needed for the largest batch")
+        tok = lm.tokenizer
+        return (lm.model.eval(), ar.model.eval(), f"{ckpt} vs {ar_ckpt}",
+                lm._prompt_batch(histories[:n_prompts]),
+                Vocab(tok.mask_id, tok.eos_id, tok.never_generated))
     torch.manual_seed(0)
     models = [Transformer(model_preset(preset, vocab_size=8192, max_seq_len=max_len,
                                        causal=causal)).to(device).eval()
               for causal in (False, True)]
-    return models[0], models[1], f"fresh `{preset}` models (8,192 vocabulary)"
+    return models[0], models[1], f"fresh `{preset}` models (8,192 vocabulary)", None, Vocab()
 
 
 def run_bench(device: torch.device, train_presets: list[str], generate_preset: str | None,
@@ -53,11 +61,12 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
             say(f"training {r['preset']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}")
     if generate_preset is not None or ckpt is not None:
         prompt_len = 16
-        diffusion, ar, label = bench_models(generate_preset or "small",
-                                            prompt_len + max(lengths), ckpt, ar_ckpt, device)
+        diffusion, ar, label, prompts, vocab = bench_models(
+            generate_preset or "small", prompt_len + max(lengths), ckpt, ar_ckpt, device,
+            max(batches))
         meta["generation_models"] = label
         results += bench_generation(diffusion, ar, device, lengths, batches, prompt_len,
-                                    bf16=bf16, trained=ckpt is not None, repeats=repeats,
+                                    bf16=bf16, prompts=prompts, vocab=vocab, repeats=repeats,
                                     say=say)
         if ckpt is None:
             notes.append("Threshold decoding is left out: with fresh weights its number of "
