@@ -80,3 +80,19 @@ def test_bench_command_writes_its_files(tmp_path):
     assert {r["variant"] for r in rows} >= {"AR + KV cache", "blocks of 32 + dual cache"}
     bad = CliRunner().invoke(app, ["bench", "--preset", "none", "--ckpt", str(tmp_path)])
     assert bad.exit_code != 0 and "--ar-ckpt" in bad.output
+
+
+def test_bf16_accuracy_compares_the_same_checkpoint_both_ways(tmp_path, pairs_tsv):
+    from dlm.bench.accuracy import accuracy_table, bf16_accuracy
+    from dlm.train import train
+
+    from .conftest import tiny_train_config
+
+    run = train(tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=4))
+    r = bf16_accuracy(str(run.checkpoint), torch.device("cpu"), val_examples=16, prompts=4,
+                      draws=2)
+    assert r["objective"] == "diffusion" and r["prompts"] >= 1
+    # bf16 keeps ~3 significant digits: the two likelihoods agree closely but are computed
+    assert abs(r["relative_difference"]) < 0.05
+    assert 0 <= r["identical_tokens"] <= 1
+    assert "bf16 autocast accuracy" in "\n".join(accuracy_table([r]))

@@ -472,6 +472,9 @@ def bench(
         help="Reply lengths to generate (repeat). Default: 32, 128, 512.")] = None,
     batch: Annotated[list[int] | None, typer.Option(
         help="Generation batches (repeat). Default: 1 and 8 on CPU, 1 and 64 on GPU.")] = None,
+    accuracy: Annotated[list[Path] | None, typer.Option(
+        help="Also compare this checkpoint in float32 and bf16 autocast: held-out likelihood "
+             "and greedy replies (repeat).")] = None,
     peer: Annotated[Path | None, typer.Option(
         help="Instead: a checkout of nathan-barry/tiny-diffusion, run side by side with "
              "dlm at its size (training tokens/s, and sampling with --peer-ckpt).")] = None,
@@ -526,7 +529,8 @@ def bench(
             dev, presets, None if generate == "none" else generate, length or [32, 128, 512],
             batch or ([1, 64] if dev.type == "cuda" else [1, 8]),
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
-            seq_len, bf16, activation_checkpointing, repeats, say)
+            seq_len, bf16, activation_checkpointing, repeats,
+            [str(p) for p in accuracy or []], say)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

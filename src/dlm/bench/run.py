@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from dlm.bench.accuracy import bf16_accuracy
 from dlm.bench.generation import Prompt, Vocab, bench_generation
 from dlm.bench.report import BenchReport, run_meta
 from dlm.bench.training import preset_training
@@ -48,7 +49,7 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               lengths: list[int], batches: list[int], ckpt: str | None = None,
               ar_ckpt: str | None = None, train_batch: int = 8, seq_len: int = 256,
               bf16: bool = False, checkpointing: bool = False, repeats: int = 3,
-              say=lambda text: None) -> BenchReport:
+              accuracy: list[str] | None = None, say=lambda text: None) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -71,5 +72,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
         if ckpt is None:
             notes.append("Threshold decoding is left out: with fresh weights its number of "
                          "calls means nothing (pass trained --ckpt and --ar-ckpt).")
+    for ckpt_path in accuracy or []:
+        results.append(bf16_accuracy(ckpt_path, device))
+        say(f"bf16 accuracy of {ckpt_path}: {results[-1]['relative_difference']:+.2%}")
     meta["notes"] = notes
     return BenchReport(results, run_meta(device, **meta))
