@@ -15,7 +15,7 @@ from dlm.data import EncodedSet, iter_batches
 from dlm.diffusion import LossOutput
 from dlm.model import Transformer
 
-OBJECTIVES = ("diffusion", "ar")
+OBJECTIVES = ("diffusion", "block", "ar")
 
 
 def predicted_positions(maskable: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,10 @@ def train(
     out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
     preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
     objective: Annotated[str | None, typer.Option(
-        help="diffusion, or ar: the autoregressive baseline (same model, causal, next-token "
-             "loss).")] = None,
+        help="diffusion; block (BD3-LM block diffusion, see --block-size); or ar: the "
+             "autoregressive baseline (same model, causal, next-token loss).")] = None,
+    block_size: Annotated[int | None, typer.Option(
+        help="--objective block: tokens per block (divides the sequence).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -145,7 +147,8 @@ def train(
                  batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
                  response_len=response_len, eval_every=eval_every, save_every=save_every,
                  seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
-                 context=context, drop_long=drop_long, cfg_dropout=cfg_dropout)
+                 context=context, drop_long=drop_long, cfg_dropout=cfg_dropout,
+                 block_size=block_size)
     for name, value in flags.items():
         if value is not None:
             setattr(cfg, name, value)

@@ -171,8 +171,13 @@ class TrainConfig:
     preset: str = "tiny"
     """Model size preset: tiny, small or base."""
     objective: str = "diffusion"
-    """diffusion (masked diffusion, bidirectional) or ar (the autoregressive baseline: the
-    same Transformer with a causal mask and next-token loss on the same tokens)."""
+    """diffusion (masked diffusion, bidirectional), block (BD3-LM block diffusion: masked
+    diffusion within blocks of `block_size`, blocks left to right) or ar (the
+    autoregressive baseline: the same Transformer with a causal mask and next-token loss
+    on the same tokens)."""
+    block_size: int = 4
+    """objective block: tokens per block (L'); must divide prompt_len + response_len (or
+    the packed length). Smaller blocks are closer to AR, larger to MDLM."""
     vocab_size: int = 2048
     """Target BPE vocabulary size (special tokens included)."""
     prompt_len: int = 32

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from dlm.data import EncodedSet, iter_batches
-from dlm.diffusion import Schedule, diffusion_loss
+from dlm.diffusion import Schedule, block_diffusion_loss, diffusion_loss
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 
@@ -18,7 +18,7 @@ from dlm.tokenizer import DLMTokenizer
 def nelbo_draws(
     model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
     batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", block_size: int = 0,
 ) -> list[float]:
     """The NELBO in nats per maskable token of each of `draws` passes over `data`, each
     with its own (antithetic) draws of t: their spread gives the standard error.
@@ -34,8 +34,13 @@ def nelbo_draws(
         total, tokens = 0.0, 0
         for batch in iter_batches(data, batch_size, tok.pad_id):
             batch = batch.to(device)
-            out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding, schedule,
-                                 tok.mask_id, eps, True, generator)
+            if block_size:  # BD3-LM: the bound of blocks left to right
+                out = block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
+                                           schedule, tok.mask_id, block_size, eps, True,
+                                           generator)
+            else:
+                out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
+                                     schedule, tok.mask_id, eps, True, generator)
             total += float(out.loss) * out.n_tokens
             tokens += out.n_tokens
         values.append(total / max(tokens, 1))
@@ -46,13 +51,14 @@ def nelbo_draws(
 def evaluate_nelbo(
     model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
     batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", block_size: int = 0,
 ) -> float:
     """Mean NELBO in nats per maskable token over `draws` Monte Carlo draws of t.
 
     exp(result) bounds the perplexity of the responses (eos padding included).
     """
-    values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device)
+    values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device,
+                         block_size)
     return sum(values) / len(values)
 
 
@@ -93,7 +99,7 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
         tokens = n * r if data.prompts.shape[1] else n * (r - 1)
     else:
         values = nelbo_draws(lm.model, data, get_schedule(schedule), tok, batch_size, draws,
-                             eps, seed, device)
+                             eps, seed, device, lm.block_size)
         (nll, stderr), k = mean_and_stderr(values), draws
         tokens = int(data.responses.numel())
     return Likelihood(lm.objective, nll, stderr, k, math.exp(min(nll, 50)),

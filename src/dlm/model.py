@@ -15,6 +15,14 @@ from torch import nn
 
 from dlm.config import ModelConfig
 
+try:  # torch >= 2.5; older versions use SDPA with an explicit mask everywhere
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # pragma: no cover
+    class BlockMask:  # type: ignore[no-redef]
+        """Stands for flex attention's mask type where torch has none (never instantiated)."""
+
+    flex_attention = None
+
 
 def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each (max_len, head_dim / 2)."""
@@ -84,6 +92,9 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer, k, v, start)  # (B, nh, S, hd)
+        if isinstance(attn_mask, BlockMask):  # flex attention (block diffusion on CUDA)
+            y = flex_attention(q, k, v, block_mask=attn_mask)
+            return self.proj(y.transpose(1, 2).reshape(B, T, C))
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attn_mask,
@@ -149,7 +160,8 @@ class Transformer(nn.Module):
 
     def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None,
                 select: torch.Tensor | None = None, cache: KVCache | None = None,
-                start: int | None = None) -> torch.Tensor:
+                start: int | None = None, positions: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
@@ -161,22 +173,34 @@ class Transformer(nn.Module):
         cache: a `KVCache`; ids are positions start .. start + T - 1 (start defaults
         to the cache's length), written into the cache, and every query attends over
         all S positions written so far (causal models: those up to its own).
+        positions: optional (T,) rotary position of each token (block diffusion feeds
+        x_t and x_0 side by side, both at positions 0..L-1).
+        attn_mask: optional (T, S) bool, True where a query may see a key, combined
+        with key_padding; or a flex-attention `BlockMask` that already holds both.
         """
         B, T = ids.shape
         if start is None:
             start = cache.length if cache is not None else 0
         elif cache is None and start:
             raise ValueError("start needs a cache: without one, ids begin at position 0")
-        if start + T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {start + T} tokens exceeds "
+        last = start + T if positions is None else int(positions.max()) + 1
+        if last > self.config.max_seq_len:
+            raise ValueError(f"sequence of {last} tokens exceeds "
                              f"max_seq_len={self.config.max_seq_len}")
         S = max(cache.length, start + T) if cache is not None else T  # keys visible
-        attn_mask = None
-        if key_padding is not None or (cache is not None and self.config.causal
-                                       and (T > 1 or S > start + T)):
+        mask = attn_mask
+        if isinstance(attn_mask, torch.Tensor):
+            # each query also sees itself, so a padded query row is never all -inf
+            itself = torch.zeros_like(attn_mask)
+            itself[:, start : start + T] = torch.eye(T, dtype=torch.bool, device=ids.device)
+            mask = attn_mask[None, None] | itself  # (1, 1, T, S)
+            if key_padding is not None:
+                mask = (mask & key_padding[:, None, None, :]) | itself
+        elif attn_mask is None and (key_padding is not None or (
+                cache is not None and self.config.causal and (T > 1 or S > start + T))):
             real = (key_padding if key_padding is not None
                     else torch.ones(B, S, dtype=torch.bool, device=ids.device))
-            attn_mask = real[:, None, None, :]  # (B, 1, 1, S) broadcast over heads, queries
+            mask = real[:, None, None, :]  # (B, 1, 1, S) broadcast over heads, queries
             if self.config.causal:
                 # query i (at position start + i) sees keys up to its own position
                 keys = torch.arange(S, device=ids.device)
@@ -184,11 +208,14 @@ class Transformer(nn.Module):
                 causal = keys[None, :] <= queries[:, None]  # (T, S)
                 # Each position also sees itself, so a left-pad query row is never all -inf.
                 itself = keys[None, :] == queries[:, None]
-                attn_mask = (attn_mask & causal) | itself  # (B, 1, T, S)
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+                mask = (mask & causal) | itself  # (B, 1, T, S)
+        if positions is None:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        else:
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = self.embed(ids)  # (B, T, C)
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask, cache, start)
+            x = block(x, cos, sin, mask, cache, start)
         if cache is not None:
             cache.length = S
         x = self.norm(x)

@@ -25,6 +25,7 @@ from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling import Canvas, Step, denoise, final_tokens, reply_canvas
 from dlm.sampling.ar import ar_decode
+from dlm.sampling.block import block_decode
 from dlm.tokenizer import DLMTokenizer
 
 
@@ -65,6 +66,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  objective: str = "diffusion"):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.objective = objective  # "ar": the autoregressive baseline, decoded left to right
+        self.block_size = 0  # objective "block": BD3-LM's block length (set by `load`)
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
@@ -79,6 +81,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  train.get("response_len", 32), train.get("lowercase", False),
                  ckpt.meta.get("objective", "diffusion"))
         lm.source, lm.meta = ckpt.path, ckpt.meta
+        if lm.objective == "block":
+            lm.block_size = int(train.get("block_size", 4))
         return lm
 
     # ---- hub layout (the mixin's save_pretrained / from_pretrained / push_to_hub call these)
@@ -141,6 +145,14 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                                   "autoregressive one writes strictly left to right")
             return final_tokens(ar_decode(self.model, prompt, key_padding, config,
                                           tok.mask_id, tok.eos_id, generator), on_step)
+        if self.objective == "block":
+            if constraints:
+                raise ConfigError("forced and required words need a full-attention diffusion "
+                                  "checkpoint; a block diffusion one writes block by block")
+            return final_tokens(block_decode(self.model, prompt, key_padding, config,
+                                             self.block_size, tok.mask_id, tok.eos_id,
+                                             tok.pad_id, tok.never_generated, generator),
+                                on_step)
         canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
                               tok.never_generated)
         if constraints:
@@ -158,9 +170,11 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     def fill(self, canvas: Canvas, config: SampleConfig,
              on_step: Callable[[Step], None] | None = None) -> torch.Tensor:
         """Fill every mask of `canvas` (B, T), given tokens unchanged (infill, edit)."""
-        if self.objective == "ar":
-            raise ConfigError("this is an autoregressive checkpoint: it writes left to right "
-                              "and cannot fill masks; use a diffusion checkpoint")
+        if self.objective != "diffusion":
+            kind = "an autoregressive" if self.objective == "ar" else "a block diffusion"
+            raise ConfigError(f"this is {kind} checkpoint: it writes left to right and "
+                              "cannot fill masks anywhere; use a full-attention diffusion "
+                              "checkpoint")
         return final_tokens(denoise(self.model, canvas, config, self._generator(config)),
                             on_step)
 

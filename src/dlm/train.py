@@ -38,7 +38,14 @@ from dlm.data.shards import (
     ensure_shards,
     validation_set,
 )
-from dlm.diffusion import LossOutput, diffusion_loss, drop_prompts, get_schedule
+from dlm.diffusion import (
+    LossOutput,
+    block_diffusion_loss,
+    diffusion_loss,
+    drop_prompts,
+    get_schedule,
+)
+from dlm.diffusion.block import check_block_size
 from dlm.errors import CheckpointError, ConfigError, DataError
 from dlm.evaluate import evaluate_nelbo
 from dlm.model import Transformer
@@ -211,6 +218,9 @@ class Trainer:
         if cfg.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
                               f"{', '.join(OBJECTIVES)}")
+        if cfg.objective == "block":
+            check_block_size(cfg.block_size, max(cfg.prompt_len + cfg.response_len,
+                                                 cfg.packed_len))
         if not 0 <= cfg.cfg_dropout < 1:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
         state = None
@@ -270,6 +280,11 @@ class Trainer:
         with self.autocast():
             if self.cfg.objective == "ar":
                 return ar_loss(self.model, batch.ids, batch.maskable, batch.key_padding)
+            if self.cfg.objective == "block":
+                return block_diffusion_loss(self.model, batch.ids, batch.maskable,
+                                            batch.key_padding, self.schedule,
+                                            self.data.tokenizer.mask_id, self.cfg.block_size,
+                                            d.eps, d.antithetic, self.noise)
             ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
                                self.data.tokenizer.mask_id, self.noise)
             return diffusion_loss(self.model, ids, batch.maskable, batch.key_padding,
@@ -306,7 +321,9 @@ class Trainer:
             nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
                                    batch_size=self.cfg.batch_size, draws=4,
                                    eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
-                                   device=self.device)
+                                   device=self.device,
+                                   block_size=self.cfg.block_size
+                                   if self.cfg.objective == "block" else 0)
         return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
 
     def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
@@ -316,6 +333,7 @@ class Trainer:
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
                          self.cfg.lowercase, self.cfg.objective)
+        lm.block_size = self.cfg.block_size if self.cfg.objective == "block" else 0
         prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
         for prompt in prompts:
             steps: list[Step] = []

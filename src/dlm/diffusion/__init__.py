@@ -1,5 +1,6 @@
 """Masked (absorbing-state) diffusion: schedule, corruption and loss, as pure functions."""
 
+from dlm.diffusion.block import block_diffusion_loss
 from dlm.diffusion.corruption import corrupt, drop_prompts, sample_times
 from dlm.diffusion.loss import LossOutput, diffusion_loss, nelbo_terms, subs_log_probs
 from dlm.diffusion.schedule import SCHEDULES, Schedule, get_schedule
@@ -8,6 +9,7 @@ __all__ = [
     "SCHEDULES",
     "LossOutput",
     "Schedule",
+    "block_diffusion_loss",
     "corrupt",
     "diffusion_loss",
     "drop_prompts",
