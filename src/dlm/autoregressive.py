@@ -26,7 +26,7 @@ def predicted_positions(maskable: torch.Tensor) -> torch.Tensor:
 
 
 def ar_loss(model: Transformer, ids: torch.Tensor, maskable: torch.Tensor,
-            key_padding: torch.Tensor | None) -> LossOutput:
+            key_padding: torch.Tensor | None, normalizer: int | None = None) -> LossOutput:
     """Mean next-token negative log-likelihood (nats) over the maskable tokens after the first.
 
     A packed text sequence's first token has no context, so it is not scored.
@@ -35,7 +35,7 @@ def ar_loss(model: Transformer, ids: torch.Tensor, maskable: torch.Tensor,
     logits = model(ids, key_padding, select).float()  # (M, V)
     targets = ids[:, 1:][maskable[:, 1:]]  # (M,) the next tokens, same row-major order
     n = int(targets.numel())
-    loss = F.cross_entropy(logits, targets, reduction="sum") / max(n, 1)
+    loss = F.cross_entropy(logits, targets, reduction="sum") / max(normalizer or n, 1)
     return LossOutput(loss, n, n)
 
 

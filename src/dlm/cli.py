@@ -130,6 +130,16 @@ def train(
     cfg_dropout: Annotated[float | None, typer.Option(
         help="Share of chat examples trained with the prompt masked, for classifier-free "
              "guidance (default 0.1).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(
+        help="Micro-batches per optimiser step (--batch-size is the global batch).")] = None,
+    parallel: Annotated[str | None, typer.Option(
+        help="Under torchrun: ddp, or fsdp (shard parameters and optimiser state).")] = None,
+    compile: Annotated[str | None, typer.Option(
+        help="torch.compile the model: auto (on CUDA), on, off.")] = None,
+    activation_checkpointing: Annotated[bool | None, typer.Option(
+        help="Recompute activations in backward: less memory, more compute.")] = None,
+    log_every: Annotated[int | None, typer.Option(
+        help="Read the loss back every N steps (0: 1 on CPU, 10 on GPU).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
@@ -148,7 +158,9 @@ def train(
                  response_len=response_len, eval_every=eval_every, save_every=save_every,
                  seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
                  context=context, drop_long=drop_long, cfg_dropout=cfg_dropout,
-                 block_size=block_size)
+                 block_size=block_size, grad_accum=grad_accum, parallel=parallel,
+                 compile=compile, activation_checkpointing=activation_checkpointing,
+                 log_every=log_every)
     for name, value in flags.items():
         if value is not None:
             setattr(cfg, name, value)

@@ -209,6 +209,20 @@ class TrainConfig:
     """AdamW decoupled weight decay (not applied to norms and biases)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step: `batch_size` is the global batch of one step,
+    split over grad_accum micro-batches and over the processes (torchrun)."""
+    parallel: str = "ddp"
+    """Several processes: ddp (each holds the whole model) or fsdp (parameters, gradients
+    and optimiser state sharded over the processes, for models that do not fit one)."""
+    compile: str = "auto"
+    """torch.compile the model: auto (on CUDA), on, off."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass: less memory, ~1/3 more
+    compute."""
+    log_every: int = 0
+    """Read the loss back and write a metrics row every this many steps (0 = auto: every
+    step on CPU, every 10 on GPU, where a read-back stalls the device)."""
     lowercase: bool = False
     """Lowercase all text (and prompts at generation): fewer, denser tokens for tiny corpora."""
     dedupe: bool = True

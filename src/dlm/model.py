@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from dlm.config import ModelConfig
 
@@ -133,6 +134,7 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
+        self.checkpointing = False  # activation checkpointing: recompute blocks in backward
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model)
@@ -214,8 +216,12 @@ class Transformer(nn.Module):
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = self.embed(ids)  # (B, T, C)
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, cos, sin, mask, cache, start)
+            if recompute:  # keep only each block's input; recompute its inside in backward
+                x = checkpoint(block, x, cos, sin, mask, cache, start, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, mask, cache, start)
         if cache is not None:
             cache.length = S
         x = self.norm(x)

@@ -7,6 +7,7 @@ the default says nothing), and every step's figures go to `metrics.jsonl`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -45,7 +46,9 @@ from dlm.diffusion import (
     drop_prompts,
     get_schedule,
 )
-from dlm.diffusion.block import check_block_size
+from dlm.diffusion.block import align_to_blocks, check_block_size
+from dlm.diffusion.corruption import Noise, draw_noise
+from dlm.distributed import check_split, close_world, init_world, wrap
 from dlm.errors import CheckpointError, ConfigError, DataError
 from dlm.evaluate import evaluate_nelbo
 from dlm.model import Transformer
@@ -107,6 +110,13 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return device.type == "cuda" or cpu_has_bf16()
 
 
+def use_compile(setting: str, device: torch.device) -> bool:
+    """torch.compile pays on CUDA (fused kernels); on CPU the compile time outweighs it."""
+    if setting not in ("auto", "on", "off"):
+        raise ConfigError(f"compile must be auto, on or off, got {setting!r}")
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
 def open_tensorboard(folder: Path):
     """A TensorBoard SummaryWriter when the `tensorboard` package is installed, else None."""
     try:
@@ -116,13 +126,16 @@ def open_tensorboard(folder: Path):
     return SummaryWriter(str(folder))
 
 
-def make_optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on matrices only (not norms, not embeddings)."""
+def make_optimizer(model: Transformer, cfg: TrainConfig,
+                   fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (not norms, not embeddings);
+    `fused`: one kernel for all parameters (CUDA)."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
+                             fused=fused or None)
 
 
 # -------------------------------------------------------------------- data
@@ -153,14 +166,15 @@ def _write_splits(cfg: TrainConfig, folder: Path) -> tuple[dict[str, Path], list
 
 
 def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
-                 say=lambda text: None) -> PreparedData:
+                 say=lambda text: None, reuse: bool = False) -> PreparedData:
     """Token shards for the run and the samplers over them.
 
     `cfg.data` is either one directory written by `dlm data` (its tokenizer is used
     unless one is given) or files, which are read, split (seeded) and written to
     `OUT_DIR/data/` first; a tokenizer is trained on the training split if none is
     given. Tokenizing happens once: the shards are reused while the tokenizer and the
-    JSONL stay the same.
+    JSONL stay the same. `reuse`: the split files are already written (by process 0 of
+    a multi-process run) and `tokenizer` is theirs; only read them.
     """
     prepared = [d for d in cfg.data if is_prepared(d)]
     reports: list[ReadReport] = []
@@ -178,6 +192,9 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
             for split in info.get("tokens", {})))
         if info.get("config", {}).get("lowercase"):
             cfg.lowercase = True  # so prompts are lowercased at generation too
+    elif reuse:
+        folder = Path(cfg.out_dir) / "data"
+        paths = {s: folder / f"{s}.jsonl" for s in ("train", "validation")}
     else:
         folder = Path(cfg.out_dir) / "data"
         paths, reports, train_ex = _write_splits(cfg, folder)
@@ -214,7 +231,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: str | Path | None = None):
-        self.reporter = reporter or Reporter()
+        self.world = init_world(cfg.device)
+        # one process speaks and writes: the others compute the same thing silently
+        self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         if cfg.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
                               f"{', '.join(OBJECTIVES)}")
@@ -232,12 +251,12 @@ class Trainer:
                     f"{ckpt.path}: no training state to resume from (train_state.pt is "
                     "missing); start a new run or pass a checkpoint written during training")
             cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
-            self.data = prepare_data(cfg, ckpt.tokenizer, self.reporter.on_note)
+            self.data = self._prepare(cfg, ckpt.tokenizer)
             self.model = ckpt.model
         elif cfg.init_from is not None:
             # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
             ckpt = load_checkpoint(cfg.init_from)
-            self.data = prepare_data(cfg, ckpt.tokenizer, self.reporter.on_note)
+            self.data = self._prepare(cfg, ckpt.tokenizer)
             self.model = ckpt.model
             if self.model.config.causal != (cfg.objective == "ar"):
                 kind = "causal (ar)" if self.model.config.causal else "bidirectional (diffusion)"
@@ -249,64 +268,153 @@ class Trainer:
                     f"prompt_len + response_len = {need} is longer than the "
                     f"{self.model.config.max_seq_len} positions of {ckpt.path}; shorten them")
         else:
-            self.data = prepare_data(cfg, None, self.reporter.on_note)
+            self.data = self._prepare(cfg, None)
             torch.manual_seed(cfg.seed)
             self.model = build_model(cfg, self.data.tokenizer.vocab_size)
         self.cfg = cfg
+        self.rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
         self.device = pick_device(cfg.device)
+        if self.device.type == "cuda" and self.world.distributed:
+            self.device = torch.device("cuda", self.world.local_rank)
         self.model.to(self.device).train()
+        self.model.checkpointing = cfg.activation_checkpointing
+        # what the training step calls: DDP / FSDP around the model, maybe compiled;
+        # `self.model` stays the plain module (evaluation, checkpoints)
+        self.engine = wrap(self.model, self.world, cfg.parallel, self.device)
+        if use_compile(cfg.compile, self.device):
+            self.engine = torch.compile(self.engine)
         self.bf16 = use_bf16(cfg.bf16, self.device)
         self.schedule = get_schedule(cfg.diffusion.schedule)
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.optimizer = make_optimizer(self.model, cfg, fused=self.device.type == "cuda")
         self.sampler = self.data.sampler
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.step = 0
         if state is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.load_optimizer(state["optimizer"])
             self.sampler.load_state_dict(state["sampler"])
             self.noise.set_state(state["noise_rng"])
             self.step = int(state["step"])
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
+    def _prepare(self, cfg: TrainConfig, tokenizer: DLMTokenizer | None) -> PreparedData:
+        """Process 0 splits and tokenizes; the others then read what it wrote."""
+        if self.world.is_main:
+            data = prepare_data(cfg, tokenizer, self.reporter.on_note)
+            if self.world.distributed:
+                data.tokenizer.save(data.folder / "tokenizer.json")
+        self.world.barrier()
+        if not self.world.is_main:
+            folder_tok = Path(cfg.out_dir) / "data" / "tokenizer.json"
+            if tokenizer is None and folder_tok.is_file():
+                tokenizer = DLMTokenizer.load(folder_tok)
+            data = prepare_data(cfg, tokenizer, reuse=True)
+        return data
+
+    @property
+    def sharded(self) -> bool:
+        return self.world.distributed and self.cfg.parallel == "fsdp"
+
+    def load_optimizer(self, state: dict[str, Any]) -> None:
+        """Optimiser state saved keyed by parameter name (any number of processes, sharded
+        or not) or, by older checkpoints, by parameter index (one process)."""
+        if all(isinstance(k, int) for k in state.get("state", {})) and not self.sharded:
+            self.optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        set_optimizer_state_dict(self.model, self.optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True))
+
     # ---- single step
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def loss(self, batch: Batch) -> LossOutput:
+    def step_noise(self, batch: Batch) -> Noise | None:
+        """The corruption draws of a whole (global) batch, made once per optimiser step."""
+        cfg, d = self.cfg, self.cfg.diffusion
+        if cfg.objective == "ar":
+            return None
+        width, blocks = batch.ids.shape[1], 1
+        if cfg.objective == "block":
+            width = align_to_blocks(batch.ids, batch.maskable, batch.key_padding,
+                                    cfg.block_size)[0].shape[1]
+            blocks = width // cfg.block_size
+        return draw_noise(batch.ids.shape[0], width, d.eps, d.antithetic, self.noise,
+                          self.device, blocks,
+                          drop=cfg.objective == "diffusion" and cfg.cfg_dropout > 0)
+
+    def loss(self, batch: Batch, noise: Noise | None = None,
+             normalizer: int | None = None) -> LossOutput:
         """One Monte Carlo draw of the NELBO of `batch`, or the AR baseline's next-token loss
-        (what train_step and dry_run share)."""
-        d = self.cfg.diffusion
+        (what train_step and dry_run share). `noise`, `normalizer`: this share's draws and
+        the whole batch's token count, when `batch` is a share of a larger one."""
+        d, mask_id, model = self.cfg.diffusion, self.data.tokenizer.mask_id, self.engine
+        noise = noise if noise is not None else self.step_noise(batch)
         with self.autocast():
             if self.cfg.objective == "ar":
-                return ar_loss(self.model, batch.ids, batch.maskable, batch.key_padding)
+                return ar_loss(model, batch.ids, batch.maskable, batch.key_padding, normalizer)
             if self.cfg.objective == "block":
-                return block_diffusion_loss(self.model, batch.ids, batch.maskable,
-                                            batch.key_padding, self.schedule,
-                                            self.data.tokenizer.mask_id, self.cfg.block_size,
-                                            d.eps, d.antithetic, self.noise)
+                return block_diffusion_loss(model, batch.ids, batch.maskable,
+                                            batch.key_padding, self.schedule, mask_id,
+                                            self.cfg.block_size, d.eps, d.antithetic,
+                                            noise=noise, normalizer=normalizer)
             ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
-                               self.data.tokenizer.mask_id, self.noise)
-            return diffusion_loss(self.model, ids, batch.maskable, batch.key_padding,
-                                  self.schedule, self.data.tokenizer.mask_id, d.eps,
-                                  d.antithetic, self.noise)
+                               mask_id, draw=noise.drop_draw)
+            return diffusion_loss(model, ids, batch.maskable, batch.key_padding, self.schedule,
+                                  mask_id, d.eps, d.antithetic, noise=noise,
+                                  normalizer=normalizer)
 
-    def train_step(self) -> dict[str, float]:
-        """One optimiser step; returns loss, lr and gradient norm."""
-        cfg = self.cfg
+    def train_step(self) -> dict[str, Any]:
+        """One optimiser step over the global batch; returns loss and gradient norm as
+        device tensors (read back only when logged: no host sync here), lr and tokens.
+
+        Every process draws the same global batch and noise and takes its own rows of
+        each micro-batch; each share's loss is its part of the global sum (divided by
+        the global token count), so the gradients add up to the whole batch's.
+        """
+        cfg, world = self.cfg, self.world
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.sampler.next().to(self.device)
-        out = self.loss(batch)
+        batch = self.sampler.next()  # the global batch, on the host
+        noise = self.step_noise(batch)
+        target = batch.maskable[:, 1:] if cfg.objective == "ar" else batch.maskable
+        normalizer = max(int(target.sum()), 1)
+        pin = self.device.type == "cuda"
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        total = torch.zeros((), device=self.device)
+        rows = self.rows_per_micro
+        for micro in range(cfg.grad_accum):
+            lo = (micro * world.size + world.rank) * rows
+            share = batch.rows(lo, lo + rows)
+            share = (share.pin_memory() if pin else share).to(self.device)
+            last = micro == cfg.grad_accum - 1
+            no_sync = getattr(self.engine, "no_sync", None)  # DDP: all-reduce once, at the end
+            with no_sync() if (no_sync and not last) else contextlib.nullcontext():
+                out = self.loss(share, None if noise is None else noise.rows(lo, lo + rows),
+                                normalizer)
+                # DDP and FSDP average gradients over processes; the shares are parts of
+                # one sum, so undo the average
+                (out.loss * world.size).backward()
+            total += out.loss.detach()
         grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                     if cfg.grad_clip > 0 else torch.tensor(0.0))
+                     if cfg.grad_clip > 0 else torch.zeros((), device=self.device))
         self.optimizer.step()
         self.step += 1
-        return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": float(grad_norm),
-                "tokens": batch.ids.numel()}
+        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel()}
+
+    def read_back(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Device tensors to numbers (a host sync; a collective when distributed: every
+        process calls it at the same steps)."""
+        out = dict(metrics)
+        out["loss"] = float(self.world.sum(metrics["loss"]))
+        norm = metrics["grad_norm"]
+        out["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return out
 
     # ---- evaluation and checkpoints
     def validation_nelbo(self) -> dict[str, float]:
@@ -348,16 +456,51 @@ class Trainer:
         return {"objective": self.cfg.objective, "train": to_dict(self.cfg), "step": self.step}
 
     def train_state(self) -> dict[str, Any]:
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+        """Global state only (the sampler and noise are the same in every process), so a
+        run resumes with any number of processes."""
+        return {"step": self.step, "optimizer": self.full_optimizer_state(),
                 "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state()}
 
+    def full_optimizer_state(self) -> dict[str, Any]:
+        """The whole optimiser state keyed by parameter name (FSDP's shards gathered), so
+        any number of processes can load it."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=self.sharded))
+
+    def full_model(self) -> Transformer:
+        """The whole model as one module: FSDP's shards gathered (a collective)."""
+        if not self.sharded:
+            return self.model
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        state = get_model_state_dict(self.model, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True))
+        whole = Transformer(self.model.config)
+        if self.world.is_main:
+            whole.load_state_dict(state)
+        return whole
+
     def save(self) -> Path:
-        path = save_checkpoint(self.out_dir / "last", self.model, self.data.tokenizer,
-                               self.meta(), self.train_state())
-        self.reporter.on_save(self.step, path)
+        """Every process gathers (FSDP); process 0 writes the checkpoint, once."""
+        model, state = self.full_model(), self.train_state()
+        path = self.out_dir / "last"
+        if self.world.is_main:
+            path = save_checkpoint(path, model, self.data.tokenizer, self.meta(), state)
+            self.reporter.on_save(self.step, path)
+        self.world.barrier()
         return path
 
     def log(self, row: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with (self.out_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.tensorboard is None and self.cfg.tensorboard:
@@ -386,15 +529,18 @@ class Trainer:
             result.history.append({"step": 0, **ev})
             self.reporter.on_eval(0, ev, [], self.data.tokenizer)
         start, tokens_seen = time.perf_counter(), 0
+        log_every = cfg.log_every or (10 if self.device.type == "cuda" else 1)
         try:
             while self.step < cfg.max_steps:
                 metrics = self.train_step()
                 tokens_seen += metrics["tokens"]
-                elapsed = time.perf_counter() - start
-                metrics["tokens_per_s"] = tokens_seen / max(elapsed, 1e-9)
-                self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
-                self.reporter.on_step(self.step, metrics)
                 last = self.step == cfg.max_steps
+                if last or self.step % log_every == 0:
+                    metrics = self.read_back(metrics)
+                    elapsed = time.perf_counter() - start
+                    metrics["tokens_per_s"] = tokens_seen / max(elapsed, 1e-9)
+                    self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
+                    self.reporter.on_step(self.step, metrics)
                 if last or (cfg.eval_every and self.step % cfg.eval_every == 0):
                     ev, samples = self.evaluate()
                     if ev:
@@ -416,8 +562,14 @@ class Trainer:
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None,
           resume: str | Path | None = None) -> TrainResult:
-    """Train a diffusion chat model; `resume` continues a run from its checkpoint."""
-    return Trainer(cfg, reporter, resume).run()
+    """Train a diffusion chat model; `resume` continues a run from its checkpoint.
+
+    Under torchrun every process calls this; they train one model together."""
+    trainer = Trainer(cfg, reporter, resume)
+    try:
+        return trainer.run()
+    finally:
+        close_world(trainer.world)
 
 
 def dry_run(cfg: TrainConfig) -> dict[str, Any]:

@@ -70,6 +70,15 @@ class Batch:
     maskable: torch.Tensor
     key_padding: torch.Tensor | None
 
+    def rows(self, lo: int, hi: int) -> Batch:
+        kp = None if self.key_padding is None else self.key_padding[lo:hi]
+        return Batch(self.ids[lo:hi], self.maskable[lo:hi], kp)
+
+    def pin_memory(self) -> Batch:
+        """Page-locked host copies, so `.to(cuda)` runs asynchronously."""
+        kp = None if self.key_padding is None else self.key_padding.pin_memory()
+        return Batch(self.ids.pin_memory(), self.maskable.pin_memory(), kp)
+
     def to(self, device: torch.device | str) -> Batch:
         kp = None if self.key_padding is None else self.key_padding.to(device, non_blocking=True)
         return Batch(self.ids.to(device, non_blocking=True),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from dlm.diffusion.corruption import sample_times
+from dlm.diffusion.corruption import Noise, draw_noise
 from dlm.diffusion.loss import Denoiser, LossOutput, subs_log_probs
 from dlm.diffusion.schedule import Schedule
 from dlm.errors import ConfigError
@@ -112,21 +112,22 @@ def block_diffusion_loss(
     denoiser: Denoiser, ids: torch.Tensor, maskable: torch.Tensor,
     key_padding: torch.Tensor | None, schedule: Schedule, mask_id: int, block_size: int,
     eps: float = 1e-3, antithetic: bool = True, generator: torch.Generator | None = None,
-    flex: bool | None = None,
+    flex: bool | None = None, noise: Noise | None = None, normalizer: int | None = None,
 ) -> LossOutput:
     """One Monte Carlo draw of the BD3-LM NELBO, in nats per maskable token.
 
     Times are drawn per block, stratified over every block of the batch. With one block
     (block_size = L) the draws, the masks and the loss are exactly MDLM's. The batch is
-    first aligned to blocks (`align_to_blocks`).
+    first aligned to blocks (`align_to_blocks`); `noise` and `normalizer` are as in
+    `diffusion_loss` (drawn for the aligned batch: (B, blocks) times).
     """
     ids, maskable, key_padding = align_to_blocks(ids, maskable, key_padding, block_size)
     B, L = ids.shape
     n_blocks = L // block_size
-    t = sample_times(B * n_blocks, eps, antithetic, generator, ids.device).view(B, n_blocks)
-    t_token = t.repeat_interleave(block_size, dim=1)  # (B, L)
-    draw = torch.rand(ids.shape, generator=generator, device=ids.device)  # (B, L)
-    masked = (draw < schedule.mask_rate(t_token)) & maskable
+    if noise is None:
+        noise = draw_noise(B, L, eps, antithetic, generator, ids.device, n_blocks)
+    t_token = noise.times.repeat_interleave(block_size, dim=1)  # (B, L)
+    masked = (noise.mask_draw < schedule.mask_rate(t_token)) & maskable
     noisy = torch.where(masked, torch.full_like(ids, mask_id), ids)
     both = torch.cat([noisy, ids], 1)  # (B, 2L): x_t ⊕ x_0
     positions = torch.arange(L, device=ids.device).repeat(2)
@@ -142,4 +143,5 @@ def block_diffusion_loss(
     nll = -logp.gather(-1, ids[masked][:, None]).squeeze(-1)  # (M,)
     weighted = nll * schedule.weight(t_token[masked])
     n_tokens = int(maskable.sum())
-    return LossOutput(weighted.sum() / max(n_tokens, 1), n_tokens, int(masked.sum()))
+    return LossOutput(weighted.sum() / max(normalizer or n_tokens, 1), n_tokens,
+                      int(masked.sum()))

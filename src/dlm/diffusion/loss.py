@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlm.diffusion.corruption import corrupt, sample_times
+from dlm.diffusion.corruption import Noise, corrupt, draw_noise
 from dlm.diffusion.schedule import Schedule
 
 # denoiser(noisy_ids (B, T), key_padding (B, T) or None, select (B, T) bool) -> (M, V) logits
@@ -53,6 +53,7 @@ def diffusion_loss(
     denoiser: Denoiser, ids: torch.Tensor, maskable: torch.Tensor,
     key_padding: torch.Tensor | None, schedule: Schedule, mask_id: int,
     eps: float = 1e-3, antithetic: bool = True, generator: torch.Generator | None = None,
+    noise: Noise | None = None, normalizer: int | None = None,
 ) -> LossOutput:
     """One Monte Carlo draw of the NELBO for a batch.
 
@@ -60,10 +61,16 @@ def diffusion_loss(
     could be masked, not by the number masked, so the figure is nats per token
     and exp(loss) bounds the perplexity. For chat, the maskable tokens are the
     response with its eos padding: that is how the model learns to stop.
+
+    noise: these rows' share of draws made for a larger batch (default: drawn here).
+    normalizer: that batch's maskable tokens, so the shares' losses add up to its loss.
     """
-    t = sample_times(ids.shape[0], eps, antithetic, generator, ids.device)  # (B,)
-    noisy, masked = corrupt(ids, maskable, t, schedule, mask_id, generator)  # (B, T)
+    if noise is None:
+        noise = draw_noise(ids.shape[0], ids.shape[1], eps, antithetic, generator, ids.device)
+    t = noise.times[:, 0]  # (B,)
+    noisy, masked = corrupt(ids, maskable, t, schedule, mask_id, draw=noise.mask_draw)
     logits = denoiser(noisy, key_padding, masked)  # (M, V)
     per_seq = nelbo_terms(logits, ids, masked, schedule.weight(t), mask_id)  # (B,)
     n_tokens = int(maskable.sum())
-    return LossOutput(per_seq.sum() / max(n_tokens, 1), n_tokens, int(masked.sum()))
+    return LossOutput(per_seq.sum() / max(normalizer or n_tokens, 1), n_tokens,
+                      int(masked.sum()))

@@ -1,0 +1,5 @@
+"""`python -m dlm` (what torchrun starts): the same commands as `dlm`."""
+
+from dlm.cli import main
+
+main()
