@@ -22,13 +22,18 @@ def test_bench_writes_training_and_generation_figures(tmp_path):
     assert len(training) == 1 and 0 < training[0]["mfu"] < 1.5
     assert training[0]["peak_memory_mib"] > 0
     generation = [r for r in data["results"] if r["what"] == "generation"]
-    # AR plus four fixed-step diffusion variants (no threshold without trained weights)
-    assert len(generation) == 2 * 2 * 5
+    # AR, four fixed-step diffusion variants and the BD3 sampler (no threshold without
+    # trained weights)
+    assert len(generation) == 2 * 2 * 6
     for r in generation:
+        n = r["length"]
         if r["variant"] == "AR + KV cache":
-            assert r["nfe"] == r["length"] and r["ratio"] == 1.0
+            assert r["nfe"] == n and r["ratio"] == 1.0
+        elif r["variant"].startswith("BD3"):  # prompt, steps, a clean pass per later block
+            assert r["nfe"] == 1 + n // 4 + n // min(16, n) - 1
         else:
-            assert r["nfe"] == r["length"] // 4
+            assert r["nfe"] == n // 4
+        assert r["reply_tokens"] == r["batch"] * n
     assert "Threshold decoding is left out" in md.read_text() and "× AR" in md.read_text()
 
 

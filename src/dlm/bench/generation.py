@@ -20,6 +20,7 @@ from dlm.config import SampleConfig
 from dlm.model import Transformer
 from dlm.sampling import Step, denoise, reply_canvas
 from dlm.sampling.ar import ar_decode
+from dlm.sampling.block import block_decode
 
 MASK_ID, EOS_ID = 1, 3
 
@@ -30,9 +31,12 @@ class Variant:
     settings: dict[str, Any] = field(default_factory=dict)
     """SampleConfig fields; `steps` given as tokens per step under the key `per_step`."""
     needs_trained: bool = False
+    bd3_block: int = 0
+    """Block diffusion's sampler with this block size and its exact KV cache (its speed;
+    its quality needs a model trained with --objective block, so fresh models only)."""
 
 
-def diffusion_variants(block: int, per_step: int) -> list[Variant]:
+def diffusion_variants(block: int, per_step: int, bd3_block: int = 16) -> list[Variant]:
     fixed = {"per_step": per_step}
     blocks = {**fixed, "block_length": block}
     return [
@@ -43,6 +47,8 @@ def diffusion_variants(block: int, per_step: int) -> list[Variant]:
         Variant(f"blocks of {block} + dual cache, threshold 0.9",
                 {"per_step": 1, "block_length": block, "cache": "dual", "rule": "threshold",
                  "threshold": 0.9}, needs_trained=True),
+        Variant(f"BD3-LM sampler, blocks of {bd3_block} + exact KV cache, {per_step} tok/step",
+                fixed, bd3_block=bd3_block),
     ]
 
 
@@ -80,7 +86,11 @@ def reply_tokens(tokens: torch.Tensor, eos_id: int) -> int:
 
 
 def _diffusion(model: Transformer, prompt: Prompt, config: SampleConfig,
-               vocab: Vocab) -> tuple[int, int]:
+               vocab: Vocab, bd3_block: int = 0) -> tuple[int, int]:
+    if bd3_block:
+        last = last_step(block_decode(model, *prompt, config, bd3_block, vocab.mask_id,
+                                      vocab.eos_id, banned=vocab.banned))
+        return last.nfe, reply_tokens(last.tokens, vocab.eos_id)
     canvas = reply_canvas(*prompt, config.length, vocab.mask_id, vocab.eos_id, vocab.banned)
     last = last_step(denoise(model, canvas, config))
     reply = last.tokens[:, canvas.start :]
@@ -114,7 +124,9 @@ def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.devi
     trained = prompts is not None
     vocab = vocab or Vocab()
     eos, ar_eos = ("defer", "allow") if trained else ("ban", "ban")
-    variants = [v for v in diffusion_variants(block, per_step) if trained or not v.needs_trained]
+    variants = [v for v in diffusion_variants(block, per_step)
+                if (v.needs_trained == trained or not v.needs_trained)
+                and not (trained and v.bd3_block)]
     rows = []
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
@@ -123,7 +135,8 @@ def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.devi
                  .to(device), None)
         _ar(ar, small, 8, ar_eos, vocab)
         for v in variants:
-            _diffusion(diffusion, small, sample_config(v, min(8, block), eos), vocab)
+            _diffusion(diffusion, small, sample_config(v, min(8, block), eos), vocab,
+                       min(v.bd3_block, 8))
         for length in lengths:
             if (prompt_len if prompts is None else prompts[0].shape[1]) + length > limit:
                 say(f"length {length}: skipped, prompt + reply exceed {limit} positions")
@@ -148,8 +161,8 @@ def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.devi
                 for v in variants:
                     config = sample_config(v, length, eos)
                     s, (nfe, made) = timed(
-                        lambda c=config, p=prompt: _diffusion(diffusion, p, c, vocab), device,
-                        repeats, budget_s)
+                        lambda c=config, p=prompt, b=min(v.bd3_block, length): _diffusion(
+                            diffusion, p, c, vocab, b), device, repeats, budget_s)
                     tps = made / s["median"]
                     rows.append({**base, "variant": v.name, "nfe": nfe, "latency_s": s,
                                  "reply_tokens": made, "tokens_per_s": tps,
