@@ -492,10 +492,14 @@ def bench(
              "and greedy replies (repeat).")] = None,
     peer: Annotated[Path | None, typer.Option(
         help="Instead: a checkout of nathan-barry/tiny-diffusion, run side by side with "
-             "dlm at its size (training tokens/s, and sampling with --peer-ckpt).")] = None,
+             "dlm at its size (training tokens/s; with --peer-minutes or --peer-steps, "
+             "also 240-token samples).")] = None,
     peer_minutes: Annotated[float, typer.Option(
         help="--peer: then train both this many minutes each and compare 240-token samples "
              "(0: throughput only).")] = 0.0,
+    peer_steps: Annotated[int, typer.Option(
+        help="--peer: or train both this many optimiser steps each (equal tokens seen; "
+             "unaffected by other load) and compare 240-token samples.")] = 0,
     peer_text: Annotated[Path | None, typer.Option(
         help="--peer: the training text (default ../shared/data/tiny_shakespeare).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")]
@@ -537,7 +541,7 @@ def bench(
         from dlm.bench.peer import run_peer_bench
 
         report = run_peer_bench(peer, dev, peer_text, repeats=repeats,
-                                train_minutes=peer_minutes, say=say)
+                                train_minutes=peer_minutes, train_steps=peer_steps, say=say)
     else:
         presets = [] if preset == ["none"] else preset or ["tiny", "small"]
         report = run_bench(

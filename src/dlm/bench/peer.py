@@ -7,8 +7,9 @@ of it is copied here). dlm is configured to the peer's size: 6 layers, width 384
 
 1. Training throughput: full optimiser steps of each, interleaved round by round so
    drift on a shared machine hits both alike.
-2. With `train_minutes`: both are trained for the same wall time on the same text,
-   then each writes 240-token continuations of the same held-out 16-character
+2. With `train_minutes` (equal wall time) or `train_steps` (equal optimiser steps,
+   hence equal tokens seen, and immune to other load on the machine): both are trained
+   on the same text, then each writes 240-token continuations of the same held-out 16-character
    contexts with its threshold sampler (peer: its confidence decoding, tau 0.9;
    dlm: threshold 0.9 in blocks of 32 with the dual cache). Quality is judged by one
    character-level model for both (`CharNgram`), since the two tokenizations differ.
@@ -123,7 +124,7 @@ def time_steps(step, n: int) -> list[float]:
 
 def run_peer_bench(path: Path, device: torch.device, text: Path | None = None,
                    repeats: int = 3, rounds: int = 2, train_minutes: float = 0.0,
-                   samples: int = 8, say=lambda text: None) -> BenchReport:
+                   train_steps: int = 0, samples: int = 8, say=lambda text: None) -> BenchReport:
     if device.type != "cpu":
         raise ConfigError("the peer comparison is a CPU measurement (--device cpu)")
     text = text or SHAKESPEARE.resolve()
@@ -155,9 +156,9 @@ def run_peer_bench(path: Path, device: torch.device, text: Path | None = None,
             results.append({"what": "peer-training", "system": name, "parameters": params[name],
                             "batch": 64, "seq_len": 256, "step_s": s, "tokens_per_s": tps,
                             "ratio": tps / peer_tps})
-        if train_minutes > 0:
+        if train_minutes > 0 or train_steps > 0:
             results += train_and_sample(peer, peer_step, ours[True], text, train_minutes,
-                                        peer_tps, samples, say)
+                                        train_steps, samples, say)
     meta = run_meta(device, peer=str(path), text=str(text), notes=[
         "Peer: nathan-barry/tiny-diffusion at its defaults (character vocabulary, 6 layers, "
         "width 384, sequence 256, batch 64, AdamW 3e-4, float32). dlm: the same size, "
@@ -166,28 +167,31 @@ def run_peer_bench(path: Path, device: torch.device, text: Path | None = None,
     return BenchReport(results, meta)
 
 
-def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, peer_tps: float,
+def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, steps: int,
                      samples: int, say) -> list[dict[str, Any]]:
-    """Train both for `minutes` of wall time each, then sample 240 tokens from the same
-    held-out contexts and judge both with one character model."""
+    """Train both for `minutes` of wall time or `steps` optimiser steps each, then sample
+    240 tokens from the same held-out contexts and judge both with one character model."""
     raw = text.read_text(encoding="utf-8")
     cut = int(len(raw) * 0.9)
     judge = CharNgram(raw[:cut])
-    trained = {}
+    trained, train_seconds = {}, {}
     for name, step in (("peer", peer_step), ("dlm bf16 autocast", trainer.train_step)):
         start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < minutes * 60:
-            step()
+        while (n < steps) if steps else (time.perf_counter() - start < minutes * 60):
+            loss = step()
             n += 1
-        trained[name] = n
-        say(f"{name}: {n} steps in {minutes} min")
+            if n % 25 == 0:
+                say(f"{name}: step {n}, loss {float(loss):.3f}")
+        trained[name], train_seconds[name] = n, time.perf_counter() - start
+        say(f"{name}: {n} steps in {train_seconds[name] / 60:.1f} min")
     rng = torch.Generator().manual_seed(0)
     held_out = raw[cut:]
     starts = torch.randint(0, len(held_out) - 300, (samples,), generator=rng).tolist()
     contexts = [held_out[s : s + 16] for s in starts]
     rows = []
     peer.eval()
-    peer_runs = []
+    torch.manual_seed(0)  # the peer samples from the global generator
+    peer_runs, peer_texts, ours_texts = [], [], []
     for context in contexts:
         ids = peer_model_encode(peer, context)
         calls = count_calls(peer)
@@ -197,10 +201,13 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, peer_
         seconds = time.perf_counter() - start
         body = "".join(chr(int(c)) for c in out[0, 16:])
         peer_runs.append((calls.n, seconds, judge.bits_per_char(body, context), len(body)))
+        peer_texts.append(context + body)
         calls.remove()
     model, tok = trainer.model.eval(), trainer.data.tokenizer
+    # Temperature 1 as the peer samples; greedy decoding would flatter neither.
     config = SampleConfig(length=240, steps=240, rule="threshold", threshold=0.9,
-                          block_length=32, cache="dual", eos="ban")
+                          temperature=1.0, block_length=32, cache="dual", eos="ban")
+    torch.manual_seed(0)
     ours_runs = []
     for context in contexts:
         prompt = torch.tensor([tok.encode(context)])
@@ -212,13 +219,15 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, peer_
         seconds = time.perf_counter() - start
         body = tok.decode(last.tokens[0, prompt.shape[1] :].tolist())
         ours_runs.append((last.nfe, seconds, judge.bits_per_char(body, context), len(body)))
+        ours_texts.append(context + body)
     reference = judge.bits_per_char(held_out[:20_000])
-    for name, runs, steps_done in (("peer", peer_runs, trained["peer"]),
-                                   ("dlm bf16 autocast", ours_runs,
-                                    trained["dlm bf16 autocast"])):
+    for name, runs, texts in (("peer", peer_runs, peer_texts),
+                              ("dlm bf16 autocast", ours_runs, ours_texts)):
         calls, secs, bpc, chars = (sum(x) / len(x) for x in zip(*runs, strict=True))
-        rows.append({"what": "peer-sampling", "system": name, "train_minutes": minutes,
-                     "train_steps": steps_done, "samples": len(runs), "tokens": 240,
+        rows.append({"what": "peer-sampling", "system": name,
+                     "train_minutes": train_seconds[name] / 60,
+                     "train_steps": trained[name], "samples": len(runs), "tokens": 240,
+                     "first_sample": texts[0],
                      "calls": calls, "seconds": secs, "chars": chars,
                      "judge_bits_per_char": bpc, "held_out_bits_per_char": reference})
     return rows
@@ -261,8 +270,10 @@ def peer_training_table(results: list[dict[str, Any]]) -> list[str]:
 @renders("peer-sampling")
 def peer_sampling_table(results: list[dict[str, Any]]) -> list[str]:
     r0 = results[0]
-    lines = ["## 240-token samples after equal training time", "",
-             f"Both trained {r0['train_minutes']} min of wall time on the same text; "
+    training = ", ".join(f"{r['system']}: {r['train_steps']} steps in "
+                         f"{r['train_minutes']:.1f} min" for r in results)
+    lines = ["## 240-token samples after the same training", "",
+             f"Both trained on the same text ({training}); "
              f"{r0['samples']} continuations of the same held-out 16-character contexts. "
              "Quality: bits per character under one character 5-gram model fitted on the "
              f"training 90% (held-out Shakespeare scores {r0['held_out_bits_per_char']:.2f}; "
@@ -273,4 +284,8 @@ def peer_sampling_table(results: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {r['system']} | {r['train_steps']} | {r['calls']:.1f} | "
                      f"{r['seconds']:.2f} s | {r['chars']:.0f} | "
                      f"{r['judge_bits_per_char']:.2f} |")
+    for r in results:
+        if "first_sample" in r:
+            lines += ["", f"First sample, {r['system']}:", "", "```",
+                      r["first_sample"], "```"]
     return lines
