@@ -107,7 +107,8 @@ def train(
         help="diffusion; block (BD3-LM block diffusion, see --block-size); or ar: the "
              "autoregressive baseline (same model, causal, next-token loss).")] = None,
     block_size: Annotated[int | None, typer.Option(
-        help="--objective block: tokens per block (divides the sequence).")] = None,
+        help="--objective block: tokens per block (divides --prompt-len and "
+             "--response-len, or --seq-len for text).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,

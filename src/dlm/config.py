@@ -176,8 +176,9 @@ class TrainConfig:
     autoregressive baseline: the same Transformer with a causal mask and next-token loss
     on the same tokens)."""
     block_size: int = 4
-    """objective block: tokens per block (L'); must divide prompt_len + response_len (or
-    the packed length). Smaller blocks are closer to AR, larger to MDLM."""
+    """objective block: tokens per block (L'); must divide prompt_len and response_len
+    (chat data) or the packed length (text). Smaller blocks are closer to AR, larger to
+    MDLM."""
     vocab_size: int = 2048
     """Target BPE vocabulary size (special tokens included)."""
     prompt_len: int = 32

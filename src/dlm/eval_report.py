@@ -42,9 +42,11 @@ class EvalReport:
     def markdown(self) -> str:
         m, lk = self.meta, self.likelihood
         kind = "NELBO (bound)" if lk.is_bound else "NLL (exact)"
+        block = f" (blocks of {m['block_size']})" if "block_size" in m else ""
         lines = [f"# dlm eval: {m['checkpoint']}", "",
-                 f"{m['objective']} model, {m['parameters'] / 1e6:.2f}M parameters; held-out "
-                 f"data: {m['data']} ({m['val_examples']} examples); judge: {m['judge']}.", "",
+                 f"{m['objective']} model{block}, {m['parameters'] / 1e6:.2f}M parameters; "
+                 f"held-out data: {m['data']} ({m['val_examples']} examples); "
+                 f"judge: {m['judge']}.", "",
                  "| likelihood | value |", "|---|---|",
                  f"| {kind}, nats/token | {lk.nats_per_token:.4f} ± {lk.stderr:.4f} "
                  f"(K = {lk.draws}) |",
@@ -156,6 +158,7 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
     steps = min(length, 16) if lm.objective != "ar" else length
     suite = run_suite(lm, SampleConfig(length=length, steps=steps), judge_lm)
     meta = {"checkpoint": str(lm.source), "objective": lm.objective,
+            **({"block_size": lm.block_size} if lm.objective == "block" else {}),
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}

@@ -24,6 +24,20 @@ except ImportError:  # pragma: no cover
 
     flex_attention = None
 
+_compiled_flex = None
+
+
+def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask) -> torch.Tensor:
+    """Flex attention, compiled on CUDA: eager flex is a reference path that builds the
+    full score matrix (several times slower than SDPA). On CPU it stays eager: flex has no
+    CPU backward, and training there uses SDPA with the dense mask instead."""
+    global _compiled_flex
+    if not q.is_cuda:
+        return flex_attention(q, k, v, block_mask=block_mask)
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention)
+    return _compiled_flex(q, k, v, block_mask=block_mask)
+
 
 def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each (max_len, head_dim / 2)."""
@@ -94,7 +108,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer, k, v, start)  # (B, nh, S, hd)
         if isinstance(attn_mask, BlockMask):  # flex attention (block diffusion on CUDA)
-            y = flex_attention(q, k, v, block_mask=attn_mask)
+            y = flex(q, k, v, attn_mask)
             return self.proj(y.transpose(1, 2).reshape(B, T, C))
         y = F.scaled_dot_product_attention(
             q, k, v,

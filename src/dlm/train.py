@@ -237,9 +237,6 @@ class Trainer:
         if cfg.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
                               f"{', '.join(OBJECTIVES)}")
-        if cfg.objective == "block":
-            check_block_size(cfg.block_size, max(cfg.prompt_len + cfg.response_len,
-                                                 cfg.packed_len))
         if not 0 <= cfg.cfg_dropout < 1:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
         state = None
@@ -271,6 +268,11 @@ class Trainer:
             self.data = self._prepare(cfg, None)
             torch.manual_seed(cfg.seed)
             self.model = build_model(cfg, self.data.tokenizer.vocab_size)
+        if cfg.objective == "block":  # which lengths the blocks tile depends on the data
+            check_block_size(cfg.block_size, (
+                {"prompt_len": cfg.prompt_len, "response_len": cfg.response_len}
+                if self.data.kind == "chat" else
+                {"seq_len" if cfg.seq_len else "prompt_len + response_len": cfg.packed_len}))
         self.cfg = cfg
         self.rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
         self.device = pick_device(cfg.device)

@@ -25,10 +25,18 @@ from dlm.diffusion.schedule import Schedule
 from dlm.errors import ConfigError
 
 
-def check_block_size(block_size: int, length: int) -> None:
-    if not 1 <= block_size <= length:
-        raise ConfigError(f"block_size must be between 1 and the sequence length {length}, "
+def check_block_size(block_size: int, lengths: dict[str, int]) -> None:
+    """Blocks sit at fixed positions of the canvas, so L' must tile every part of it
+    (`lengths`: field name -> tokens). A block straddling the prompt/reply boundary, or
+    one cut short at the end, would need alignment padding past the model's positions."""
+    total = sum(lengths.values())
+    if not 1 <= block_size <= total:
+        raise ConfigError(f"block_size must be between 1 and the sequence length {total}, "
                           f"got {block_size}")
+    for name, length in lengths.items():
+        if length % block_size:
+            raise ConfigError(f"block_size {block_size} must divide {name} = {length}: "
+                              "blocks tile the sequence at fixed positions")
 
 
 def align_to_blocks(ids: torch.Tensor, maskable: torch.Tensor,
