@@ -306,6 +306,40 @@ def chat(
 
 @app.command()
 @friendly_errors
+def serve(
+    ckpt: Ckpt,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="DLM_API_KEY", help="Require `Authorization: Bearer KEY` on /v1 routes.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="Allow browser calls from this origin (repeat; default: CORS off).")] = None,
+    max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt in tokens.")] = 512,
+    max_tokens: Annotated[int, typer.Option(help="Longest reply canvas.")] = 512,
+    max_steps: Annotated[int, typer.Option(help="Most denoising steps per request.")] = 512,
+    max_n: Annotated[int, typer.Option(help="Most replies per request.")] = 8,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 65_536,
+    max_batch: Annotated[int, typer.Option(help="Most rows per forward pass.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to batch with.")] = 20.0,
+    max_queue: Annotated[int, typer.Option(
+        help="Requests waiting or running before 503 + Retry-After.")] = 256,
+    device: Device = "auto",
+):
+    """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /."""
+    from dlm.config import ServeConfig
+    from dlm.server import serve as run_server
+
+    config = ServeConfig(host=host, port=port, api_key=api_key, cors_origins=cors_origin or [],
+                         max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
+                         max_steps=max_steps, max_n=max_n, max_request_bytes=max_request_bytes,
+                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    run_server(ckpt, config, device)
+
+
+@app.command()
+@friendly_errors
 def demo(
     cache_dir: Annotated[Path | None, typer.Option(
         help="Where the demo model lives (default: the user cache directory).")] = None,

@@ -56,6 +56,12 @@ class Step:
                     self.confidences[:, start:], self.step_index, self.steps,
                     None if self.remasked is None else self.remasked[:, start:], self.nfe)
 
+    def rows(self, first: int, end: int) -> Step:
+        """The same state for rows [first, end) only (one request of a shared batch)."""
+        return Step(self.tokens[first:end], self.newly_committed[first:end],
+                    self.confidences[first:end], self.step_index, self.steps,
+                    None if self.remasked is None else self.remasked[first:end], self.nfe)
+
 
 @dataclass
 class Canvas:

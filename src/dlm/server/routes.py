@@ -1,0 +1,274 @@
+"""The /v1 routes: OpenAI chat and text completions, the model list, the denoising stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from dlm.control.edit import char_span
+from dlm.control.infill import Blank, parse_template
+from dlm.errors import DLMError
+from dlm.server.batcher import Job
+from dlm.server.limits import (
+    LimitError,
+    batch_key,
+    check_prompt_tokens,
+    effective,
+    sample_config,
+)
+from dlm.server.schemas import ChatMessage, ChatRequest, CompletionRequest, DenoiseRequest
+from dlm.server.stream import FinishedText, finish_reason, frame, sse
+
+router = APIRouter()
+DISCONNECT_POLL_S = 0.25
+
+
+def histories_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """OpenAI messages as a dlm chat history. The chat template has user and assistant
+    turns only, so a system message is prepended to the next user turn."""
+    history, system = [], []
+    for m in messages:
+        if m.role == "system":
+            system.append(m.content)
+        elif m.role == "user":
+            history.append({"role": "user", "content": "\n\n".join([*system, m.content])})
+            system = []
+        else:
+            history.append({"role": "assistant", "content": m.content})
+    if not history or history[-1]["role"] != "user":
+        raise LimitError(400, "messages", "the last message must be from the user",
+                         "invalid_messages")
+    return history
+
+
+def prompt_tokens(request: Request, history: list[dict[str, str]], param: str) -> int:
+    state = request.app.state
+    n = len(state.lm.tokenizer.encode_prompt(history))
+    check_prompt_tokens(n, state.config, param)
+    return n
+
+
+async def events(request: Request, job: Job) -> AsyncIterator[tuple[str, object]]:
+    """A job's events until it is done; the job is cancelled (its slot freed) when the
+    client disconnects or the consumer stops early."""
+    finished = False
+    try:
+        while True:
+            try:
+                kind, payload = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                continue
+            if kind == "error":
+                finished = True
+                raise payload  # type: ignore[misc]
+            finished = kind == "done"
+            yield kind, payload
+            if finished:
+                return
+    finally:
+        if not finished:
+            request.app.state.batcher.cancel(job)
+
+
+async def guarded(stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """A stream that fails after its headers went out ends with an error event (the
+    OpenAI clients raise it) instead of a cut connection."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except Exception as exc:
+        kind = "invalid_request_error" if isinstance(exc, DLMError) else "server_error"
+        yield sse({"error": {"message": str(exc), "type": kind, "param": None,
+                             "code": None}})
+        yield sse("[DONE]")
+
+
+def submit(request: Request, rows, config, want_steps: bool = False, run=None) -> Job:
+    job = Job(asyncio.get_running_loop(), rows=rows, config=config,
+              key=None if run else batch_key(config), run=run, want_steps=want_steps)
+    return request.app.state.batcher.submit(job)
+
+
+async def replies(request: Request, histories: list[list[dict[str, str]]], req, kind: str):
+    """Chat and text completions share everything but their JSON shapes."""
+    state = request.app.state
+    tok, lm = state.lm.tokenizer, state.lm
+    config = sample_config(req, state.config, lm.default_length)
+    param = "messages" if kind == "chat" else "prompt"
+    n_prompt = sum(prompt_tokens(request, h, param) for h in histories)
+    rows = [h for h in histories for _ in range(req.n)]
+    job = submit(request, rows, config, want_steps=req.stream)
+    rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+    base = {"id": rid, "created": int(time.time()), "model": state.model_name}
+    if req.stream:
+        return StreamingResponse(guarded(stream_replies(request, job, config, base, kind,
+                                                         len(rows))),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    ids = None
+    async for event, payload in events(request, job):
+        if event == "done":
+            ids = payload
+    if ids is None:
+        return None  # the client went away
+    choices, completion = [], 0
+    for i, row in enumerate(ids.tolist()):
+        text = lm.decode_reply(row, config)
+        completion += row.index(tok.eos_id) if tok.eos_id in row else len(row)
+        reason = finish_reason(row, tok.eos_id)
+        choices.append({"index": i, "message": {"role": "assistant", "content": text},
+                        "finish_reason": reason} if kind == "chat" else
+                       {"index": i, "text": text, "finish_reason": reason, "logprobs": None})
+    return {**base, "object": "chat.completion" if kind == "chat" else "text_completion",
+            "choices": choices,
+            "usage": {"prompt_tokens": n_prompt * req.n, "completion_tokens": completion,
+                      "total_tokens": n_prompt * req.n + completion},
+            "dlm": effective(config)}
+
+
+async def stream_replies(request: Request, job: Job, config, base: dict, kind: str,
+                         n_rows: int) -> AsyncIterator[str]:
+    """OpenAI chunks: text is sent as soon as it is final (see `stream.FinishedText`)."""
+    tok, lm = request.app.state.lm.tokenizer, request.app.state.lm
+    rows = [FinishedText(tok, config.block_length, config.remask) for _ in range(n_rows)]
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    def chunk(i: int, text: str | None, reason: str | None = None, first: bool = False):
+        if kind == "chat":
+            delta = {"role": "assistant", "content": ""} if first else (
+                {"content": text} if text else {})
+            choice = {"index": i, "delta": delta, "finish_reason": reason}
+        else:
+            choice = {"index": i, "text": text or "", "finish_reason": reason,
+                      "logprobs": None}
+        return sse({**base, "object": obj, "choices": [choice]})
+
+    if kind == "chat":
+        for i in range(n_rows):
+            yield chunk(i, None, first=True)
+    async for event, payload in events(request, job):
+        if event == "step":
+            for i, row in enumerate(rows):
+                text = row.delta(payload.tokens[i].tolist())
+                if text:
+                    yield chunk(i, text)
+        else:
+            for i, (row, ids) in enumerate(zip(rows, payload.tolist(), strict=True)):
+                rest = row.finish(lm.decode_reply(ids, config))
+                if rest:
+                    yield chunk(i, rest)
+                yield chunk(i, None, finish_reason(ids, tok.eos_id))
+            yield sse("[DONE]")
+
+
+@router.get("/models")
+def models(request: Request) -> dict:
+    state = request.app.state
+    return {"object": "list", "data": [{"id": state.model_name, "object": "model",
+                                        "created": state.created, "owned_by": "dlm",
+                                        "objective": state.lm.objective}]}
+
+
+@router.post("/chat/completions")
+async def chat_completions(req: ChatRequest, request: Request):
+    return await replies(request, [histories_of(req.messages)], req, "chat")
+
+
+@router.post("/completions")
+async def completions(req: CompletionRequest, request: Request):
+    prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    if not prompts:
+        raise LimitError(400, "prompt", "prompt is empty", "invalid_prompt")
+    if len(prompts) * req.n > request.app.state.config.max_n:
+        raise LimitError(400, "n", f"{len(prompts)} prompts × n={req.n} is over this "
+                         f"server's limit max_n={request.app.state.config.max_n}")
+    return await replies(request, [[{"role": "user", "content": p}] for p in prompts], req,
+                         "completion")
+
+
+@router.post("/denoise")
+async def denoise(req: DenoiseRequest, request: Request):
+    """Every step of one request as server-sent events: a reply (`messages`), an infill
+    (`template`) or an edit (`text` + `span`)."""
+    state = request.app.state
+    lm, tok = state.lm, state.lm.tokenizer
+    given = [name for name in ("messages", "template", "text")
+             if getattr(req, name) is not None]
+    if len(given) != 1:
+        raise LimitError(400, "messages", "give exactly one of messages (a reply), template "
+                         "(an infill) or text with span (an edit)", "invalid_request")
+    if req.n != 1:
+        raise LimitError(400, "n", "the denoising stream shows one reply (n=1)")
+    config = sample_config(req, state.config, lm.default_length)
+    if req.messages is not None:
+        history = histories_of(req.messages)
+        prompt_tokens(request, history, "messages")
+        job = submit(request, [history], config, want_steps=True)
+        return StreamingResponse(guarded(denoise_stream(request, job, config)),
+                                 media_type="text/event-stream")
+    source = req.template if req.template is not None else req.text
+    if len(tok.encode(source)) + len(tok.encode(req.prompt or "")) > state.config.max_prompt_tokens:
+        raise LimitError(400, "template" if req.template is not None else "text",
+                         f"the text is over this server's limit "
+                         f"max_prompt_tokens={state.config.max_prompt_tokens}",
+                         "limit_exceeded")
+    check_control(req)
+    if req.template is not None:
+        def run(on_step):
+            result = lm.infill(req.template, req.prompt, config, on_step=on_step)
+            return {"text": result.text, "fills": result.fills}
+    else:
+        def run(on_step):
+            result = lm.edit(req.text, req.span, prompt=req.prompt, config=config,
+                             on_step=on_step)
+            return {"text": result.after, "before": result.before}
+    job = submit(request, [], config, want_steps=True, run=run)
+    return StreamingResponse(guarded(denoise_stream(request, job, config)),
+                             media_type="text/event-stream")
+
+
+def check_control(req: DenoiseRequest) -> None:
+    """Refuse a template without blanks or an edit span that matches nothing now, with a
+    400, rather than in the middle of the stream."""
+    if req.template is not None:
+        pieces = parse_template(req.template)
+        prompt = parse_template(req.prompt) if req.prompt is not None else []
+        if not any(isinstance(p, Blank) for p in pieces + prompt):
+            raise LimitError(400, "template", "the template has no blank to fill; mark one "
+                             "with [MASK], [MASK*n] or [MASK*?]", "invalid_template")
+        return
+    if not req.span:
+        raise LimitError(400, "span", "an edit needs a span (a regex or A:B) to rewrite")
+    if not req.text.strip():
+        raise LimitError(400, "text", "the text to edit is empty")
+    char_span(req.text, req.span)
+
+
+async def denoise_stream(request: Request, job: Job, config) -> AsyncIterator[str]:
+    lm, tok = request.app.state.lm, request.app.state.lm.tokenizer
+    last_nfe = 0
+    async for event, payload in events(request, job):
+        if event == "step":
+            start = reply_start(payload.tokens[0].tolist(), tok) if job.run else 0
+            last_nfe = payload.nfe
+            yield sse(frame(payload, 0, tok, start))
+        elif job.run:
+            yield sse({"type": "done", "nfe": last_nfe, **payload})
+        else:
+            ids = payload[0].tolist()
+            yield sse({"type": "done", "nfe": last_nfe, "text": lm.decode_reply(ids, config),
+                       "finish_reason": finish_reason(ids, tok.eos_id)})
+    yield sse("[DONE]")
+
+
+def reply_start(ids: list[int], tok) -> int:
+    """Where an infill's or edit's own text begins: after the assistant marker when it
+    answers a prompt, else at 0."""
+    return ids.index(tok.assistant_id) + 1 if tok.assistant_id in ids else 0

@@ -1,0 +1,92 @@
+"""What a streaming client may be told, and when.
+
+A diffusion reply is not written left to right, so a token may only be streamed once
+nothing will change it: every position before the first mask is final when no
+remasking is on (a committed token is never revised), and with remasking only the
+blocks before the one being denoised are (revision stays inside the current block).
+`FinishedText` turns each step into the newly final text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dlm.sampling import Step
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event (`data: ...` and a blank line)."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+class FinishedText:
+    """The final prefix of one reply row, as text deltas."""
+
+    def __init__(self, tokenizer, block_length: int = 0, remask: float = 0.0):
+        self.tok = tokenizer
+        self.block_length, self.remask = block_length, remask
+        self.sent = ""
+        self.ended = False  # an eos is final: nothing after it is part of the reply
+
+    def final_length(self, ids: list[int]) -> int:
+        tok = self.tok
+        first_mask = next((i for i, t in enumerate(ids) if t == tok.mask_id), len(ids))
+        eos = next((i for i, t in enumerate(ids[:first_mask]) if t == tok.eos_id), None)
+        if self.remask > 0:  # only blocks before the current one are settled
+            if self.block_length <= 0:
+                return 0
+            settled = (first_mask // self.block_length) * self.block_length
+            if eos is not None and eos < settled:
+                self.ended = True
+                return eos
+            return settled
+        if eos is not None:
+            self.ended = True
+            return eos
+        return first_mask
+
+    def delta(self, ids: list[int]) -> str:
+        """The text that became final since the last call."""
+        if self.ended:
+            return ""
+        text = self.tok.decode_response(ids[: self.final_length(ids)])
+        return self._advance(text)
+
+    def finish(self, text: str) -> str:
+        """The rest of the reply, given its whole final text."""
+        return self._advance(text, final=True)
+
+    def _advance(self, text: str, final: bool = False) -> str:
+        # A byte-level token can end inside a multi-byte character; wait for the rest.
+        if not final and text.endswith("\ufffd"):
+            return ""
+        if not text.startswith(self.sent):
+            return ""  # the decoded prefix changed its spacing: catch up at the end
+        new, self.sent = text[len(self.sent):], text
+        return new
+
+
+def finish_reason(ids: list[int], eos_id: int) -> str:
+    """"stop" when the model ended its reply inside the canvas, "length" when it ran out."""
+    return "stop" if eos_id in ids else "length"
+
+
+def frame(step: Step, row: int, tok, start: int = 0) -> dict[str, Any]:
+    """One step of one row for `/v1/denoise`: per token its text, whether it is a mask,
+    whether this step committed it and at what confidence."""
+    ids = step.tokens[row, start:].tolist()
+    new = step.newly_committed[row, start:].tolist()
+    conf = step.confidences[row, start:].tolist()
+    remasked = (step.remasked[row, start:].tolist() if step.remasked is not None
+                else [False] * len(ids))
+    tokens = []
+    for i, t in enumerate(ids):
+        if t == tok.eos_id:
+            break
+        masked = t == tok.mask_id
+        tokens.append({"text": "" if masked else tok.decode([t], whole=False),
+                       "mask": masked, "new": bool(new[i]), "remasked": bool(remasked[i]),
+                       "confidence": round(conf[i], 4)})
+    return {"type": "step", "step": step.step_index, "steps": step.steps, "nfe": step.nfe,
+            "masks": sum(t["mask"] for t in tokens), "tokens": tokens}
