@@ -157,6 +157,14 @@ def test_each_limit_and_bad_field_is_named(client, body, status, param, words):
                  status, param, words)
 
 
+def test_a_reply_that_would_not_fit_the_models_context_is_refused(lm):
+    with TestClient(create_app(lm)) as c:  # limits above the tiny model's 128 positions
+        r = c.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 126})
+        assert_error(r, 400, "max_tokens", "over the model's context of 128 tokens")
+        assert c.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 100,
+                                                    "steps": 2}).status_code == 200
+
+
 def test_settings_beyond_their_range_are_clamped_and_reported(client):
     body = chat(client, max_tokens=8, steps=30, block_length=50, cfg_scale=9.0).json()
     assert body["dlm"]["steps"] == 8  # one token per step at most

@@ -46,11 +46,22 @@ def histories_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
     return history
 
 
-def prompt_tokens(request: Request, history: list[dict[str, str]], param: str) -> int:
+def prompt_tokens(request: Request, history: list[dict[str, str]], param: str,
+                  length: int) -> int:
+    """The prompt's token count, within the server's limit, and with the reply canvas
+    within the model's context (the model reads the last `max_prompt_len` of it)."""
     state = request.app.state
     n = len(state.lm.tokenizer.encode_prompt(history))
     check_prompt_tokens(n, state.config, param)
+    check_fits(state.lm, min(n, state.lm.max_prompt_len), length)
     return n
+
+
+def check_fits(lm, prompt: int, length: int) -> None:
+    context = lm.model.config.max_seq_len
+    if prompt + length > context:
+        raise LimitError(400, "max_tokens", f"{prompt} prompt tokens + max_tokens={length} "
+                         f"is over the model's context of {context} tokens")
 
 
 async def events(request: Request, job: Job) -> AsyncIterator[tuple[str, object]]:
@@ -102,14 +113,14 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
     tok, lm = state.lm.tokenizer, state.lm
     config = sample_config(req, state.config, lm.default_length)
     param = "messages" if kind == "chat" else "prompt"
-    n_prompt = sum(prompt_tokens(request, h, param) for h in histories)
+    n_prompt = sum(prompt_tokens(request, h, param, config.length) for h in histories)
     rows = [h for h in histories for _ in range(req.n)]
     job = submit(request, rows, config, want_steps=req.stream)
     rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     base = {"id": rid, "created": int(time.time()), "model": state.model_name}
     if req.stream:
         return StreamingResponse(guarded(stream_replies(request, job, config, base, kind,
-                                                         len(rows))),
+                                                         len(rows), usage_of(req, n_prompt))),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     ids = None
@@ -121,7 +132,7 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
     choices, completion = [], 0
     for i, row in enumerate(ids.tolist()):
         text = lm.decode_reply(row, config)
-        completion += row.index(tok.eos_id) if tok.eos_id in row else len(row)
+        completion += completion_tokens(row, tok.eos_id)
         reason = finish_reason(row, tok.eos_id)
         choices.append({"index": i, "message": {"role": "assistant", "content": text},
                         "finish_reason": reason} if kind == "chat" else
@@ -133,8 +144,19 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
             "dlm": effective(config)}
 
 
+def completion_tokens(ids: list[int], eos_id: int) -> int:
+    """Reply tokens up to (not counting) the first eos."""
+    return ids.index(eos_id) if eos_id in ids else len(ids)
+
+
+def usage_of(req, n_prompt: int) -> int | None:
+    """Prompt tokens to report in a stream's last chunk, if the client asked for usage."""
+    return n_prompt * req.n if req.stream_options and req.stream_options.include_usage \
+        else None
+
+
 async def stream_replies(request: Request, job: Job, config, base: dict, kind: str,
-                         n_rows: int) -> AsyncIterator[str]:
+                         n_rows: int, prompt_usage: int | None) -> AsyncIterator[str]:
     """OpenAI chunks: text is sent as soon as it is final (see `stream.FinishedText`)."""
     tok, lm = request.app.state.lm.tokenizer, request.app.state.lm
     rows = [FinishedText(tok, config.block_length, config.remask) for _ in range(n_rows)]
@@ -160,11 +182,17 @@ async def stream_replies(request: Request, job: Job, config, base: dict, kind: s
                 if text:
                     yield chunk(i, text)
         else:
+            completion = 0
             for i, (row, ids) in enumerate(zip(rows, payload.tolist(), strict=True)):
                 rest = row.finish(lm.decode_reply(ids, config))
                 if rest:
                     yield chunk(i, rest)
                 yield chunk(i, None, finish_reason(ids, tok.eos_id))
+                completion += completion_tokens(ids, tok.eos_id)
+            if prompt_usage is not None:
+                yield sse({**base, "object": obj, "choices": [], "usage": {
+                    "prompt_tokens": prompt_usage, "completion_tokens": completion,
+                    "total_tokens": prompt_usage + completion}})
             yield sse("[DONE]")
 
 
@@ -209,7 +237,7 @@ async def denoise(req: DenoiseRequest, request: Request):
     config = sample_config(req, state.config, lm.default_length)
     if req.messages is not None:
         history = histories_of(req.messages)
-        prompt_tokens(request, history, "messages")
+        prompt_tokens(request, history, "messages", config.length)
         job = submit(request, [history], config, want_steps=True)
         return StreamingResponse(guarded(denoise_stream(request, job, config)),
                                  media_type="text/event-stream")

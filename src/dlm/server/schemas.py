@@ -17,6 +17,11 @@ from dlm.sampling.rules import RULES
 CommitRule = Literal[tuple(RULES)]  # type: ignore[valid-type]
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+    """Send a last chunk with no choices and the token counts (as OpenAI does)."""
+
+
 class DiffusionSettings(BaseModel):
     """How the reply is denoised; every field optional (the server's defaults apply)."""
 
@@ -38,6 +43,7 @@ class DiffusionSettings(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="Reply canvas length.")
     n: int = Field(1, ge=1, description="Replies per request.")
     stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class ChatMessage(BaseModel):
