@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from dlm.config import ServeConfig
 from dlm.model import Transformer
 from dlm.pipeline import DiffusionLM
 from dlm.server import create_app
+from dlm.server.load import free_port
 
 
 def tiny_lm(tok, seed: int = 0) -> DiffusionLM:
@@ -33,12 +33,6 @@ def sse_payloads(text: str) -> list:
                 data = line[6:]
                 out.append(data if data == "[DONE]" else json.loads(data))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -94,3 +94,22 @@ def test_a_bounded_load_is_answered_in_full(tok):
     assert result.answered == 32 and result.lost == 0 and result.duplicated == 0
     assert result.tokens > 0 and result.p95_s >= result.p50_s > 0
     assert app.state.batcher.stats["largest_batch"] > 1
+
+
+def test_the_serve_load_bench_runs_dlm_serve_and_reports_both_passes(tok, tmp_path):
+    """`dlm bench --serve`: a real `dlm serve` process, all at once then one at a time."""
+    import torch
+
+    from dlm.bench.serving import run_serve_bench
+
+    lm = tiny_lm(tok)
+    lm.save_pretrained(tmp_path / "ckpt")
+    report = run_serve_bench([tmp_path / "ckpt"], torch.device("cpu"), n=6, max_tokens=8,
+                             steps=4, max_batch=4)
+    together, alone = report.results
+    assert together["concurrent"] and not alone["concurrent"]
+    for r in report.results:
+        assert r["answered"] == 6 and r["lost"] == 0 and r["duplicated"] == 0
+        assert r["tokens"] == 6 * 8  # eos banned: every reply is exactly max_tokens
+    assert together["server_largest_batch"] > 1
+    assert "batching speed-up" in report.markdown()

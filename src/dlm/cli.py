@@ -535,6 +535,12 @@ def bench(
     peer_steps: Annotated[int, typer.Option(
         help="--peer: or train both this many optimiser steps each (equal tokens seen; "
              "unaffected by other load) and compare 240-token samples.")] = 0,
+    serve: Annotated[list[Path] | None, typer.Option(
+        help="Instead: load-test `dlm serve` with this checkpoint (repeat): --serve-requests "
+             "streaming chats at once, then one at a time.")] = None,
+    serve_requests: Annotated[int, typer.Option(help="--serve: requests per pass.")] = 64,
+    serve_max_batch: Annotated[int, typer.Option(
+        help="--serve: the server's --max-batch.")] = 16,
     peer_text: Annotated[Path | None, typer.Option(
         help="--peer: the training text (default ../shared/data/tiny_shakespeare).")] = None,
     out_dir: Annotated[Path, typer.Option(help="Where the JSON and Markdown go.")]
@@ -572,6 +578,11 @@ def bench(
         with tempfile.TemporaryDirectory(prefix="dlm-loader-", dir=out_dir.parent) as work:
             report = run_loader_bench(loader, loader_tokens or [1_000_000, 50_000_000],
                                       Path(work), batch_size)
+    elif serve:
+        from dlm.bench.serving import run_serve_bench
+
+        report = run_serve_bench(serve, dev, serve_requests, max_batch=serve_max_batch,
+                                 say=say)
     elif peer is not None:
         from dlm.bench.peer import run_peer_bench
 

@@ -47,7 +47,9 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: i
         block_length=0 if block == length else block, rule=rule,
         threshold=req.threshold if req.threshold is not None else 0.9,
         remask=req.remask or 0.0, cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),
-        eos=req.eos or "allow", seed=req.seed)
+        # defer: a chat model trained on eos-padded replies is surest of eos, which would
+        # otherwise sweep in from the right before the words (see SampleConfig.eos)
+        eos=req.eos or "defer", seed=req.seed)
 
 
 def effective(config: SampleConfig) -> dict:

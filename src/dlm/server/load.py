@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,13 @@ import httpx
 PROMPTS = ["hello", "how are you", "what is your name", "tell me a joke", "good morning",
            "what do you like to do", "i feel sad today", "what is python", "bye",
            "where are you from", "do you like music", "what time is it"]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
@@ -81,7 +89,8 @@ async def run_load(url: str, n: int = 64, concurrent: bool = True, max_tokens: i
                    ) -> LoadResult:
     """Send `n` streaming chat requests (all at once, or one after another)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = {"max_tokens": max_tokens, "steps": steps}
+    # eos banned: every reply is exactly max_tokens long, so tokens/s counts the same work
+    body = {"max_tokens": max_tokens, "steps": steps, "eos": "ban"}
     prompts = [f"{PROMPTS[i % len(PROMPTS)]}" for i in range(n)]
     limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:

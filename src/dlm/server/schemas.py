@@ -37,7 +37,8 @@ class DiffusionSettings(BaseModel):
     remask: float | None = Field(None, ge=0, lt=1, description="ReMDM revision share.")
     seed: int | None = Field(None, description="Seed for a reproducible reply.")
     eos: Literal["allow", "defer", "ban"] | None = Field(
-        None, description="allow; defer (words settle before eos); ban (exactly max_tokens).")
+        None, description="defer (the default: words settle before eos); allow; ban "
+        "(exactly max_tokens).")
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, description="Reply canvas length.")

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const history = [];            // the chat so far: {role, content}
 let controller = null;         // aborts the running request (the Stop button)
-window.dlmFrames = [];         // every rendered frame: {step, masks} (tests read this)
+window.dlmFrames = [];         // the frames of the latest reply: {step, masks} (tests read this)
 
 $("key").value = localStorage.getItem("dlm-key") || "";
 $("key").addEventListener("change", () => localStorage.setItem("dlm-key", $("key").value));
@@ -30,9 +30,9 @@ function addTurn(role, text) {
   return div;
 }
 
-// Confidence 0 → red, 1 → green.
-function colour(confidence) {
-  return `hsl(${Math.round(confidence * 120)}, 75%, 78%)`;
+// Confidence 0 → red, 1 → green; tokens committed in earlier steps keep a faint tint.
+function colour(confidence, alpha) {
+  return `hsla(${Math.round(confidence * 120)}, 75%, 72%, ${alpha})`;
 }
 
 function renderFrame(div, frame) {
@@ -45,9 +45,9 @@ function renderFrame(div, frame) {
     } else {
       span.className = t.new ? "tok new" : "tok";
       span.textContent = t.text;
-      if (t.new) {
-        span.style.backgroundColor = colour(t.confidence);
-        span.title = `confidence ${t.confidence.toFixed(2)}`;
+      if (t.confidence > 0) {  // given tokens (a template's text) have none
+        span.style.backgroundColor = colour(t.confidence, t.new ? 1 : 0.3);
+        span.title = `confidence ${t.confidence.toFixed(2)}${t.new ? " (this step)" : ""}`;
       }
     }
     div.appendChild(span);
@@ -93,6 +93,7 @@ async function send(text) {
   }
   addTurn("user", userText);
   const reply = addTurn("assistant", "");
+  window.dlmFrames = [];
   controller = new AbortController();
   $("send").disabled = true; $("stop").disabled = false; $("status").textContent = "";
   const headers = { "Content-Type": "application/json" };
