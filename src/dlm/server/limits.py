@@ -68,4 +68,6 @@ def batch_key(config: SampleConfig) -> tuple | None:
 
 
 def check_prompt_tokens(n_tokens: int, limits: ServeConfig, param: str) -> None:
-    check_count(n_tokens, limits.max_prompt_tokens, param, "max_prompt_tokens")
+    if n_tokens > limits.max_prompt_tokens:
+        raise LimitError(400, param, f"the prompt is {n_tokens} tokens, over this server's "
+                         f"limit max_prompt_tokens={limits.max_prompt_tokens}")
