@@ -7,6 +7,7 @@
     lm.generate("hello", SampleConfig(length=32, steps=16, rule="threshold"))
     lm.infill("The weather is [MASK] today, so [MASK*5] umbrella.").text
     lm.edit("I am so happy today.", span="happy").after
+    from dlm.server import serve; serve(result.checkpoint, ServeConfig(port=8000))  # `dlm serve`
 """
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ from dlm.config import (  # noqa: E402
     DiffusionConfig,
     ModelConfig,
     SampleConfig,
+    ServeConfig,
     TrainConfig,
     model_preset,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "ModelConfig",
     "PrepareResult",
     "SampleConfig",
+    "ServeConfig",
     "TrainConfig",
     "TrainResult",
     "Transformer",
