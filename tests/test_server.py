@@ -282,3 +282,22 @@ def test_a_cancelled_request_leaves_the_queue(lm):
     release.set()
     batcher.close()
     loop.close()
+
+
+def test_only_text_that_cannot_change_is_streamed(tok):
+    from dlm.server.stream import FinishedText
+
+    M, E = tok.mask_id, tok.eos_id
+    a, b, c, d = (tok.encode(w)[0] for w in ("hello", "how", "are", "you"))
+    plain = FinishedText(tok)
+    assert plain.delta([a, M, c, M]) == tok.decode([a])  # up to the first mask
+    assert plain.delta([a, b, c, M]) == tok.decode([a, b, c])[len(tok.decode([a])):]
+    assert plain.delta([a, b, c, E]) == ""  # eos: the reply ended, nothing more to send
+    revising = FinishedText(tok, block_length=2, remask=0.1)
+    assert revising.delta([a, b, M, M]) == ""  # block 0 may still be under revision
+    assert revising.delta([a, b, c, M]) == tok.decode([a, b])  # block 1 began: 0 is done
+    assert revising.delta([a, b, c, d]) == ""  # block 1 may still be revised
+    assert revising.finish(tok.decode([a, b, c, d])) == tok.decode([a, b, c, d])[
+        len(tok.decode([a, b])):]
+    whole = FinishedText(tok, remask=0.1)  # no blocks: nothing is final before the end
+    assert whole.delta([a, b, c, M]) == ""

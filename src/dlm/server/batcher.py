@@ -108,9 +108,11 @@ class Batcher:
             if self._stop:
                 return None
             first = self.pending.pop(0)
+            # `running` is the batch as it grows, so `load()` counts it while we wait
             batch, rows = [first], len(first.rows)
+            self.running = batch
             if first.key is None:
-                return self._start(batch)
+                return batch
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch:
                 for job in [j for j in self.pending if j.key == first.key]:
@@ -122,11 +124,7 @@ class Batcher:
                 if rows >= self.max_batch or left <= 0 or self._stop:
                     break
                 self.lock.wait(timeout=left)
-            return self._start(batch)
-
-    def _start(self, batch: list[Job]) -> list[Job]:
-        self.running = batch
-        return batch
+            return batch
 
     def _work(self) -> None:
         torch.set_grad_enabled(False)

@@ -3,7 +3,8 @@
 A diffusion reply is not written left to right, so a token may only be streamed once
 nothing will change it: every position before the first mask is final when no
 remasking is on (a committed token is never revised), and with remasking only the
-blocks before the one being denoised are (revision stays inside the current block).
+blocks before the one being denoised are (revision stays inside the current block;
+the full block just before the first mask may still be the current one).
 `FinishedText` turns each step into the newly final text.
 """
 
@@ -36,7 +37,11 @@ class FinishedText:
         if self.remask > 0:  # only blocks before the current one are settled
             if self.block_length <= 0:
                 return 0
-            settled = (first_mask // self.block_length) * self.block_length
+            # If the block holding the first mask has not begun, the sampler may still be
+            # revising the full block before it: hold that one back too.
+            L, k = self.block_length, first_mask // self.block_length
+            begun = any(t != tok.mask_id for t in ids[k * L : (k + 1) * L])
+            settled = (k if begun else max(0, k - 1)) * L
             if eos is not None and eos < settled:
                 self.ended = True
                 return eos
