@@ -101,3 +101,12 @@ def test_bf16_accuracy_compares_the_same_checkpoint_both_ways(tmp_path, pairs_ts
     assert abs(r["relative_difference"]) < 0.05
     assert 0 <= r["identical_tokens"] <= 1
     assert "bf16 autocast accuracy" in "\n".join(accuracy_table([r]))
+
+
+def test_the_peer_training_loop_reads_either_kind_of_loss():
+    import torch
+
+    from dlm.bench.peer import loss_value
+
+    assert loss_value(3.5) == 3.5
+    assert loss_value({"loss": torch.tensor(2.25), "lr": 1e-3}) == 2.25

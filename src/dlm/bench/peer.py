@@ -178,10 +178,10 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, steps
     for name, step in (("peer", peer_step), ("dlm bf16 autocast", trainer.train_step)):
         start, n = time.perf_counter(), 0
         while (n < steps) if steps else (time.perf_counter() - start < minutes * 60):
-            loss = step()
+            loss = step()  # the peer's: a float; dlm's Trainer: {"loss": tensor, ...}
             n += 1
             if n % 25 == 0:
-                say(f"{name}: step {n}, loss {float(loss):.3f}")
+                say(f"{name}: step {n}, loss {loss_value(loss):.3f}")
         trained[name], train_seconds[name] = n, time.perf_counter() - start
         say(f"{name}: {n} steps in {train_seconds[name] / 60:.1f} min")
     rng = torch.Generator().manual_seed(0)
@@ -231,6 +231,12 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, steps
                      "calls": calls, "seconds": secs, "chars": chars,
                      "judge_bits_per_char": bpc, "held_out_bits_per_char": reference})
     return rows
+
+
+def loss_value(loss: float | torch.Tensor | dict[str, Any]) -> float:
+    if isinstance(loss, dict):
+        loss = loss["loss"]
+    return float(loss)
 
 
 def peer_model_encode(peer, text: str) -> torch.Tensor:
