@@ -110,3 +110,10 @@ def test_the_peer_training_loop_reads_either_kind_of_loss():
 
     assert loss_value(3.5) == 3.5
     assert loss_value({"loss": torch.tensor(2.25), "lr": 1e-3}) == 2.25
+
+
+def test_character_entropy_exposes_a_degenerate_sample():
+    from dlm.bench.peer import char_entropy
+
+    assert char_entropy(" " * 240) == 0.0
+    assert char_entropy("abcd" * 10) == 2.0
