@@ -130,6 +130,7 @@ def test_denoise_infills_and_edits_keeping_the_given_text(client):
     ({"template": "a [MASK*] b"}, None, "is not a blank"),
     ({"text": "how are you", "span": "zebra"}, None, "zebra"),
     ({"messages": HELLO, "n": 2}, "n", "n=1"),
+    ({"template": "hello [MASK] " * 30}, "template", "max_prompt_tokens=40"),
 ])
 def test_denoise_refuses_unclear_requests(client, body, param, words):
     r = client.post("/v1/denoise", json={"steps": 2, **body})

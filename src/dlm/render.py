@@ -98,7 +98,8 @@ def trace_line(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True
 
 
 def step_record(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> dict:
-    """One step of one row as JSON: what `--trace-file` writes and the server streams.
+    """One step of one row as JSON: what `--trace-file` writes (the server streams the
+    per-token `dlm.server.stream.frame` instead).
 
     pieces: [text, kind, confidence] runs, kind in mask/remasked/new/old."""
     pieces = _pieces(step, row, tok, stop_at_eos)

@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from dlm.config import ServeConfig
 from dlm.errors import DLMError
 from dlm.server.batcher import Batcher, QueueFull
-from dlm.server.limits import LimitError
+from dlm.server.limits import RequestError
 from dlm.server.routes import router
 
 STATIC = resources.files("dlm.server") / "static"
@@ -86,7 +86,7 @@ def require_key(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
-        raise LimitError(401, "authorization", "a valid API key is required: send "
+        raise RequestError(401, "authorization", "a valid API key is required: send "
                          "`Authorization: Bearer <key>`", "invalid_api_key")
 
 
@@ -125,8 +125,8 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    @app.exception_handler(LimitError)
-    async def on_limit(request: Request, exc: LimitError) -> JSONResponse:
+    @app.exception_handler(RequestError)
+    async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
         return error(exc.status, exc.message, exc.param, exc.code, kind, headers)

@@ -12,7 +12,6 @@ queue at once and stops its batch when it was the batch's last live job.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -50,7 +49,6 @@ class Job:
     want_steps: bool = False
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
-    id: int = field(default_factory=itertools.count().__next__)
 
     def send(self, kind: str, payload: Any) -> None:
         if not self.cancelled:

@@ -15,9 +15,9 @@ from dlm.config import SampleConfig, ServeConfig
 from dlm.server.schemas import DiffusionSettings
 
 
-class LimitError(Exception):
-    """A request over one of the server's limits: answered with `status` and a JSON
-    error whose `param` names the field."""
+class RequestError(Exception):
+    """A request the server refuses (over a limit, malformed, unauthorised): answered
+    with `status` and a JSON error whose `param` names the field."""
 
     def __init__(self, status: int, param: str, message: str, code: str = "limit_exceeded"):
         super().__init__(message)
@@ -26,7 +26,7 @@ class LimitError(Exception):
 
 def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
     if value > limit:
-        raise LimitError(400, param, f"{param}={value} is over this server's limit "
+        raise RequestError(400, param, f"{param}={value} is over this server's limit "
                          f"{limit_name}={limit}")
 
 
@@ -69,5 +69,5 @@ def batch_key(config: SampleConfig) -> tuple | None:
 
 def check_prompt_tokens(n_tokens: int, limits: ServeConfig, param: str) -> None:
     if n_tokens > limits.max_prompt_tokens:
-        raise LimitError(400, param, f"the prompt is {n_tokens} tokens, over this server's "
+        raise RequestError(400, param, f"the prompt is {n_tokens} tokens, over this server's "
                          f"limit max_prompt_tokens={limits.max_prompt_tokens}")

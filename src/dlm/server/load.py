@@ -91,7 +91,7 @@ async def run_load(url: str, n: int = 64, concurrent: bool = True, max_tokens: i
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     # eos banned: every reply is exactly max_tokens long, so tokens/s counts the same work
     body = {"max_tokens": max_tokens, "steps": steps, "eos": "ban"}
-    prompts = [f"{PROMPTS[i % len(PROMPTS)]}" for i in range(n)]
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
     limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
         start = time.perf_counter()

@@ -15,7 +15,7 @@ from dlm.control.infill import Blank, parse_template
 from dlm.errors import DLMError
 from dlm.server.batcher import Job
 from dlm.server.limits import (
-    LimitError,
+    RequestError,
     batch_key,
     check_prompt_tokens,
     effective,
@@ -41,7 +41,7 @@ def histories_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
         else:
             history.append({"role": "assistant", "content": m.content})
     if not history or history[-1]["role"] != "user":
-        raise LimitError(400, "messages", "the last message must be from the user",
+        raise RequestError(400, "messages", "the last message must be from the user",
                          "invalid_messages")
     return history
 
@@ -60,7 +60,7 @@ def prompt_tokens(request: Request, history: list[dict[str, str]], param: str,
 def check_fits(lm, prompt: int, length: int) -> None:
     context = lm.model.config.max_seq_len
     if prompt + length > context:
-        raise LimitError(400, "max_tokens", f"{prompt} prompt tokens + max_tokens={length} "
+        raise RequestError(400, "max_tokens", f"{prompt} prompt tokens + max_tokens={length} "
                          f"is over the model's context of {context} tokens")
 
 
@@ -213,9 +213,9 @@ async def chat_completions(req: ChatRequest, request: Request):
 async def completions(req: CompletionRequest, request: Request):
     prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     if not prompts:
-        raise LimitError(400, "prompt", "prompt is empty", "invalid_prompt")
+        raise RequestError(400, "prompt", "prompt is empty", "invalid_prompt")
     if len(prompts) * req.n > request.app.state.config.max_n:
-        raise LimitError(400, "n", f"{len(prompts)} prompts × n={req.n} is over this "
+        raise RequestError(400, "n", f"{len(prompts)} prompts × n={req.n} is over this "
                          f"server's limit max_n={request.app.state.config.max_n}")
     return await replies(request, [[{"role": "user", "content": p}] for p in prompts], req,
                          "completion")
@@ -230,10 +230,10 @@ async def denoise(req: DenoiseRequest, request: Request):
     given = [name for name in ("messages", "template", "text")
              if getattr(req, name) is not None]
     if len(given) != 1:
-        raise LimitError(400, "messages", "give exactly one of messages (a reply), template "
+        raise RequestError(400, "messages", "give exactly one of messages (a reply), template "
                          "(an infill) or text with span (an edit)", "invalid_request")
     if req.n != 1:
-        raise LimitError(400, "n", "the denoising stream shows one reply (n=1)")
+        raise RequestError(400, "n", "the denoising stream shows one reply (n=1)")
     config = sample_config(req, state.config, lm.default_length)
     if req.messages is not None:
         history = histories_of(req.messages)
@@ -241,12 +241,9 @@ async def denoise(req: DenoiseRequest, request: Request):
         job = submit(request, [history], config, want_steps=True)
         return StreamingResponse(guarded(denoise_stream(request, job, config)),
                                  media_type="text/event-stream")
-    source = req.template if req.template is not None else req.text
-    if len(tok.encode(source)) + len(tok.encode(req.prompt or "")) > state.config.max_prompt_tokens:
-        raise LimitError(400, "template" if req.template is not None else "text",
-                         f"the text is over this server's limit "
-                         f"max_prompt_tokens={state.config.max_prompt_tokens}",
-                         "limit_exceeded")
+    field = "template" if req.template is not None else "text"
+    given_tokens = len(tok.encode(getattr(req, field))) + len(tok.encode(req.prompt or ""))
+    check_prompt_tokens(given_tokens, state.config, field)
     check_control(req)
     if req.template is not None:
         def run(on_step):
@@ -269,22 +266,23 @@ def check_control(req: DenoiseRequest) -> None:
         pieces = parse_template(req.template)
         prompt = parse_template(req.prompt) if req.prompt is not None else []
         if not any(isinstance(p, Blank) for p in pieces + prompt):
-            raise LimitError(400, "template", "the template has no blank to fill; mark one "
+            raise RequestError(400, "template", "the template has no blank to fill; mark one "
                              "with [MASK], [MASK*n] or [MASK*?]", "invalid_template")
         return
     if not req.span:
-        raise LimitError(400, "span", "an edit needs a span (a regex or A:B) to rewrite")
+        raise RequestError(400, "span", "an edit needs a span (a regex or A:B) to rewrite")
     if not req.text.strip():
-        raise LimitError(400, "text", "the text to edit is empty")
+        raise RequestError(400, "text", "the text to edit is empty")
     char_span(req.text, req.span)
 
 
 async def denoise_stream(request: Request, job: Job, config) -> AsyncIterator[str]:
     lm, tok = request.app.state.lm, request.app.state.lm.tokenizer
-    last_nfe = 0
+    last_nfe, start = 0, None
     async for event, payload in events(request, job):
         if event == "step":
-            start = reply_start(payload.tokens[0].tolist(), tok) if job.run else 0
+            if start is None:  # the layout is fixed: find the text's start once
+                start = reply_start(payload.tokens[0].tolist(), tok) if job.run else 0
             last_nfe = payload.nfe
             yield sse(frame(payload, 0, tok, start))
         elif job.run:

@@ -28,6 +28,7 @@ class FinishedText:
         self.tok = tokenizer
         self.block_length, self.remask = block_length, remask
         self.sent = ""
+        self.final = 0  # tokens final at the last call: decode again only when it grows
         self.ended = False  # an eos is final: nothing after it is part of the reply
 
     def final_length(self, ids: list[int]) -> int:
@@ -55,8 +56,11 @@ class FinishedText:
         """The text that became final since the last call."""
         if self.ended:
             return ""
-        text = self.tok.decode_response(ids[: self.final_length(ids)])
-        return self._advance(text)
+        final = self.final_length(ids)
+        if final <= self.final:
+            return ""
+        self.final = final
+        return self._advance(self.tok.decode_response(ids[:final]))
 
     def finish(self, text: str) -> str:
         """The rest of the reply, given its whole final text."""
