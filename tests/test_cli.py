@@ -35,8 +35,10 @@ def test_generate_with_trace_shows_masks_then_text(trained):
     result = invoke("generate", "--ckpt", trained, "--prompt", "hello", "--steps", 4,
                     "--length", 8, "--trace")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == "> hello"
+    # the run kept its best validation checkpoint, and the command says it uses it
+    assert f"using {trained / 'best'} (step " in result.stderr
     assert lines[1].startswith("t=4") and lines[1].count("[MASK]") == 8
     assert any(line.startswith("t=0") for line in lines)
 
@@ -59,7 +61,7 @@ def test_infill_and_edit_commands(trained, tmp_path):
     result = invoke("infill", "--ckpt", trained, "how [MASK] you, [MASK*3] today?", "--steps",
                     3, "--trace")
     assert result.exit_code == 0, result.output
-    assert "[MASK]" in result.output.splitlines()[1]  # the trace starts from the blanks
+    assert "[MASK]" in result.stdout.splitlines()[1]  # the trace starts from the blanks
     final = result.output.strip().splitlines()[-1]
     assert final.startswith("how ") and final.endswith(" today?")
     template = tmp_path / "card.json"
@@ -144,7 +146,9 @@ def test_config_file_and_flags(tmp_path):
 # ---- errors: one line, exit code 2, no traceback -------------------------------------------
 def one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    # the note that a run's best/ checkpoint is used may precede the error
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not line.startswith("using ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert "Traceback" not in result.output
     for needle in needles:

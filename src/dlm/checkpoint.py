@@ -95,14 +95,16 @@ def save_checkpoint(
     return path
 
 
-def resolve(path: str | Path) -> Path:
-    """The checkpoint directory for `path`: itself, or a run directory's `last/`.
+def resolve(path: str | Path, best: bool = False) -> Path:
+    """The checkpoint directory for `path`: itself, or a run directory's `last/` (with
+    `best`: its `best/`, the lowest validation NELBO, when there is one).
 
     If a crash hit between the two renames of a save, the previous checkpoint
     is found under its `.old` name.
     """
     path = Path(path)
-    for candidate in (path, path / "last"):
+    inside = ["best", "last"] if best else ["last"]
+    for candidate in (path, *(path / name for name in inside)):
         if (candidate / CONFIG).is_file():
             return candidate
         olds = sorted(candidate.parent.glob(f".{candidate.name}.old-*"))
@@ -130,9 +132,11 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load model, tokenizer and metadata; checks the format version and the vocabulary."""
-    path = resolve(path)
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    best: bool = False) -> Checkpoint:
+    """Load model, tokenizer and metadata; checks the format version and the vocabulary.
+    `best`: a run directory gives its `best/` when it has one (else `last/`)."""
+    path = resolve(path, best)
     meta = read_meta(path)
     config = from_dict(ModelConfig, meta["model"], f"{path / CONFIG} model")
     tokenizer = DLMTokenizer.load(path / TOKENIZER)

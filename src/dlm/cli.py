@@ -14,7 +14,7 @@ import typer
 
 from dlm import __version__
 from dlm.config import PRESETS, SampleConfig, TrainConfig, load_train_config
-from dlm.errors import DLMError
+from dlm.errors import ConfigError, DLMError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -40,7 +40,9 @@ def friendly_errors(fn):
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
 SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
     ("steps", int, 16, "Denoising steps (an upper bound for --rule threshold)."),
-    ("length", int | None, None, "Response tokens (default: the model's)."),
+    ("length", str | None, None, "Response tokens, or auto (sized by the model's length "
+                                 "head; the default for a model with one)."),
+    ("length_margin", int, 0, "--length auto: tokens added to the predicted length."),
     ("rule", str, "low_confidence",
      "Commit rule: low_confidence, margin, entropy, random, threshold."),
     ("threshold", float, 0.9, "--rule threshold: commit every token at least this sure."),
@@ -84,8 +86,33 @@ def sampling_options(fn):
 
 def sample_config(lm, sampling: dict) -> SampleConfig:
     fields = {k: v for k, v in sampling.items() if k not in ("trace", "trace_file")}
-    fields["length"] = fields.get("length") or lm.default_length
+    fields["length"] = parse_length(fields.get("length"), lm)
     return SampleConfig(**fields)
+
+
+def load_model(ckpt: Path, device: str):
+    """The checkpoint for a sampling command: a run's `best/` when it has one, said so."""
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(ckpt, device)
+    if note := lm.source_note():
+        typer.echo(note, err=True)  # stderr: stdout stays the replies
+    return lm
+
+
+def parse_length(text: str | None, lm) -> int | str:
+    """--length: a number of tokens or `auto`; unset = auto for a model with a length
+    head, else the model's canvas."""
+    if text is None:
+        has_head = lm.objective == "diffusion" and getattr(lm.model, "length_head", None)
+        return "auto" if has_head else lm.default_length
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--length must be a number of tokens or 'auto', got {text!r}") \
+            from None
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
@@ -141,6 +168,21 @@ def train(
         help="Recompute activations in backward: less memory, more compute.")] = None,
     log_every: Annotated[int | None, typer.Option(
         help="Read the loss back every N steps (0: 1 on CPU, 10 on GPU).")] = None,
+    padding: Annotated[str | None, typer.Option(
+        help="How replies fill the canvas: eos, rainbow, eos_weight, batch "
+             "(DiffusionConfig.padding).")] = None,
+    rainbow_pads: Annotated[int | None, typer.Option(
+        help="--padding rainbow: distinct pad tokens in the cycle (default 7).")] = None,
+    length_head: Annotated[bool | None, typer.Option(
+        help="Train a head that predicts the reply length from the prompt.")] = None,
+    length_weight: Annotated[float | None, typer.Option(
+        help="Weight of the length head's loss (default 0.1).")] = None,
+    anneal_steps: Annotated[int | None, typer.Option(
+        help="Diffusion from an AR --init-from: steps from causal to full attention.")] = None,
+    dropout: Annotated[float | None, typer.Option(
+        help="Dropout on attention and MLP outputs.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(
+        help="AdamW weight decay on matrices (default 0.01).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
@@ -161,10 +203,15 @@ def train(
                  context=context, drop_long=drop_long, cfg_dropout=cfg_dropout,
                  block_size=block_size, grad_accum=grad_accum, parallel=parallel,
                  compile=compile, activation_checkpointing=activation_checkpointing,
-                 log_every=log_every)
+                 log_every=log_every, length_head=length_head, length_weight=length_weight,
+                 anneal_steps=anneal_steps, dropout=dropout, weight_decay=weight_decay)
     for name, value in flags.items():
         if value is not None:
             setattr(cfg, name, value)
+    for name, value in dict(padding=padding, rainbow_pads=rainbow_pads).items():
+        if value is not None:
+            setattr(cfg.diffusion, name, value)
+    cfg.diffusion.__post_init__()  # a flag's value is checked like the file's
     if dry_run:
         info = do_dry_run(cfg)
         for r in info.pop("reports"):
@@ -197,9 +244,8 @@ def generate(
     """Reply to prompts, optionally showing the denoising trace."""
     from dlm.console import TraceRecorder, console, print_trace
     from dlm.control import Constraints
-    from dlm.pipeline import DiffusionLM
 
-    lm = DiffusionLM.load(ckpt, device)
+    lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"])
     constraints = Constraints.parse(force, require)
@@ -235,10 +281,9 @@ def infill(
     """Fill the blanks anywhere in a text; the given text is never changed."""
     from dlm.console import TraceRecorder, console, print_trace
     from dlm.control.infill import check_template_result, read_template
-    from dlm.pipeline import DiffusionLM
 
     source = read_template(text, template)
-    lm = DiffusionLM.load(ckpt, device)
+    lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
     result = lm.infill(source, prompt, config, max_span, recorder.add)
@@ -274,9 +319,8 @@ def edit(
 ):
     """Re-mask a span of a text and regenerate only it; prints a before/after diff."""
     from dlm.console import TraceRecorder, console, print_edit, print_trace
-    from dlm.pipeline import DiffusionLM
 
-    lm = DiffusionLM.load(ckpt, device)
+    lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
     result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)
@@ -298,9 +342,8 @@ def chat(
 ):
     """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
     from dlm.console import chat_repl
-    from dlm.pipeline import DiffusionLM
 
-    lm = DiffusionLM.load(ckpt, device)
+    lm = load_model(ckpt, device)
     chat_repl(lm, sample_config(lm, sampling), delay, sampling["trace"], sampling["trace_file"])
 
 

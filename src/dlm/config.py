@@ -39,6 +39,13 @@ class ModelConfig:
     """True turns the denoiser into the autoregressive baseline (causal attention)."""
     dropout: float = 0.0
     """Dropout on attention and MLP outputs."""
+    shift: bool = False
+    """The logits at position i predict token i + 1, as in AR (a diffusion model adapted
+    from an AR checkpoint keeps its head's meaning): a masked position j reads the
+    logits at j - 1."""
+    length_classes: int = 0
+    """A length head: predicts the reply's token length (1..length_classes) from the
+    prompt (0 = none)."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -78,6 +85,26 @@ class DiffusionConfig:
     """Smallest time drawn, so the 1/t weight stays finite."""
     antithetic: bool = True
     """Stratify t over the batch (u_i = (r + i/n) mod 1): same expectation, lower variance."""
+    padding: str = "eos"
+    """How chat replies fill the canvas (see `dlm.diffusion.padding`): eos (LLaDA: eos to
+    the canvas, in the loss; bounds -log p(reply + padding)); rainbow (one eos, then a
+    cycle of `rainbow_pads` distinct pad tokens; bounds -log p(reply + its cycle));
+    eos_weight (eos padding that weighs one token in all in the training loss, which
+    is then not a bound; validation scores it unweighted); batch (padded only to the
+    longest reply of a length-grouped batch; bounds -log p(reply + that padding)). In
+    every mode the canvas NELBO per reply token bounds -log p(reply) per token."""
+    rainbow_pads: int = 7
+    """rainbow: distinct pad tokens in the cycle (Rainbow Padding: 7 suffice)."""
+
+    def __post_init__(self) -> None:
+        from dlm.diffusion.padding import PADDINGS
+
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"diffusion.padding must be one of {', '.join(PADDINGS)}, "
+                              f"got {self.padding!r}")
+        if self.rainbow_pads < 1:
+            raise ConfigError(f"diffusion.rainbow_pads must be at least 1, got "
+                              f"{self.rainbow_pads}")
 
 
 EOS_MODES = ("allow", "defer", "ban")
@@ -87,8 +114,14 @@ EOS_MODES = ("allow", "defer", "ban")
 class SampleConfig:
     """How a reply is denoised from a fully masked canvas."""
 
-    length: int = 32
-    """Number of response tokens (the canvas); text after the first eos is dropped."""
+    length: int | str = 32
+    """Number of response tokens (the canvas); text after the first eos is dropped.
+    "auto": sized by the model's length head (argmax, or sampled with
+    `length_sample`, plus `length_margin`), eos kept out of it."""
+    length_margin: int = 0
+    """length auto: tokens added to the predicted length."""
+    length_sample: bool = False
+    """length auto: draw the length from the head's distribution instead of its argmax."""
     steps: int = 16
     """Denoising steps (model calls); each commits about length/steps tokens. For the
     threshold rule an upper bound."""
@@ -125,8 +158,11 @@ class SampleConfig:
     """Seed for reproducible samples."""
 
     def __post_init__(self) -> None:
-        if self.length < 1:
-            raise ConfigError(f"length must be at least 1, got {self.length}")
+        if self.length != "auto" and (not isinstance(self.length, int) or self.length < 1):
+            raise ConfigError(f"length must be a number of tokens >= 1 or 'auto', got "
+                              f"{self.length!r}")
+        if self.length_margin < 0:
+            raise ConfigError(f"length_margin must be >= 0, got {self.length_margin}")
         if self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if self.temperature < 0:
@@ -208,6 +244,16 @@ class TrainConfig:
     """Linear warmup steps."""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay (not applied to norms and biases)."""
+    dropout: float | None = None
+    """Dropout on attention and MLP outputs (None: the preset's or the checkpoint's)."""
+    length_head: bool = False
+    """Chat diffusion: train a length head jointly (predicts the reply's token length from
+    the prompt; `--length auto` then sizes the canvas from it)."""
+    length_weight: float = 0.1
+    """Weight of the length head's cross-entropy in the loss."""
+    anneal_steps: int = 0
+    """Diffusion from an AR checkpoint (`init_from`): attention goes from causal to full
+    over these steps (the causal mask OR a Bernoulli(step / anneal_steps) mask)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
     grad_accum: int = 1

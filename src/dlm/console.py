@@ -132,26 +132,33 @@ class RichReporter(Reporter):
         )
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("epoch {task.fields[epoch]:.2f}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, transient=False,
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=info["max_steps"],
-                                           completed=info["start_step"], loss=float("nan"), tps=0)
+                                           completed=info["start_step"], loss=float("nan"), tps=0,
+                                           epoch=0.0)
 
     def on_step(self, step, metrics):
         assert self.progress is not None
         self.progress.update(self.task, completed=step, loss=metrics["loss"],
-                             tps=metrics["tokens_per_s"])
+                             tps=metrics["tokens_per_s"], epoch=metrics.get("epoch", 0.0))
 
     def on_eval(self, step, metrics, samples, tok):
+        reply = (f"; {metrics[k]:.3f} per reply token" for k in ("val_nelbo_reply",
+                                                                   "val_nll_reply")
+                 if k in metrics)
+        reply_text = next(reply, "")
         if "val_nelbo" in metrics:
             console.print(f"step {step}: validation NELBO {metrics['val_nelbo']:.3f} nats/token "
-                          f"(perplexity <= {metrics['val_ppl_bound']:.1f})")
+                          f"(perplexity <= {metrics['val_ppl_bound']:.1f}){reply_text}")
         elif "val_nll" in metrics:
             console.print(f"step {step}: validation NLL {metrics['val_nll']:.3f} nats/token "
-                          f"(perplexity {metrics['val_ppl']:.1f})")
+                          f"(perplexity {metrics['val_ppl']:.1f}){reply_text}")
         for prompt, steps in samples:
             print_trace(prompt, steps, tok, every=self.trace_every)
 

@@ -10,6 +10,8 @@ import torch
 
 from dlm.data import EncodedSet, iter_batches
 from dlm.diffusion import Schedule, block_diffusion_loss, diffusion_loss
+from dlm.diffusion.padding import reply_lengths
+from dlm.diffusion.shift import as_denoiser
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 
@@ -34,12 +36,16 @@ def nelbo_draws(
         total, tokens = 0.0, 0
         for batch in iter_batches(data, batch_size, tok.pad_id):
             batch = batch.to(device)
+            maskable = batch.maskable
+            if getattr(model.config, "shift", False):  # nothing precedes position 0
+                maskable = maskable.clone()
+                maskable[:, 0] = False
             if block_size:  # BD3-LM: the bound of blocks left to right
                 out = block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
                                            schedule, tok.mask_id, block_size, eps, True,
                                            generator)
             else:
-                out = diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
+                out = diffusion_loss(as_denoiser(model), batch.ids, maskable, batch.key_padding,
                                      schedule, tok.mask_id, eps, True, generator)
             total += float(out.loss) * out.n_tokens
             tokens += out.n_tokens
@@ -60,6 +66,21 @@ def evaluate_nelbo(
     values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device,
                          block_size)
     return sum(values) / len(values)
+
+
+def per_reply_token(nats_per_token: float, data: EncodedSet, tok: DLMTokenizer,
+                    objective: str = "diffusion") -> float:
+    """A per-canvas-token figure re-expressed per reply token (the reply's text and its
+    closing eos). The padding is a fixed function of the reply, so the canvas's NELBO
+    bounds -log p(reply) too: per reply token it compares across padding modes, and
+    with AR's exact NLL of the same canvas."""
+    canvas = 0
+    for batch in iter_batches(data, 256, tok.pad_id):  # `batch` padding trims each batch
+        canvas += int(batch.maskable.sum()) - (batch.ids.shape[0] if objective == "ar"
+                                               and not data.prompts.shape[1] else 0)
+    lengths = reply_lengths(data.responses, tok.end_ids)
+    reply = int((lengths + 1).clamp(max=data.responses.shape[1]).sum())
+    return nats_per_token * canvas / max(reply, 1)
 
 
 @dataclass

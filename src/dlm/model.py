@@ -152,6 +152,9 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model)
+        # reply length in tokens (class c = length c + 1), from the pooled prompt
+        self.length_head = (nn.Linear(cfg.d_model, cfg.length_classes)
+                            if cfg.length_classes else None)
         cos, sin = rotary_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -177,7 +180,8 @@ class Transformer(nn.Module):
     def forward(self, ids: torch.Tensor, key_padding: torch.Tensor | None = None,
                 select: torch.Tensor | None = None, cache: KVCache | None = None,
                 start: int | None = None, positions: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | BlockMask | None = None,
+                head: str = "tokens") -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
@@ -193,6 +197,8 @@ class Transformer(nn.Module):
         x_t and x_0 side by side, both at positions 0..L-1).
         attn_mask: optional (T, S) bool, True where a query may see a key, combined
         with key_padding; or a flex-attention `BlockMask` that already holds both.
+        head: "tokens", or "length": ids are a prompt alone and the result is the length
+        head's logits (B, length_classes) from the mean of its real positions.
         """
         B, T = ids.shape
         if start is None:
@@ -239,6 +245,14 @@ class Transformer(nn.Module):
         if cache is not None:
             cache.length = S
         x = self.norm(x)
+        if head == "length":
+            if self.length_head is None:
+                raise ValueError("this model has no length head")
+            real = (key_padding if key_padding is not None
+                    else torch.ones(B, T, dtype=torch.bool, device=ids.device))
+            weights = real[..., None].to(x.dtype)  # (B, T, 1)
+            pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, C)
+            return self.length_head(pooled)  # (B, classes)
         if select is not None:
             x = x[select]  # (M, C)
         return F.linear(x, self.embed.weight)  # tied head: (B, T, vocab) or (M, vocab)

@@ -12,6 +12,8 @@ tokenizer.json) plus a model card, so what is pushed loads back with `from_pretr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,12 +23,32 @@ from huggingface_hub import ModelHubMixin
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig
 from dlm.control import Constraints, Edit, Infill, apply_constraints, edit, infill
+from dlm.diffusion.shift import as_denoiser
 from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling import Canvas, Step, denoise, final_tokens, reply_canvas
 from dlm.sampling.ar import ar_decode
 from dlm.sampling.block import block_decode
 from dlm.tokenizer import DLMTokenizer
+
+
+def sized_canvas(canvas: Canvas, lengths: torch.Tensor, tok: DLMTokenizer) -> Canvas:
+    """A reply canvas cut per row to its predicted length: the positions past a row's
+    length are given (eos, then the rainbow pads where the model has them, as in
+    training) and eos may not be sampled before them, so each reply has its length."""
+    tokens = canvas.tokens.clone()
+    B, T = tokens.shape
+    offset = torch.arange(T - canvas.start, device=tokens.device)[None, :] - lengths[:, None]
+    reply = tokens[:, canvas.start:]
+    reply[offset == 0] = tok.eos_id
+    if tok.pad_cycle:
+        cycle = torch.tensor(tok.pad_cycle, device=tokens.device)
+        pads = cycle[(offset - 1).clamp(min=0) % len(cycle)]
+        reply[offset > 0] = pads[offset > 0]
+    else:
+        reply[offset > 0] = tok.eos_id
+    no_eos = tokens == canvas.mask_id
+    return dataclasses.replace(canvas, tokens=tokens, no_eos=no_eos)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -73,9 +95,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         self.meta: dict = {}  # its config.json, kept when saved again
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> DiffusionLM:
-        """Load a checkpoint directory (or a run directory holding `last/`)."""
-        ckpt = load_checkpoint(path, pick_device(device))
+    def load(cls, path: str | Path, device: str = "auto", best: bool = True) -> DiffusionLM:
+        """Load a checkpoint directory, or a run directory: its `best/` (the lowest
+        validation NELBO) when it has one and `best`, else its `last/`."""
+        ckpt = load_checkpoint(path, pick_device(device), best)
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
                  train.get("response_len", 32), train.get("lowercase", False),
@@ -108,6 +131,21 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                 force_download=force_download, local_files_only=local_files_only, token=token))
         return cls.load(path, device)
 
+    def source_note(self) -> str | None:
+        """Which of a run's checkpoints this is, when it is the kept best one."""
+        if self.source is None or self.source.name != "best":
+            return None
+        best = self.meta.get("best") or {}
+        last = self.source.parent / "last" / "config.json"
+        last_step = json.loads(last.read_text()).get("step") if last.is_file() else None
+        return (f"using {self.source} (step {best.get('step')}, {best.get('metric')} "
+                f"{best.get('value', float('nan')):.3f}); last/ is step {last_step}")
+
+    @property
+    def denoiser(self):
+        """The model as the sampler calls it (logits aligned when it is shifted)."""
+        return as_denoiser(self.model)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -135,7 +173,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         on_step: Callable[[Step], None] | None = None, constraints: Constraints | None = None,
     ) -> torch.Tensor:
         """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
-        config = config or SampleConfig(length=self.default_length)
+        config = self.resolve_length(config or SampleConfig(length=self.default_length))
         prompt, key_padding = self._prompt_batch(histories)
         generator = self._generator(config)
         tok = self.tokenizer
@@ -153,13 +191,41 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                                              self.block_size, tok.mask_id, tok.eos_id,
                                              tok.pad_id, tok.never_generated, generator),
                                 on_step)
+        lengths = None
+        if config.length == "auto":
+            lengths = self.predict_lengths(prompt, key_padding, config, generator)  # (B,)
+            config = dataclasses.replace(config, length=int(lengths.max()))
         canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
                               tok.never_generated)
+        if lengths is not None:
+            canvas = sized_canvas(canvas, lengths, tok)
         if constraints:
-            canvas = apply_constraints(self.model, canvas, constraints, tok, self.lowercase)
+            canvas = apply_constraints(self.denoiser, canvas, constraints, tok, self.lowercase)
         start = canvas.start
-        steps = (step.crop(start) for step in denoise(self.model, canvas, config, generator))
+        steps = (step.crop(start) for step in denoise(self.denoiser, canvas, config, generator))
         return final_tokens(steps, on_step)
+
+    def predict_lengths(self, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+                        config: SampleConfig | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B,) reply lengths in tokens from the length head on the (B, P) prompts: the
+        argmax, or drawn from the head's distribution (`length_sample`), plus
+        `length_margin`, kept within the model's positions."""
+        config = config or SampleConfig()
+        logits = self.model(prompt, key_padding, head="length").float()  # (B, classes)
+        if config.length_sample:
+            picked = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        else:
+            picked = logits.argmax(-1)
+        room = self.model.config.max_seq_len - prompt.shape[1]
+        return (picked + 1 + config.length_margin).clamp(1, room)
+
+    def resolve_length(self, config: SampleConfig) -> SampleConfig:
+        """`length="auto"` stays for a model with a length head; others get their default."""
+        if config.length == "auto" and (self.objective != "diffusion"
+                                        or getattr(self.model, "length_head", None) is None):
+            return dataclasses.replace(config, length=self.default_length)
+        return config
 
     def _generator(self, config: SampleConfig) -> torch.Generator | None:
         if config.seed is None:
@@ -175,7 +241,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             raise ConfigError(f"this is {kind} checkpoint: it writes left to right and "
                               "cannot fill masks anywhere; use a full-attention diffusion "
                               "checkpoint")
-        return final_tokens(denoise(self.model, canvas, config, self._generator(config)),
+        return final_tokens(denoise(self.denoiser, canvas, config, self._generator(config)),
                             on_step)
 
     def decode_reply(self, ids: Sequence[int], config: SampleConfig | None = None) -> str:

@@ -34,7 +34,7 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True,
             run.clear()
 
     for i, token in enumerate(ids):
-        if token == tok.eos_id and stop_at_eos:
+        if token in tok.end_ids and stop_at_eos:
             break
         if token == tok.mask_id:
             flush()

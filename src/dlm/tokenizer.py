@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dlm.errors import CheckpointError
 
@@ -28,6 +28,9 @@ PAD, MASK, BOS, EOS, USER, ASSISTANT = (
     "<|assistant|>",
 )
 SPECIAL_TOKENS = [PAD, MASK, BOS, EOS, USER, ASSISTANT]
+# Rainbow padding's cycle of distinct pad tokens (`DiffusionConfig.padding = "rainbow"`),
+# added after the vocabulary when a run asks for them; like eos, each ends a reply.
+RAINBOW = "<|pad_{}|>"
 ROLE_TOKENS = {"user": USER, "assistant": ASSISTANT}
 
 
@@ -59,7 +62,13 @@ class DLMTokenizer:
             missing = [t for t, i in zip(SPECIAL_TOKENS, ids, strict=True) if i is None]
             raise CheckpointError(f"tokenizer lacks special tokens {missing}; retrain it with dlm")
         self.pad_id, self.mask_id, self.bos_id, self.eos_id, self.user_id, self.assistant_id = ids
-        self.special_ids = frozenset(ids)
+        # the rainbow pads this vocabulary holds, in cycle order
+        self.pad_cycle: list[int] = []
+        while (found := tokenizer.token_to_id(RAINBOW.format(len(self.pad_cycle)))) is not None:
+            self.pad_cycle.append(found)
+        self.end_ids = [self.eos_id, *self.pad_cycle]
+        """Tokens that end a reply: eos, and the rainbow pads."""
+        self.special_ids = frozenset(ids + self.pad_cycle)
         # Markers of the chat template: never text, so the sampler never writes them.
         self.never_generated = (self.pad_id, self.bos_id, self.user_id, self.assistant_id)
 
@@ -86,6 +95,16 @@ class DLMTokenizer:
         if not path.is_file():
             raise CheckpointError(f"{path}: tokenizer file not found")
         return cls(Tokenizer.from_file(str(path)))
+
+    def with_rainbow(self, k: int) -> DLMTokenizer:
+        """This tokenizer with rainbow pad tokens 0..k-1 (added after the vocabulary if
+        missing; the ids of every other token are unchanged)."""
+        if len(self.pad_cycle) >= k:
+            return self
+        copy = Tokenizer.from_str(self.hf.to_str())
+        copy.add_special_tokens([AddedToken(RAINBOW.format(i), special=True)
+                                 for i in range(len(self.pad_cycle), k)])
+        return DLMTokenizer(copy)
 
     def save(self, path: str | Path) -> None:
         self.hf.save(str(path))
@@ -118,11 +137,10 @@ class DLMTokenizer:
         return text[1:] if whole and text.startswith(" ") else text
 
     def decode_response(self, ids: Sequence[int]) -> str:
-        """Text of a generated response: everything up to the first eos."""
+        """Text of a generated response: everything up to the first eos (or rainbow pad)."""
         ids = list(ids)
-        if self.eos_id in ids:
-            ids = ids[: ids.index(self.eos_id)]
-        return self.decode(ids)
+        end = next((i for i, t in enumerate(ids) if t in self.end_ids), len(ids))
+        return self.decode(ids[:end])
 
     # ------------------------------------------------------------------- chat
     def encode_prompt(self, history: Sequence[dict[str, str]],

@@ -200,6 +200,8 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
         paths, reports, train_ex = _write_splits(cfg, folder)
         if tokenizer is None:
             tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
+    if cfg.diffusion.padding == "rainbow":  # the pad tokens join the vocabulary
+        tokenizer = tokenizer.with_rainbow(cfg.diffusion.rainbow_pads)
     cache = shard_dir(folder, tokenizer)
     ensure_shards(paths, tokenizer, cache, say)
     shards = ShardSet.open(cache)
@@ -209,20 +211,66 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
             shards.train, cfg.batch_size, cfg.packed_len, cfg.short_seq_fraction, cfg.seed)
     else:
         sampler = ChatSampler(shards.train, cfg.batch_size, cfg.prompt_len, cfg.response_len,
-                              tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed)
+                              tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed,
+                              cfg.diffusion.padding, pad_cycle(cfg, tok))
     val = EncodedSet(torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long))
     if shards.validation is not None and len(shards.validation):
         val = validation_set(shards.validation, cfg.val_examples, cfg.prompt_len,
                              cfg.response_len, cfg.packed_len, tok.pad_id, tok.eos_id,
-                             cfg.drop_long)
+                             cfg.drop_long, cfg.diffusion.padding, pad_cycle(cfg, tok))
     return PreparedData(tok, sampler, val, reports, shards.meta["kind"], folder)
+
+
+def pad_cycle(cfg: TrainConfig, tok: DLMTokenizer) -> list[int]:
+    """The rainbow pad ids a run pads with (none unless its padding is rainbow)."""
+    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if cfg.diffusion.padding == "rainbow" \
+        else []
+
+
+def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
+    """ModelConfig fields a run sets whatever the model's origin: dropout, the length head."""
+    out: dict[str, Any] = {}
+    if cfg.dropout is not None:
+        out["dropout"] = cfg.dropout
+    if cfg.length_head:
+        out["length_classes"] = cfg.response_len
+    return out
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
     overrides = {"vocab_size": vocab_size, "causal": cfg.objective == "ar",
                  "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
-                 **cfg.model_overrides}
+                 **run_overrides(cfg), **cfg.model_overrides}
     return Transformer(model_preset(cfg.preset, **overrides))
+
+
+def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
+                say=lambda text: None) -> Transformer:
+    """A checkpoint's model made ready for this run, every trained weight kept: an AR
+    model becomes a shifted diffusion model (`--objective diffusion`), the vocabulary
+    grows for new special tokens (rainbow pads), dropout and a length head as the run
+    asks. New weights are initialised as in a fresh model."""
+    old = model.config
+    changes = run_overrides(cfg)
+    if old.causal and cfg.objective == "diffusion":
+        changes.update(causal=False, shift=True)
+        say("AR -> diffusion: full attention (annealed from causal over "
+            f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")
+    if vocab_size > old.vocab_size:
+        changes["vocab_size"] = vocab_size
+    if changes.get("length_classes", old.length_classes) == old.length_classes:
+        changes.pop("length_classes", None)
+    if not changes:
+        return model
+    new = Transformer(dataclasses.replace(old, **changes))
+    state = new.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name == "embed.weight":
+            state[name][: tensor.shape[0]] = tensor  # new rows keep their fresh init
+        elif name in state and state[name].shape == tensor.shape:
+            state[name] = tensor
+    new.load_state_dict(state)
+    return new
 
 
 # -------------------------------------------------------------------- the loop
@@ -252,13 +300,16 @@ class Trainer:
             self.model = ckpt.model
         elif cfg.init_from is not None:
             # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
-            ckpt = load_checkpoint(cfg.init_from)
+            ckpt = load_checkpoint(cfg.init_from, best=True)
             self.data = self._prepare(cfg, ckpt.tokenizer)
-            self.model = ckpt.model
-            if self.model.config.causal != (cfg.objective == "ar"):
-                kind = "causal (ar)" if self.model.config.causal else "bidirectional (diffusion)"
+            causal = ckpt.model.config.causal
+            if (causal and cfg.objective == "block") or (not causal and cfg.objective == "ar"):
+                kind = "causal (ar)" if causal else "bidirectional (diffusion)"
                 raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
                                   f"{cfg.objective} cannot start from it")
+            torch.manual_seed(cfg.seed)
+            self.model = adapt_model(ckpt.model, cfg, self.data.tokenizer.vocab_size,
+                                     self.reporter.on_note)
             need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
             if need > self.model.config.max_seq_len:
                 raise ConfigError(
@@ -268,6 +319,11 @@ class Trainer:
             self.data = self._prepare(cfg, None)
             torch.manual_seed(cfg.seed)
             self.model = build_model(cfg, self.data.tokenizer.vocab_size)
+        if cfg.anneal_steps and not self.model.config.shift:
+            raise ConfigError("anneal_steps is for a diffusion run started from an AR "
+                              "checkpoint (--init-from AR_CKPT); this model is not one")
+        if cfg.length_head and (cfg.objective != "diffusion" or self.data.kind != "chat"):
+            raise ConfigError("length_head needs chat data and --objective diffusion")
         if cfg.objective == "block":  # which lengths the blocks tile depends on the data
             check_block_size(cfg.block_size, (
                 {"prompt_len": cfg.prompt_len, "response_len": cfg.response_len}
@@ -291,11 +347,13 @@ class Trainer:
         self.sampler = self.data.sampler
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.step = 0
+        self.best: dict[str, float] | None = None  # the best validation so far: step, value
         if state is not None:
             self.load_optimizer(state["optimizer"])
             self.sampler.load_state_dict(state["sampler"])
             self.noise.set_state(state["noise_rng"])
             self.step = int(state["step"])
+            self.best = state.get("best")
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
@@ -366,9 +424,53 @@ class Trainer:
                                             noise=noise, normalizer=normalizer)
             ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
                                mask_id, draw=noise.drop_draw)
-            return diffusion_loss(model, ids, batch.maskable, batch.key_padding, self.schedule,
-                                  mask_id, d.eps, d.antithetic, noise=noise,
-                                  normalizer=normalizer)
+            maskable = batch.maskable
+            if self.model.config.shift:  # nothing precedes position 0 to predict it
+                maskable = maskable.clone()
+                maskable[:, 0] = False
+            out = diffusion_loss(self.denoiser(ids.shape[1]), ids, maskable, batch.key_padding,
+                                 self.schedule, mask_id, d.eps, d.antithetic, noise=noise,
+                                 normalizer=normalizer, token_weight=self.token_weight(batch))
+            if self.model.length_head is not None:
+                out.loss = out.loss + self.cfg.length_weight * self.length_loss(batch)
+            return out
+
+    def denoiser(self, width: int):
+        """What the diffusion loss calls: the engine, its logits aligned when the model is
+        shifted, and while annealing from AR the causal-OR-random attention mask."""
+        from dlm.diffusion.shift import Shifted, annealed_mask
+
+        if not self.model.config.shift:
+            return self.engine
+        shifted = Shifted(self.engine)
+        if self.step >= self.cfg.anneal_steps:
+            return shifted
+        mask = annealed_mask(width, self.step / self.cfg.anneal_steps, self.noise, self.device)
+        return lambda ids, key_padding, select: shifted(ids, key_padding, select,
+                                                        attn_mask=mask)
+
+    def token_weight(self, batch: Batch) -> torch.Tensor | None:
+        """eos_weight padding: the per-position loss weights (None in other modes)."""
+        from dlm.diffusion.padding import padding_weights
+
+        if self.cfg.diffusion.padding != "eos_weight" or self.data.kind != "chat":
+            return None
+        return padding_weights(batch.ids, batch.maskable, self.data.tokenizer.eos_id)
+
+    def length_loss(self, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of the length head on the prompt alone (the response is not shown,
+        as at sampling), summed over these rows and divided by the global batch's rows."""
+        import torch.nn.functional as F
+
+        from dlm.diffusion.padding import reply_lengths
+
+        P = int((~batch.maskable[0]).sum())  # prompt columns come first
+        prompt = batch.ids[:, :P]
+        padding = None if batch.key_padding is None else batch.key_padding[:, :P]
+        lengths = reply_lengths(batch.ids[:, P:], self.data.tokenizer.end_ids)
+        target = (lengths.clamp(1, self.model.config.length_classes) - 1)  # (B,)
+        logits = self.engine(prompt, padding, head="length").float()  # (B, classes)
+        return F.cross_entropy(logits, target, reduction="sum") / self.cfg.batch_size
 
     def train_step(self) -> dict[str, Any]:
         """One optimiser step over the global batch; returns loss and gradient norm as
@@ -384,8 +486,12 @@ class Trainer:
             group["lr"] = lr
         batch = self.sampler.next()  # the global batch, on the host
         noise = self.step_noise(batch)
-        target = batch.maskable[:, 1:] if cfg.objective == "ar" else batch.maskable
-        normalizer = max(int(target.sum()), 1)
+        shifted = cfg.objective == "ar" or self.model.config.shift  # position 0 not scored
+        target = batch.maskable[:, 1:] if shifted else batch.maskable
+        normalizer: float = max(int(target.sum()), 1)
+        weights = self.token_weight(batch) if cfg.objective == "diffusion" else None
+        if weights is not None:
+            normalizer = float(weights[batch.maskable].sum())
         pin = self.device.type == "cuda"
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -407,7 +513,8 @@ class Trainer:
                      if cfg.grad_clip > 0 else torch.zeros((), device=self.device))
         self.optimizer.step()
         self.step += 1
-        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel()}
+        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel(),
+                "epoch": round(self.sampler.epochs, 4)}
 
     def read_back(self, metrics: dict[str, Any]) -> dict[str, float]:
         """Device tensors to numbers (a host sync; a collective when distributed: every
@@ -422,11 +529,15 @@ class Trainer:
     def validation_nelbo(self) -> dict[str, float]:
         """Diffusion: the NELBO (4 draws of t) and its perplexity bound. AR: the exact NLL
         and perplexity, under the same keys' meaning (`val_nll`, `val_ppl`)."""
+        from dlm.evaluate import per_reply_token
+
+        tok = self.data.tokenizer
         if self.cfg.objective == "ar":
             with self.autocast():
-                nll = evaluate_ar_nll(self.model, self.data.val, self.data.tokenizer.pad_id,
+                nll = evaluate_ar_nll(self.model, self.data.val, tok.pad_id,
                                       self.cfg.batch_size, self.device)
-            return {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
+            return {"val_nll": nll, "val_ppl": math.exp(min(nll, 50)),
+                    "val_nll_reply": per_reply_token(nll, self.data.val, tok, "ar")}
         with self.autocast():
             nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
                                    batch_size=self.cfg.batch_size, draws=4,
@@ -434,7 +545,11 @@ class Trainer:
                                    device=self.device,
                                    block_size=self.cfg.block_size
                                    if self.cfg.objective == "block" else 0)
-        return {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
+        out = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
+        if self.data.kind == "chat":  # what compares across padding modes and with AR
+            out["val_nelbo_reply"] = per_reply_token(nelbo, self.data.val, tok,
+                                                     self.cfg.objective)
+        return out
 
     def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
         self.model.eval()
@@ -461,7 +576,8 @@ class Trainer:
         """Global state only (the sampler and noise are the same in every process), so a
         run resumes with any number of processes."""
         return {"step": self.step, "optimizer": self.full_optimizer_state(),
-                "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state()}
+                "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state(),
+                "best": self.best}
 
     def full_optimizer_state(self) -> dict[str, Any]:
         """The whole optimiser state keyed by parameter name (FSDP's shards gathered), so
@@ -490,15 +606,26 @@ class Trainer:
             whole.load_state_dict(state)
         return whole
 
-    def save(self) -> Path:
-        """Every process gathers (FSDP); process 0 writes the checkpoint, once."""
-        model, state = self.full_model(), self.train_state()
-        path = self.out_dir / "last"
+    def save(self, which: str = "last") -> Path:
+        """Every process gathers (FSDP); process 0 writes the checkpoint, once. `last/`
+        holds the training state to resume from; `best/` only the weights."""
+        model = self.full_model()
+        state = self.train_state() if which == "last" else None
+        path = self.out_dir / which
+        meta = {**self.meta(), "best": self.best}
         if self.world.is_main:
-            path = save_checkpoint(path, model, self.data.tokenizer, self.meta(), state)
+            path = save_checkpoint(path, model, self.data.tokenizer, meta, state)
             self.reporter.on_save(self.step, path)
         self.world.barrier()
         return path
+
+    def keep_if_best(self, ev: dict[str, float]) -> None:
+        """Write `best/` when the validation NELBO (AR: NLL) is the lowest so far."""
+        key = "val_nll" if "val_nll" in ev else "val_nelbo"
+        if key not in ev or (self.best is not None and ev[key] >= self.best["value"]):
+            return
+        self.best = {"step": self.step, "metric": key, "value": ev[key]}
+        self.save("best")
 
     def log(self, row: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -548,6 +675,7 @@ class Trainer:
                     if ev:
                         self.log({"step": self.step, **ev})
                         result.history.append({"step": self.step, **ev})
+                        self.keep_if_best(ev)
                     self.reporter.on_eval(self.step, ev, samples, self.data.tokenizer)
                 if last or (cfg.save_every and self.step % cfg.save_every == 0):
                     self.save()

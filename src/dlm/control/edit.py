@@ -86,7 +86,7 @@ def least_likely(lm, layout, positions: list[int], k: int) -> list[int]:
     index = torch.tensor(positions, device=lm.device)
     truth = rows[0, index]  # (N,)
     rows[torch.arange(len(positions)), index] = tok.mask_id
-    logits = lm.model(rows, None).float()  # (N, T, V)
+    logits = lm.denoiser(rows, None).float()  # (N, T, V)
     logits[..., tok.mask_id] = float("-inf")
     chosen = logits[torch.arange(len(positions)), index]  # (N, V)
     logp = chosen.log_softmax(-1).gather(-1, truth[:, None]).squeeze(-1)  # (N,)

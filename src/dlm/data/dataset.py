@@ -53,6 +53,8 @@ class EncodedSet:
     """Chat responses longer than the canvas that were cut to fit."""
     dropped: int = 0
     """Chat responses longer than the canvas that were left out (`drop_long`)."""
+    trim_eos: int | None = None
+    """`batch` padding: each batch's canvas is cut to its longest reply (ending in this eos)."""
 
     def __len__(self) -> int:
         return self.prompts.shape[0]
@@ -101,6 +103,10 @@ def make_batch(prompts: torch.Tensor, responses: torch.Tensor, pad_id: int) -> B
 
 def iter_batches(data: EncodedSet, batch_size: int, pad_id: int):
     """Every example once, in order (for validation)."""
+    from dlm.diffusion.padding import trim_to_longest
+
     for i in range(0, len(data), batch_size):
-        yield make_batch(data.prompts[i : i + batch_size], data.responses[i : i + batch_size],
-                         pad_id)
+        responses = data.responses[i : i + batch_size]
+        if data.trim_eos is not None:
+            responses = trim_to_longest(responses, data.trim_eos)
+        yield make_batch(data.prompts[i : i + batch_size], responses, pad_id)

@@ -27,6 +27,7 @@ import torch
 from dlm.data.dataset import Batch, EncodedSet, make_batch
 from dlm.data.example import Example
 from dlm.data.rows import row_examples
+from dlm.diffusion.padding import group_by_length, rainbow, trim_to_longest
 from dlm.errors import DataError
 from dlm.tokenizer import DLMTokenizer
 
@@ -185,9 +186,10 @@ class TokenShard:
 
 
 def gather_chats(shard: TokenShard, rows: np.ndarray | list[int], prompt_len: int,
-                 response_len: int, pad_id: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+                 response_len: int, pad_id: int, eos_id: int,
+                 pad_cycle: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts left-padded to `prompt_len` (keeping their last tokens) and responses cut
-    or padded with eos to `response_len`."""
+    or padded with eos to `response_len` (`pad_cycle`: rainbow padding after the eos)."""
     prompts = np.full((len(rows), prompt_len), pad_id, dtype=np.int64)
     responses = np.full((len(rows), response_len), eos_id, dtype=np.int64)
     for j, i in enumerate(rows):
@@ -197,7 +199,10 @@ def gather_chats(shard: TokenShard, rows: np.ndarray | list[int], prompt_len: in
         if len(prompt):
             prompts[j, prompt_len - len(prompt):] = prompt
         responses[j, : len(response)] = response
-    return torch.from_numpy(prompts), torch.from_numpy(responses)
+    responses_t = torch.from_numpy(responses)
+    if pad_cycle:
+        responses_t = rainbow(responses_t, eos_id, pad_cycle)
+    return torch.from_numpy(prompts), responses_t
 
 
 class ChatSampler:
@@ -209,8 +214,11 @@ class ChatSampler:
     """
 
     def __init__(self, shard: TokenShard, batch_size: int, prompt_len: int, response_len: int,
-                 pad_id: int, eos_id: int, drop_long: bool = False, seed: int = 0):
+                 pad_id: int, eos_id: int, drop_long: bool = False, seed: int = 0,
+                 padding: str = "eos", pad_cycle: list[int] | None = None):
         self.shard, self.batch_size, self.seed = shard, batch_size, seed
+        # "batch": batches of similar reply lengths, each padded to its longest only
+        self.padding, self.pad_cycle = padding, pad_cycle if padding == "rainbow" else None
         self.prompt_len, self.response_len, self.pad_id, self.eos_id = (
             prompt_len, response_len, pad_id, eos_id)
         too_long = shard.response_lengths() > response_len
@@ -228,7 +236,18 @@ class ChatSampler:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self), generator=g)
+        order = torch.randperm(len(self), generator=g)
+        if self.padding == "batch":
+            lengths = torch.from_numpy(self.shard.response_lengths())
+            if self.rows is not None:
+                lengths = lengths[torch.from_numpy(self.rows)]
+            order = group_by_length(order, lengths, self.batch_size, g)
+        return order
+
+    @property
+    def epochs(self) -> float:
+        """Passes over the training examples so far (fractional)."""
+        return self.epoch + self.cursor / max(len(self), 1)
 
     def next(self) -> Batch:
         picked: list[torch.Tensor] = []
@@ -244,7 +263,9 @@ class ChatSampler:
         order = torch.cat(picked).numpy()
         rows = self.rows[order] if self.rows is not None else order
         prompts, responses = gather_chats(self.shard, rows, self.prompt_len, self.response_len,
-                                          self.pad_id, self.eos_id)
+                                          self.pad_id, self.eos_id, self.pad_cycle)
+        if self.padding == "batch":
+            responses = trim_to_longest(responses, self.eos_id)
         return make_batch(prompts, responses, self.pad_id)
 
     def state_dict(self) -> dict[str, int]:
@@ -286,6 +307,11 @@ class PackedSampler:
         ids = torch.from_numpy(ids)
         return Batch(ids, torch.ones_like(ids, dtype=torch.bool), None)
 
+    @property
+    def epochs(self) -> float:
+        """Tokens drawn so far over the stream's tokens (windows overlap at random)."""
+        return self.drawn * self.batch_size * self.seq_len / max(self.shard.n_tokens, 1)
+
     def state_dict(self) -> dict[str, int]:
         return {"drawn": self.drawn}
 
@@ -294,8 +320,11 @@ class PackedSampler:
 
 
 def validation_set(shard: TokenShard, limit: int, prompt_len: int, response_len: int,
-                   seq_len: int, pad_id: int, eos_id: int, drop_long: bool) -> EncodedSet:
-    """The first `limit` validation examples (chat) or `seq_len` windows (text) as tensors."""
+                   seq_len: int, pad_id: int, eos_id: int, drop_long: bool,
+                   padding: str = "eos", pad_cycle: list[int] | None = None) -> EncodedSet:
+    """The first `limit` validation examples (chat) or `seq_len` windows (text) as tensors,
+    padded as training pads them (`batch`: sorted by reply length, each batch cut to its
+    longest reply)."""
     if shard.kind == "text":
         n = min(limit, shard.n_tokens // seq_len)
         windows = np.asarray(shard.tokens[: n * seq_len], dtype=np.int64).reshape(n, seq_len)
@@ -303,10 +332,14 @@ def validation_set(shard: TokenShard, limit: int, prompt_len: int, response_len:
     lengths = shard.response_lengths()
     rows = np.flatnonzero(lengths <= response_len) if drop_long else np.arange(len(shard))
     rows = rows[:limit]
-    prompts, responses = gather_chats(shard, rows, prompt_len, response_len, pad_id, eos_id)
+    if padding == "batch":
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+    prompts, responses = gather_chats(shard, rows, prompt_len, response_len, pad_id, eos_id,
+                                      pad_cycle if padding == "rainbow" else None)
     too_long = int((lengths[rows] > response_len).sum())
     return EncodedSet(prompts, responses, truncated=too_long,
-                      dropped=int((lengths > response_len).sum()) if drop_long else 0)
+                      dropped=int((lengths > response_len).sum()) if drop_long else 0,
+                      trim_eos=eos_id if padding == "batch" else None)
 
 
 @dataclass
