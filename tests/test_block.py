@@ -169,7 +169,7 @@ def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
     assert isinstance(reply[0], str)
     from dlm.eval_report import held_out
 
-    val, _, _ = held_out(lm, None, 16)
+    val, _, _, _ = held_out(lm, None, 16)
     assert likelihood(lm, val, draws=2).is_bound
     with pytest.raises(ConfigError, match="block diffusion"):
         lm.infill("a [MASK] b")

@@ -50,3 +50,15 @@ def test_bits_per_byte_and_standard_error():
     assert bits_per_byte(math.log(2), 100, 50) == pytest.approx(2.0)
     mean, se = mean_and_stderr([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
+
+
+def test_unigram_f1_and_bleu_2_against_references():
+    from dlm.metrics import bleu_2, unigram_f1
+
+    # "I am fine." vs "I'm fine, thanks": overlap {fine} -> P 1/3, R 1/3 (i'm, fine, thanks)
+    assert unigram_f1(["I am fine."], ["I'm fine, thanks"]) == pytest.approx(1 / 3)
+    assert unigram_f1(["", "Yes, yes."], ["Sure.", "yes"]) == pytest.approx((0 + 2 / 3) / 2)
+    assert bleu_2(["the cat sat"], ["the cat sat"]) == pytest.approx(100.0)
+    assert bleu_2(["dog"], ["the cat sat"]) == 0.0
+    with pytest.raises(ValueError, match="references"):
+        unigram_f1(["a"], [])

@@ -53,3 +53,19 @@ def test_save_and_load_give_the_same_ids(tok, tmp_path):
     text = "how are you doing, friend? ünïcödé"
     assert again.encode(text) == tok.encode(text)
     assert again.vocab_size == tok.vocab_size
+
+
+def test_rainbow_pads_join_after_the_vocabulary_and_end_a_reply(tok):
+    from dlm.tokenizer import DLMTokenizer
+
+    with_pads = tok.with_rainbow(3)
+    assert with_pads.vocab_size == tok.vocab_size + 3
+    assert with_pads.pad_cycle == list(range(tok.vocab_size, tok.vocab_size + 3))
+    assert with_pads.encode("hello there") == tok.encode("hello there")
+    assert with_pads.with_rainbow(3) is with_pads and tok.pad_cycle == []
+    ids = with_pads.encode("hello") + [with_pads.pad_cycle[1]] + with_pads.encode("there")
+    assert with_pads.decode_response(ids) == "hello"
+    assert "<|pad_" not in with_pads.decode(ids)
+    # saved and loaded, the cycle is found again
+    round_trip = DLMTokenizer(type(tok.hf).from_str(with_pads.hf.to_str()))
+    assert round_trip.pad_cycle == with_pads.pad_cycle

@@ -87,3 +87,22 @@ def test_metrics_also_go_to_tensorboard_when_it_is_installed(tmp_path, pairs_tsv
     off = tiny_train_config(tmp_path / "off", pairs_tsv, max_steps=1, tensorboard=False)
     train(off)
     assert not (tmp_path / "off" / "tensorboard").exists()
+
+
+def test_the_best_validation_checkpoint_is_kept_beside_the_last(tmp_path, pairs_tsv):
+    """best/ is written whenever the validation NELBO improves; loading a run for sampling
+    takes it, resuming takes last/ (with the best so far in its training state)."""
+    cfg = tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=8, eval_every=2,
+                            save_every=4, lr=0.05)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    evals = [r for r in rows if "val_nelbo" in r and r["step"] > 0]
+    best = min(evals, key=lambda r: r["val_nelbo"])
+    meta = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert meta["best"]["step"] == best["step"] == meta["step"]
+    assert not (tmp_path / "run" / "best" / "train_state.pt").exists()
+    lm = DiffusionLM.load(tmp_path / "run", "cpu")
+    assert lm.source.name == "best" and f"step {best['step']}" in lm.source_note()
+    assert load_checkpoint(tmp_path / "run").path.name == "last"
+    assert DiffusionLM.load(tmp_path / "run", "cpu", best=False).source.name == "last"
+    assert all("epoch" in r for r in rows if "loss" in r)

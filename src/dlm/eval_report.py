@@ -33,11 +33,14 @@ class EvalReport:
     examples: list[dict[str, str]] = field(default_factory=list)
     suite: dict[str, dict] = field(default_factory=dict)
     """The fixed suite's results per category (`dlm.quality.run_suite`)."""
+    length_head: dict[str, float] = field(default_factory=dict)
+    """The length head's accuracy on validation (`dlm.evaluate.length_accuracy`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**self.meta, "likelihood": dataclasses.asdict(self.likelihood),
                 "sweep": [dataclasses.asdict(q) for q in self.sweep],
-                "diversity": self.diversity, "examples": self.examples, "suite": self.suite}
+                "diversity": self.diversity, "examples": self.examples, "suite": self.suite,
+                "length_head": self.length_head}
 
     def markdown(self) -> str:
         m, lk = self.meta, self.likelihood
@@ -54,12 +57,20 @@ class EvalReport:
                  f"| bits per byte | {lk.bits_per_byte:.4f} |",
                  f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |", "",
                  "| steps | gen. PPL | entropy | distinct-1 | distinct-2 | repetition | "
-                 "words | ends with eos |", "|---|---|---|---|---|---|---|---|"]
+                 "words | empty | unigram F1 | BLEU-2 | ends with eos |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for q in self.sweep:
             ppl = f"{q.gen_ppl:.1f}" if q.gen_ppl is not None else "—"
+            f1 = f"{q.f1:.3f}" if q.f1 is not None else "—"
+            bleu = f"{q.bleu_2:.2f}" if q.bleu_2 is not None else "—"
             lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
                          f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "
-                         f"{q.ends_with_eos:.0%} |")
+                         f"{q.empty:.1%} | {f1} | {bleu} | {q.ends_with_eos:.0%} |")
+        if self.length_head:
+            h = self.length_head
+            lines += ["", f"Length head on {h['examples']} validation replies (mean "
+                      f"{h['mean_true_length']:.1f} tokens): exact {h['exact']:.1%}, within ±2 "
+                      f"tokens {h['within_2']:.1%}, mean absolute error {h['mae']:.2f} tokens."]
         if self.suite:
             lines += ["", "| suite category | replies | mean words | ends with eos | gen. PPL "
                       "| score |", "|---|---|---|---|---|---|"]
@@ -114,17 +125,20 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     with tempfile.TemporaryDirectory(prefix="dlm-eval-") as tmp:
         cfg.out_dir = tmp  # files are split and tokenized here, never into the run directory
         prepared = prepare_data(cfg, lm.tokenizer)
-        histories = [ex.messages[:-1] for ex in
-                     read_jsonl_examples(prepared.folder / "validation.jsonl")
-                     if ex.messages is not None][:val_examples]
-    return prepared.val, histories, cfg
+        chats = [ex.messages for ex in read_jsonl_examples(prepared.folder / "validation.jsonl")
+                 if ex.messages is not None][:val_examples]
+    histories = [m[:-1] for m in chats]
+    references = [m[-1]["content"] for m in chats]
+    return prepared.val, histories, references, cfg
 
 
 def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path | None = None,
              prompts: int = 100, draws: int = 8, val_examples: int = 1000,
              sweep: list[int] | None = None, diversity_samples: int = 8,
-             device: str = "auto") -> EvalReport:
-    """Evaluate one checkpoint; see the module docstring."""
+             device: str = "auto", config: SampleConfig | None = None) -> EvalReport:
+    """Evaluate one checkpoint; see the module docstring. `config`: the decoding settings
+    of the sweep (its steps replaced by each of the sweep's; default greedy, the model's
+    canvas)."""
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
@@ -133,20 +147,23 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
         from dlm.errors import ConfigError
 
         raise ConfigError(f"{judge}: the judge must be an AR model (dlm train --objective ar)")
-    val, histories, cfg = held_out(lm, data, val_examples)
+    val, histories, references, cfg = held_out(lm, data, val_examples)
     lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
                     cfg.diffusion.eps)
-    histories = histories[:prompts]
+    histories, references = histories[:prompts], references[:prompts]
     length = lm.default_length
+    base = config or SampleConfig(length=length)
     steps_list = [length] if lm.objective == "ar" else (sweep or steps_sweep(length))
     rows, examples = [], []
     for steps in steps_list:
-        quality, replies = generation_quality(lm, histories, SampleConfig(length=length,
-                                                                          steps=steps), judge_lm)
+        quality, replies = generation_quality(lm, histories,
+                                              dataclasses.replace(base, steps=steps), judge_lm,
+                                              references=references)
         rows.append(quality)
         if steps == steps_list[-1]:
-            examples = [{"prompt": h[-1]["content"], "reply": r}
-                        for h, r in zip(histories[:10], replies[:10], strict=False)]
+            examples = [{"prompt": h[-1]["content"], "reply": r, "reference": ref}
+                        for h, r, ref in zip(histories[:10], replies[:10], references[:10],
+                                             strict=False)]
     diversity = {}
     if histories and diversity_samples >= 2:
         config = SampleConfig(length=length, steps=min(length, 16), temperature=1.0, seed=0)
@@ -162,4 +179,9 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
-    return EvalReport(meta, lk, rows, diversity, examples, suite)
+    head = {}
+    if lm.objective == "diffusion" and getattr(lm.model, "length_head", None) is not None:
+        from dlm.evaluate import length_accuracy
+
+        head = length_accuracy(lm, val, cfg.batch_size)
+    return EvalReport(meta, lk, rows, diversity, examples, suite, head)

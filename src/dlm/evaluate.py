@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlm.data import EncodedSet, iter_batches
+from dlm.data import EncodedSet, iter_batches, make_batch
 from dlm.diffusion import Schedule, block_diffusion_loss, diffusion_loss
 from dlm.diffusion.padding import reply_lengths
 from dlm.diffusion.shift import as_denoiser
@@ -126,3 +126,24 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
     return Likelihood(lm.objective, nll, stderr, k, math.exp(min(nll, 50)),
                       lm.objective != "ar", bits_per_byte(nll, tokens, text_bytes), tokens,
                       text_bytes)
+
+
+@torch.no_grad()
+def length_accuracy(lm, data: EncodedSet, batch_size: int = 64) -> dict[str, float]:
+    """How well the length head predicts the held-out replies' token lengths (from the
+    prompts alone, argmax): exact, within 2 tokens, and the mean absolute error."""
+    tok, classes = lm.tokenizer, lm.model.config.length_classes
+    truth = reply_lengths(data.responses, tok.end_ids).clamp(1, classes)  # (N,)
+    guesses = []
+    for i in range(0, len(data), batch_size):
+        batch = make_batch(data.prompts[i : i + batch_size], data.responses[i : i + batch_size],
+                           tok.pad_id)
+        P = int((~batch.maskable[0]).sum())
+        padding = None if batch.key_padding is None else batch.key_padding[:, :P]
+        guesses.append(lm.predict_lengths(batch.ids[:, :P].to(lm.device),
+                                          None if padding is None else padding.to(lm.device)))
+    error = (torch.cat(guesses).cpu() - truth).abs().float()
+    return {"exact": float((error == 0).float().mean()),
+            "within_2": float((error <= 2).float().mean()),
+            "mae": float(error.mean()), "examples": int(truth.numel()),
+            "mean_true_length": float(truth.float().mean())}

@@ -12,11 +12,17 @@ Each is defined so a hand-computed case can check it (see tests/test_metrics.py)
   earlier in the same reply, averaged over replies.
 - `bits_per_byte`: nats per token turned into bits per UTF-8 byte, so models with
   different tokenizers compare.
+- `unigram_f1`: relevance to the reference reply: the F1 of the reply's and the
+  reference's word multisets (lowercased, punctuation stripped; SQuAD's token F1),
+  averaged over replies; an empty reply scores 0.
+- `bleu_2`: corpus BLEU with 1- and 2-grams of the replies against the references
+  (sacrebleu, 0-100).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -86,3 +92,34 @@ def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
     if len(values) < 2:
         return mean, float("nan")
     return mean, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercased words with punctuation stripped (what relevance compares)."""
+    return [w for w in re.sub(r"[^\w\s']", " ", text.lower()).split() if w.strip("'")]
+
+
+def f1_of(reply: str, reference: str) -> float:
+    ours, theirs = Counter(content_words(reply)), Counter(content_words(reference))
+    overlap = sum((ours & theirs).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(ours.values()), overlap / sum(theirs.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def unigram_f1(replies: Sequence[str], references: Sequence[str]) -> float:
+    """Mean word-overlap F1 of each reply with its reference."""
+    if len(replies) != len(references):
+        raise ValueError(f"{len(replies)} replies for {len(references)} references")
+    scores = [f1_of(r, ref) for r, ref in zip(replies, references, strict=True)]
+    return statistics.fmean(scores) if scores else 0.0
+
+
+def bleu_2(replies: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU-2 (sacrebleu, 0-100) of the replies against one reference each."""
+    from sacrebleu.metrics import BLEU
+
+    if len(replies) != len(references):
+        raise ValueError(f"{len(replies)} replies for {len(references)} references")
+    return BLEU(max_ngram_order=2).corpus_score(list(replies), [list(references)]).score

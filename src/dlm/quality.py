@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dlm.config import SampleConfig
-from dlm.metrics import distinct_n, repetition_rate, unigram_entropy, words
+from dlm.metrics import bleu_2, distinct_n, repetition_rate, unigram_entropy, unigram_f1, words
 
 
 @dataclass
@@ -39,6 +39,12 @@ class Quality:
     """Share of replies whose canvas holds an eos (the reply ended, was not cut)."""
     seconds: float = 0.0
     """Wall time of generating the replies (judging excluded)."""
+    empty: float = 0.0
+    """Share of replies with no word."""
+    f1: float | None = None
+    """Unigram F1 against the reference replies (relevance; None without references)."""
+    bleu_2: float | None = None
+    """Corpus BLEU-2 against the reference replies (None without references)."""
 
 
 @torch.no_grad()
@@ -71,8 +77,10 @@ def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str]
 
 def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleConfig,
                        judge=None, batch_size: int = 32, on_step=None,
+                       references: Sequence[str] | None = None,
                        ) -> tuple[Quality, list[str]]:
-    """Reply to every history with `config` and measure the replies."""
+    """Reply to every history with `config` and measure the replies (against the human
+    `references` too, when given: unigram F1 and BLEU-2)."""
     tok = lm.tokenizer
     replies, canvases = [], []
     started = time.perf_counter()
@@ -92,8 +100,11 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         distinct_1=distinct_n(replies, 1), distinct_2=distinct_n(replies, 2),
         repetition=repetition_rate(replies),
         mean_words=sum(len(words(r)) for r in replies) / max(len(replies), 1),
-        ends_with_eos=sum(tok.eos_id in c for c in canvases) / max(len(canvases), 1),
-        seconds=seconds)
+        ends_with_eos=sum(any(t in tok.end_ids for t in c) for c in canvases)
+        / max(len(canvases), 1),
+        seconds=seconds, empty=sum(not words(r) for r in replies) / max(len(replies), 1),
+        f1=None if references is None else unigram_f1(replies, references),
+        bleu_2=None if references is None else bleu_2(replies, references))
     return quality, replies
 
 

@@ -175,7 +175,7 @@ def run_sweep(ckpt, judge=None, prompts: int = 128, configs: list[SampleConfig] 
     judge_lm = DiffusionLM.load(judge, device) if judge else None
     if judge_lm is not None and judge_lm.objective != "ar":
         raise ConfigError(f"{judge}: the judge must be an AR model (dlm train --objective ar)")
-    _, histories, _ = held_out(lm, data, prompts)
+    _, histories, _, _ = held_out(lm, data, prompts)
     histories = histories[:prompts]
     configs = configs or sweep_grid(32, ["low_confidence"], [4, 8, 16, 32], [0.0], [0.9])
     first = configs[0]

@@ -22,7 +22,7 @@ def bf16_accuracy(ckpt: str, device: torch.device, val_examples: int = 500,
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, str(device))
-    val, histories, _ = held_out(lm, None, val_examples)
+    val, histories, _, _ = held_out(lm, None, val_examples)
     histories = histories[:prompts]
     config = SampleConfig(length=lm.default_length, steps=16, eos="defer")
     results = {}

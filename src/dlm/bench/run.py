@@ -30,7 +30,7 @@ def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
         from dlm.pipeline import DiffusionLM
 
         lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
-        _, histories, _ = held_out(lm, None, n_prompts)
+        _, histories, _, _ = held_out(lm, None, n_prompts)
         if len(histories) < n_prompts:
             raise ConfigError(f"{ckpt}: {len(histories)} held-out prompts, "
                               f"{n_prompts} needed for the largest batch")
