@@ -276,3 +276,31 @@ def test_threshold_with_deferred_eos_commits_words_first_then_the_sure_eos_at_on
     states = run(config, denoiser=eos_sure_but_two, eos_id=EOS)
     assert committed_per_step(states) == [1, 1, 4]  # a word, a word, then every eos
     assert (states[2].tokens[:, 3:5] == 5).all() and (states[-1].tokens[:, 5:] == EOS).all()
+
+
+def test_repetition_penalty_and_no_repeat_ngrams_are_pure_functions():
+    from dlm.sampling.rules import penalise_repeats, repeated_ngram_bans, seen_tokens
+
+    seen = seen_tokens(torch.tensor([[1, 3, -1, 9]]), 5, exempt=(3,))
+    assert seen.tolist() == [[False, True, False, False, False]]  # 9 is out of range, 3 exempt
+    logits = torch.tensor([[1.0, 2.0, -2.0, 0.5, 0.0]])
+    out = penalise_repeats(logits, seen_tokens(torch.tensor([[1, 2]]), 5), 2.0)
+    assert out.tolist() == [[1.0, 1.0, -4.0, 0.5, 0.0]]
+    # "a b a" then b would repeat the bigram (a, b)
+    bans = repeated_ngram_bans([[7, 8, 7], [7, 8]], 2, 10)
+    assert bans[0].nonzero().flatten().tolist() == [8] and not bans[1].any()
+    assert repeated_ngram_bans([[1, 2, 3]], 1, 5)[0].nonzero().flatten().tolist() == [1, 2, 3]
+
+
+def test_diffusion_refuses_no_repeat_ngrams(tiny_model, tok):
+    from dlm.errors import ConfigError
+    from dlm.sampling import reply_canvas
+
+    canvas = reply_canvas(torch.tensor([[tok.bos_id]]), None, 4, tok.mask_id, tok.eos_id)
+    with pytest.raises(ConfigError, match="no_repeat_ngram"):
+        list(denoise(tiny_model, canvas, SampleConfig(length=4, steps=2, no_repeat_ngram=2)))
+    steps = list(denoise(tiny_model, canvas, SampleConfig(length=4, steps=4,
+                                                          repetition_penalty=1e6)))
+    reply = steps[-1].tokens[0, 1:].tolist()
+    words = [t for t in reply if t != tok.eos_id]
+    assert len(words) == len(set(words))  # a huge penalty never repeats a committed id

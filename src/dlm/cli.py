@@ -58,6 +58,8 @@ SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
     ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
     ("cache", str, "none", "Fast-dLLM key/value reuse per block: none, prefix, dual "
                            "(approximate; use with --block-length)."),
+    ("repetition_penalty", float, 1.0, "Penalty on ids already in the reply (1 = off)."),
+    ("no_repeat_ngram", int, 0, "AR: never repeat an n-gram of this size (0 = off)."),
     ("seed", int | None, None, "Seed for reproducible samples."),
     ("trace", bool, False, "Show every denoising step."),
     ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),

@@ -154,10 +154,20 @@ class SampleConfig:
     """Fast-dLLM key/value reuse within a block (use with `block_length`): none; prefix
     (the prompt and finished blocks are read from a cache refreshed once per block);
     dual (the masked blocks after this one too). Approximate: faster, at a measured cost."""
+    repetition_penalty: float = 1.0
+    """CTRL's penalty on ids already in the reply (1 = off): their logits are divided by
+    it (multiplied when negative). Diffusion: the ids committed so far; AR: those
+    written so far. eos is exempt."""
+    no_repeat_ngram: int = 0
+    """AR only: never write an n-gram of this size twice in a reply (0 = off)."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
     def __post_init__(self) -> None:
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(f"no_repeat_ngram must be >= 0, got {self.no_repeat_ngram}")
         if self.length != "auto" and (not isinstance(self.length, int) or self.length < 1):
             raise ConfigError(f"length must be a number of tokens >= 1 or 'auto', got "
                               f"{self.length!r}")

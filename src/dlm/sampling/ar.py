@@ -12,7 +12,13 @@ import torch
 
 from dlm.config import SampleConfig
 from dlm.model import Transformer
-from dlm.sampling.rules import sample_tokens, score_low_confidence
+from dlm.sampling.rules import (
+    penalise_repeats,
+    repeated_ngram_bans,
+    sample_tokens,
+    score_low_confidence,
+    seen_tokens,
+)
 from dlm.sampling.sampler import Step
 
 
@@ -43,6 +49,14 @@ def ar_decode(
         logits[:, mask_id] = float("-inf")  # the mask token is never text
         if config.eos == "ban":  # the reply runs to exactly `length` tokens
             logits[:, eos_id] = float("-inf")
+        if config.repetition_penalty != 1.0:
+            logits = penalise_repeats(logits, seen_tokens(canvas[:, :i], logits.shape[-1],
+                                                          (eos_id,)), config.repetition_penalty)
+        if config.no_repeat_ngram:
+            bans = repeated_ngram_bans(canvas[:, :i].tolist(), config.no_repeat_ngram,
+                                       logits.shape[-1], logits.device)
+            bans[:, eos_id] = False  # a reply may always end
+            logits = logits.masked_fill(bans, float("-inf"))
         tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
                                       generator)  # (B,), (B, V)
         tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)

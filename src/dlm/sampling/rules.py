@@ -48,6 +48,47 @@ def sample_tokens(
     return tokens, probs
 
 
+def seen_tokens(tokens: torch.Tensor, vocab: int, exempt: tuple[int, ...] = ()) -> torch.Tensor:
+    """(B, V) bool: which ids occur in each row of `tokens` (B, N) (ids outside [0, V)
+    and the `exempt` ones, such as eos, never count)."""
+    valid = (tokens >= 0) & (tokens < vocab)
+    seen = torch.zeros(tokens.shape[0], vocab + 1, dtype=torch.bool, device=tokens.device)
+    seen.scatter_(1, torch.where(valid, tokens, vocab).long(), True)
+    seen = seen[:, :vocab]
+    if exempt:
+        seen[:, list(exempt)] = False
+    return seen
+
+
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: the logit of every id already in the reply is divided by
+    `penalty` when positive and multiplied by it when negative. logits (B, V) or
+    (B, W, V); seen (B, V) bool."""
+    if penalty == 1.0:
+        return logits
+    if logits.dim() == 3:
+        seen = seen[:, None, :]
+    scaled = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, scaled, logits)
+
+
+def repeated_ngram_bans(history: list[list[int]], n: int, vocab: int,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, V) bool: the ids that would complete an n-gram already in each row's
+    `history` (left-to-right decoding's no-repeat-n-gram rule)."""
+    banned = torch.zeros(len(history), vocab, dtype=torch.bool, device=device)
+    if n < 1:
+        return banned
+    for b, row in enumerate(history):
+        if len(row) < n - 1:
+            continue
+        prefix = tuple(row[len(row) - n + 1 :]) if n > 1 else ()
+        for i in range(len(row) - n + 1):
+            if tuple(row[i : i + n - 1]) == prefix:
+                banned[b, row[i + n - 1]] = True
+    return banned
+
+
 # --- scores: higher means "commit me sooner" -----------------------------------------
 Score = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], torch.Tensor]
 

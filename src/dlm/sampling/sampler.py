@@ -16,14 +16,17 @@ from dataclasses import dataclass
 import torch
 
 from dlm.config import SampleConfig
+from dlm.errors import ConfigError
 from dlm.sampling.cache import CachedDenoiser
 from dlm.sampling.rules import (
     block_budgets,
     bottom_k_mask,
     get_rule,
+    penalise_repeats,
     remask_count,
     sample_tokens,
     score_low_confidence,
+    seen_tokens,
     top_k_mask,
 )
 
@@ -141,6 +144,9 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     again, at a rate that decays to zero by the block's last step.
     """
     rule = get_rule(config.rule)
+    if config.no_repeat_ngram:
+        raise ConfigError("no_repeat_ngram is for left-to-right (AR) decoding; a diffusion "
+                          "reply has no order to ban n-grams in (use repetition_penalty)")
     if config.cache != "none":
         denoiser = CachedDenoiser(denoiser, config.cache)
     mask_id, eos_id = canvas.mask_id, canvas.eos_id
@@ -181,6 +187,11 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
             if ban_eos:
                 logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:hi],
                                                                       float("-inf"))
+            if config.repetition_penalty != 1.0:  # ids already committed in the reply
+                committed = tokens[:, canvas.start:].masked_fill(~filled[:, canvas.start:], -1)
+                logits = penalise_repeats(logits, seen_tokens(
+                    committed, logits.shape[-1], () if eos_id is None else (eos_id,)),
+                    config.repetition_penalty)
             window, probs = sample_tokens(logits, config.temperature, config.top_k,
                                           config.top_p, generator)  # (B, W), (B, W, V)
             window_scores = rule.score(window, probs, generator)
