@@ -9,7 +9,9 @@ AR's exact NLL: see `dlm.diffusion.padding`), then replies to `--prompts` valida
 prompts spread evenly over the split (every k-th), scored by the separately trained
 AR judge (never one of the compared runs): judged perplexity, unigram entropy,
 distinct-2, mean words, the share of empty replies, unigram F1 and BLEU-2 against the
-human reply. Each diffusion run is decoded with every `--eos` mode asked for.
+human reply. Each run is decoded with every setting of `--decode` (a JSON list of
+SampleConfig fields; default: greedy with eos allow, then defer; a run with a length
+head sizes its canvas with it), AR runs with the settings that apply to AR.
 """
 
 from __future__ import annotations
@@ -45,25 +47,32 @@ def spread(items: list, n: int) -> list:
     return items[::step][:n]
 
 
-def measure(run: Path, judge: DiffusionLM, prompts: int, eos_modes: list[str],
+AR_FIELDS = {"temperature", "top_p", "top_k", "repetition_penalty", "no_repeat_ngram", "seed"}
+
+
+def measure(run: Path, judge: DiffusionLM, prompts: int, decodes: list[dict],
             steps: int | None) -> list[dict]:
     lm = DiffusionLM.load(run, "cpu")
     _, histories, references, _ = held_out(lm, None, 100_000)
     histories, references = spread(histories, prompts), spread(references, prompts)
     val = validation_rows(run)
-    out = []
-    modes = ["allow"] if lm.objective == "ar" else eos_modes
-    for eos in modes:
-        config = SampleConfig(length=lm.default_length, steps=steps or lm.default_length,
-                              eos=eos)
+    out, seen = [], set()
+    for decode in decodes:
+        if lm.objective == "ar":  # diffusion-only settings do not apply
+            decode = {k: v for k, v in decode.items() if k in AR_FIELDS}
+        if json.dumps(decode, sort_keys=True) in seen:
+            continue
+        seen.add(json.dumps(decode, sort_keys=True))
+        fields = {"length": lm.default_length, "steps": steps or lm.default_length, **decode}
         if lm.objective == "diffusion" and lm.model.length_head is not None:
-            config = dataclasses.replace(config, length="auto")
+            fields["length"] = decode.get("length", "auto")
+        config = SampleConfig(**fields)
         started = time.perf_counter()
         quality, replies = generation_quality(lm, histories, config, judge,
                                               references=references)
         out.append({
             "run": run.name, "checkpoint": str(lm.source), "objective": lm.objective,
-            "eos": eos, "length": config.length, "steps": config.steps,
+            "decode": decode, "length": config.length, "steps": config.steps,
             "parameters": lm.model.num_parameters(),
             "best_step": val["best"]["step"], "last_step": val["last"]["step"],
             "val_reply_best": val["best"].get("val_nelbo_reply", val["best"].get("val_nll_reply")),
@@ -78,6 +87,10 @@ def measure(run: Path, judge: DiffusionLM, prompts: int, eos_modes: list[str],
     return out
 
 
+def label(decode: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in decode.items()) or "greedy"
+
+
 def epochs_at(run: Path, step: int) -> float | None:
     for line in (run / "metrics.jsonl").open():
         row = json.loads(line)
@@ -90,13 +103,13 @@ def markdown(rows: list[dict], command: str, device: str) -> str:
     human = rows[0]["human_words"]
     lines = [f"Command: `{command}`", "", f"Machine: {device}; torch {torch.__version__}.",
              f"Human replies: {human:.1f} words on average over the same prompts.", "",
-             "| run | eos | kept step / last | val nats per reply token (kept / last) | "
+             "| run | decoding | kept step / last | val nats per reply token (kept / last) | "
              "judged PPL | entropy | distinct-2 | words | empty | unigram F1 | BLEU-2 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = r["quality"]
         lines.append(
-            f"| {r['run']} | {r['eos']} | {r['best_step']} / {r['last_step']} | "
+            f"| {r['run']} | {label(r['decode'])} | {r['best_step']} / {r['last_step']} | "
             f"{r['val_reply_best']:.3f} / {r['val_reply_last']:.3f} | {q['gen_ppl']:.1f} | "
             f"{q['entropy']:.2f} | {q['distinct_2']:.3f} | {q['mean_words']:.1f} | "
             f"{q['empty']:.1%} | {q['f1']:.3f} | {q['bleu_2']:.2f} |")
@@ -104,7 +117,8 @@ def markdown(rows: list[dict], command: str, device: str) -> str:
     for i, ex in enumerate(rows[0]["examples"]):
         lines.append(f"- **{ex['prompt'][:120]}** (human: {ex['reference'][:100]})")
         for r in rows:
-            lines.append(f"  - {r['run']} / {r['eos']}: {r['examples'][i]['reply'][:140]!r}")
+            lines.append(f"  - {r['run']} / {label(r['decode'])}: "
+                         f"{r['examples'][i]['reply'][:140]!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -113,7 +127,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--judge", type=Path, required=True)
     parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--eos", action="append", default=None)
+    parser.add_argument("--decode", default='[{"eos": "allow"}, {"eos": "defer"}]',
+                        help="JSON list of SampleConfig fields, one row per setting")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -122,11 +137,11 @@ def main() -> None:
         raise SystemExit("the judge must be an AR run that is not one of the compared runs")
     rows = []
     for run in args.runs:
-        rows += measure(run, judge, args.prompts, args.eos or ["allow", "defer"], args.steps)
+        rows += measure(run, judge, args.prompts, json.loads(args.decode), args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/reply-quality/report.py " + " ".join(
         [*(str(r) for r in args.runs), "--judge", str(args.judge), "--prompts",
-         str(args.prompts), *(f"--eos {e}" for e in (args.eos or [])),
+         str(args.prompts), "--decode", f"'{args.decode}'",
          *(["--steps", str(args.steps)] if args.steps else []), "--out", str(args.out)])
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),

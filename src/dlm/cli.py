@@ -38,28 +38,34 @@ def friendly_errors(fn):
 # Options shared by the sampling commands: `sampling_options` adds them to a command's
 # signature and hands them over as one dict, so every command has the same flags.
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
+ChatCkpt = Annotated[Path | None, typer.Option(
+    "--ckpt", help="Checkpoint or run directory (default: the shipped chat model).")]
 SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
-    ("steps", int, 16, "Denoising steps (an upper bound for --rule threshold)."),
+    # None = not given: the measured defaults of `dlm.defaults` apply
+    ("steps", int | None, None, "Denoising steps (an upper bound for --rule threshold; "
+                                "default: one per reply token)."),
     ("length", str | None, None, "Response tokens, or auto (sized by the model's length "
                                  "head; the default for a model with one)."),
     ("length_margin", int, 0, "--length auto: tokens added to the predicted length."),
-    ("rule", str, "low_confidence",
+    ("rule", str | None, None,
      "Commit rule: low_confidence, margin, entropy, random, threshold."),
     ("threshold", float, 0.9, "--rule threshold: commit every token at least this sure."),
-    ("remask", float, 0.0, "Re-mask this share of earlier commits per step, the least sure "
-                           "first, decaying to 0 (ReMDM-style revision)."),
-    ("block_length", int, 0, "Semi-autoregressive block length (0 = whole reply)."),
-    ("temperature", float, 0.0, "0 = greedy."),
+    ("remask", float | None, None, "Re-mask this share of earlier commits per step, the "
+                                   "least sure first, decaying to 0 (ReMDM-style revision)."),
+    ("block_length", int | None, None, "Semi-autoregressive block length (0 = whole reply)."),
+    ("temperature", float | None, None, "0 = greedy."),
     ("top_k", int, 0, "Keep the k most likely tokens (0 = off)."),
-    ("top_p", float, 1.0, "Nucleus sampling mass (1 = off)."),
-    ("eos", str, "allow", "allow; defer (commit words before eos); ban (exactly --length "
-                          "tokens)."),
+    ("top_p", float | None, None, "Nucleus sampling mass (1 = off)."),
+    ("eos", str | None, None, "allow; defer (commit words before eos); ban (exactly "
+                              "--length tokens)."),
     ("trim_eos", bool, True, "Drop text after the first eos."),
     ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
     ("cache", str, "none", "Fast-dLLM key/value reuse per block: none, prefix, dual "
                            "(approximate; use with --block-length)."),
-    ("repetition_penalty", float, 1.0, "Penalty on ids already in the reply (1 = off)."),
-    ("no_repeat_ngram", int, 0, "AR: never repeat an n-gram of this size (0 = off)."),
+    ("repetition_penalty", float | None, None,
+     "Penalty on ids already in the reply (1 = off)."),
+    ("no_repeat_ngram", int | None, None,
+     "AR: never repeat an n-gram of this size (0 = off)."),
     ("seed", int | None, None, "Seed for reproducible samples."),
     ("trace", bool, False, "Show every denoising step."),
     ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),
@@ -87,16 +93,22 @@ def sampling_options(fn):
 
 
 def sample_config(lm, sampling: dict) -> SampleConfig:
+    """The flags given, over the measured defaults of `dlm.defaults` (a flag not given
+    is None)."""
+    from dlm.defaults import chat_decoding
+
     fields = {k: v for k, v in sampling.items() if k not in ("trace", "trace_file")}
     fields["length"] = parse_length(fields.get("length"), lm)
-    return SampleConfig(**fields)
+    return chat_decoding(lm, **fields)
 
 
-def load_model(ckpt: Path, device: str):
-    """The checkpoint for a sampling command: a run's `best/` when it has one, said so."""
+def load_model(ckpt: Path | None, device: str):
+    """The checkpoint for a sampling command: a run's `best/` when it has one, said so;
+    without one, the shipped chat model."""
     from dlm.pipeline import DiffusionLM
+    from dlm.shipped import shipped_checkpoint
 
-    lm = DiffusionLM.load(ckpt, device)
+    lm = DiffusionLM.load(ckpt or shipped_checkpoint(), device)
     if note := lm.source_note():
         typer.echo(note, err=True)  # stderr: stdout stays the replies
     return lm
@@ -232,7 +244,6 @@ def train(
 @friendly_errors
 @sampling_options
 def generate(
-    ckpt: Ckpt,
     prompt: Annotated[list[str], typer.Option(help="Prompt; repeat for a batch.")],
     n: Annotated[int, typer.Option(help="Samples per prompt.")] = 1,
     force: Annotated[list[str] | None, typer.Option(
@@ -240,6 +251,7 @@ def generate(
     require: Annotated[list[str] | None, typer.Option(
         help="A word the reply must contain, where the model finds it likeliest (repeat).")]
     = None,
+    ckpt: ChatCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -266,7 +278,6 @@ def generate(
 @friendly_errors
 @sampling_options
 def infill(
-    ckpt: Ckpt,
     text: Annotated[str | None, typer.Argument(
         help="Text with blanks: [MASK] one token, [MASK*n] n tokens, [MASK*?] up to "
              "--max-span tokens.")] = None,
@@ -277,6 +288,7 @@ def infill(
         help="Treat the text as the reply to this prompt (which may hold blanks too).")]
     = None,
     max_span: Annotated[int, typer.Option(help="Most tokens a [MASK*?] span holds.")] = 8,
+    ckpt: ChatCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -305,7 +317,6 @@ def infill(
 @friendly_errors
 @sampling_options
 def edit(
-    ckpt: Ckpt,
     text: Annotated[str, typer.Option(help="The text to edit.")],
     span: Annotated[str | None, typer.Option(
         help="What to regenerate: a regex (its first match) or a character range A:B.")]
@@ -316,6 +327,7 @@ def edit(
         help="Tokens for the new span (default: as many as it had).")] = None,
     prompt: Annotated[str | None, typer.Option(
         help="Treat the text as the reply to this prompt.")] = None,
+    ckpt: ChatCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -337,8 +349,8 @@ def edit(
 @friendly_errors
 @sampling_options
 def chat(
-    ckpt: Ckpt,
     delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
+    ckpt: ChatCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -352,7 +364,6 @@ def chat(
 @app.command()
 @friendly_errors
 def serve(
-    ckpt: Ckpt,
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -370,6 +381,7 @@ def serve(
         help="How long a request waits for others to batch with.")] = 20.0,
     max_queue: Annotated[int, typer.Option(
         help="Requests waiting or running before 503 + Retry-After.")] = 256,
+    ckpt: ChatCkpt = None,
     device: Device = "auto",
 ):
     """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /."""
@@ -380,7 +392,9 @@ def serve(
                          max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                          max_steps=max_steps, max_n=max_n, max_request_bytes=max_request_bytes,
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
-    run_server(ckpt, config, device)
+    from dlm.shipped import shipped_checkpoint
+
+    run_server(ckpt or shipped_checkpoint(), config, device)
 
 
 @app.command()

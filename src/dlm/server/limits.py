@@ -33,23 +33,30 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
                   ) -> SampleConfig:
     """The sampler settings for a request: its fields, the server's defaults, the limits."""
+    from dlm.defaults import DIFFUSION
+
     length = req.max_tokens or default_length
     check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
     check_count(req.n, limits.max_n, "n", "max_n")
-    steps = req.steps or max(1, length // 2)
+    steps = req.steps or length  # the measured default: one step per reply token
     check_count(steps, limits.max_steps, "steps", "max_steps")
-    block = min(req.block_length or 0, length)
-    rule = req.commit_rule or "low_confidence"
+    block = min(req.block_length if req.block_length is not None
+                else DIFFUSION["block_length"], length)
+    rule = req.commit_rule or DIFFUSION["rule"]
+
+    def pick(value, name):  # the request's field, else the measured default
+        return value if value is not None else DIFFUSION[name]
+
     return SampleConfig(
         length=length, steps=min(steps, length) if rule != "threshold" else steps,
-        temperature=req.temperature if req.temperature is not None else 0.0,
+        temperature=pick(req.temperature, "temperature"),
         top_p=req.top_p if req.top_p is not None else 1.0,
         block_length=0 if block == length else block, rule=rule,
         threshold=req.threshold if req.threshold is not None else 0.9,
-        remask=req.remask or 0.0, cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),
-        # defer: a chat model trained on eos-padded replies is surest of eos, which would
-        # otherwise sweep in from the right before the words (see SampleConfig.eos)
-        eos=req.eos or "defer", seed=req.seed)
+        remask=pick(req.remask, "remask"),
+        cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),
+        repetition_penalty=DIFFUSION["repetition_penalty"],
+        eos=req.eos or DIFFUSION["eos"], seed=req.seed)
 
 
 def effective(config: SampleConfig) -> dict:

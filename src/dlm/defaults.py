@@ -1,0 +1,36 @@
+"""The decoding settings every chat surface starts from: `dlm generate`, `chat`, `infill`,
+`edit`, `serve` (and its page) and `dlm demo`. One place, chosen by measurement.
+
+The values come from the decoding sweep on the validation split of the chat mix
+(`benchmarks/reply-quality/decoding/`, its README gives the command): the setting with
+the best reply quality at the budget (judged perplexity next to relevance, distinct-2,
+the share of empty replies and reply length). Steps default to one per reply token.
+A flag or request field given explicitly always wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlm.config import SampleConfig
+
+DIFFUSION = dict(rule="low_confidence", block_length=0, eos="defer", remask=0.0,
+                 temperature=0.0, repetition_penalty=1.0)
+"""Full-attention diffusion models (and block diffusion, where the fields apply)."""
+AR = dict(temperature=0.0, top_p=1.0, repetition_penalty=1.0, no_repeat_ngram=0)
+"""The autoregressive baseline, given the same care."""
+
+
+def chat_decoding(lm, **given: Any) -> SampleConfig:
+    """The measured defaults for `lm`'s objective, updated by the `given` fields (None
+    means not given). Steps default to the reply length (one token per step)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    base = dict(AR) if lm.objective == "ar" else dict(DIFFUSION)
+    if lm.objective == "ar":
+        base["eos"] = "allow"
+    fields = {**base, **given}
+    fields.setdefault("length", lm.default_length)
+    if "steps" not in fields:
+        fields["steps"] = (lm.default_length if fields["length"] == "auto"
+                           else int(fields["length"]))
+    return SampleConfig(**fields)
