@@ -213,3 +213,14 @@ def test_data_errors_are_one_line(tmp_path, args, message):
     result = invoke("data", *args, "--out", tmp_path / "out")
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained):
+    from dlm import DiffusionLM
+    from dlm.demo import kept_and_last, side_by_side
+
+    lm = DiffusionLM.load(trained, "cpu")
+    assert kept_and_last(lm).startswith("kept: step ")
+    rows = side_by_side(lm, ["hello", "how are you"])
+    assert [r[0] for r in rows] == ["hello", "how are you"]
+    assert all(isinstance(r[1], str) for r in rows)

@@ -410,11 +410,18 @@ def demo(
 ):
     """Train the tiny model on the embedded corpus (once), show traces, then chat."""
     from dlm.console import chat_repl, console
-    from dlm.demo import DEMO_PROMPTS, demo_model, demo_traces
+    from dlm.defaults import chat_decoding
+    from dlm.demo import DEMO_PROMPTS, demo_model, demo_traces, kept_and_last, side_by_side
 
     lm = demo_model(cache_dir, max_steps, retrain)
-    config = SampleConfig(length=lm.default_length, steps=16)
+    if note := kept_and_last(lm):
+        console.print(note)
+    config = chat_decoding(lm)
     demo_traces(lm, DEMO_PROMPTS, config)
+    console.print("\n[bold]the demo model beside the shipped model[/bold] (same prompts):")
+    for prompt, ours, theirs in side_by_side(lm, DEMO_PROMPTS):
+        shipped = theirs if theirs is not None else "(no shipped model in this install)"
+        console.print(f"> {prompt}\n  demo:    {ours}\n  shipped: {shipped}")
     if chat and sys.stdin.isatty():
         chat_repl(lm, config)
     elif chat:

@@ -11,7 +11,7 @@ from dlm.config import SampleConfig, TrainConfig
 from dlm.errors import CheckpointError
 from dlm.pipeline import DiffusionLM
 
-DEMO_PROMPTS = ["hello", "how are you", "what is your name", "tell me a joke"]
+DEMO_PROMPTS = ["hello", "how are you", "what is your name", "tell me a joke", "i am sad"]
 
 
 def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
@@ -49,8 +49,37 @@ def demo_model(cache_dir: Path | None = None, max_steps: int | None = None,
             pass
     console.print(f"training the demo model ({cfg.preset} preset, {cfg.max_steps} steps) "
                   f"into {out_dir}")
-    result = train(cfg, RichReporter())
-    return DiffusionLM.load(result.checkpoint, device="cpu")
+    train(cfg, RichReporter())
+    return DiffusionLM.load(out_dir, device="cpu")  # the kept (best) checkpoint
+
+
+def kept_and_last(lm: DiffusionLM) -> str | None:
+    """The kept checkpoint's validation NELBO beside the last one's, from the run's log."""
+    import json
+
+    if lm.source is None or not (lm.source.parent / "metrics.jsonl").is_file():
+        return None
+    rows = [json.loads(line) for line in (lm.source.parent / "metrics.jsonl").open()]
+    evals = [r for r in rows if "val_nelbo" in r]
+    if not evals:
+        return None
+    best, last = min(evals, key=lambda r: r["val_nelbo"]), evals[-1]
+    return (f"kept: step {best['step']}, validation NELBO {best['val_nelbo']:.3f}; "
+            f"last: step {last['step']}, {last['val_nelbo']:.3f}")
+
+
+def side_by_side(lm: DiffusionLM, prompts: list[str]) -> list[tuple[str, str, str | None]]:
+    """(prompt, the demo model's reply, the shipped model's reply or None) for each
+    prompt, each model with its own measured default decoding."""
+    from dlm.defaults import chat_decoding
+    from dlm.shipped import SHIPPED_DIR
+
+    ours = lm.generate(prompts, chat_decoding(lm))
+    theirs: list[str | None] = [None] * len(prompts)
+    if (SHIPPED_DIR / "config.json").is_file():
+        shipped = DiffusionLM.load(SHIPPED_DIR, device="cpu")
+        theirs = list(shipped.generate(prompts, chat_decoding(shipped)))
+    return list(zip(prompts, ours, theirs, strict=True))
 
 
 def demo_traces(lm: DiffusionLM, prompts: list[str], config: SampleConfig) -> None:

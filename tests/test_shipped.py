@@ -1,0 +1,45 @@
+"""The shipped chat model: exported from a run, the default of the chat commands."""
+
+import json
+
+import pytest
+
+from dlm import DiffusionLM
+from dlm.errors import CheckpointError
+from dlm.shipped import SHIPPED_DIR, export, shipped_checkpoint
+from dlm.train import train
+from tests.conftest import tiny_train_config
+
+
+def test_export_writes_the_kept_weights_and_the_card(tmp_path, pairs_tsv):
+    run = train(tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=4, eval_every=2))
+    card = tmp_path / "card.md"
+    card.write_text("# a card\n")
+    out = export(run.out_dir, card, tmp_path / "shipped")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json",
+                                                     "model.safetensors", "tokenizer.json"]
+    best = json.loads((run.out_dir / "best" / "config.json").read_text())
+    assert json.loads((out / "config.json").read_text())["step"] == best["step"]
+    assert isinstance(DiffusionLM.load(out, "cpu").generate("hello")[0], str)
+
+
+def test_the_shipped_model_loads_and_answers():
+    if not (SHIPPED_DIR / "config.json").is_file():
+        pytest.fail(f"{SHIPPED_DIR} is missing: the shipped model is part of the repository")
+    lm = DiffusionLM.load(shipped_checkpoint(), "cpu")
+    size = sum(p.stat().st_size for p in SHIPPED_DIR.iterdir())
+    assert size <= 20 * 2**20
+    card = (SHIPPED_DIR / "README.md").read_text()
+    assert "DailyDialog" in card and "CC BY-NC-SA 4.0" in card
+    from dlm.defaults import chat_decoding
+
+    reply = lm.generate("hello", chat_decoding(lm))[0]
+    assert reply.strip(), "the shipped model answered a greeting with nothing"
+
+
+def test_a_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
+    import dlm.shipped
+
+    monkeypatch.setattr(dlm.shipped, "SHIPPED_DIR", tmp_path / "none")
+    with pytest.raises(CheckpointError, match="no shipped chat model"):
+        dlm.shipped.shipped_checkpoint()
