@@ -90,3 +90,25 @@ def test_each_padding_trains_and_reports_a_per_reply_token_nelbo(tmp_path, pairs
     lm = DiffusionLM.load(result.out_dir, "cpu")
     assert (len(lm.tokenizer.pad_cycle) == 3) == (padding == "rainbow")
     assert isinstance(lm.generate("hello")[0], str)
+
+
+def test_rainbow_pads_end_a_reply_like_eos_in_the_sampler():
+    """A model sure of a pad token: `eos ban` keeps every pad out, `defer` commits them last."""
+    from dlm.config import SampleConfig
+    from dlm.sampling import denoise, reply_canvas
+
+    class PadLover(torch.nn.Module):
+        def forward(self, ids, key_padding=None):
+            logits = torch.zeros(*ids.shape, 120)
+            logits[..., 50] = 3.0
+            logits[:, 5:, PADS[1]] = 9.0  # the end of the canvas: a pad, surer than any word
+            return logits
+
+    canvas = reply_canvas(torch.tensor([[1, 2]]), None, 6, 0, EOS, pads=tuple(PADS))
+    banned = list(denoise(PadLover(), canvas, SampleConfig(length=6, steps=6, eos="ban")))
+    assert not torch.isin(banned[-1].tokens, torch.tensor([EOS, *PADS])).any()
+    deferred = list(denoise(PadLover(), canvas, SampleConfig(length=6, steps=6, eos="defer")))
+    first = deferred[1].tokens[0, 2:]  # one token per step: a word, not the surer pad
+    assert (first == 50).sum() == 1 and not torch.isin(first, torch.tensor(PADS)).any()
+    allowed = list(denoise(PadLover(), canvas, SampleConfig(length=6, steps=6, eos="allow")))
+    assert torch.isin(allowed[1].tokens[0, 2:], torch.tensor(PADS)).sum() == 1

@@ -60,6 +60,8 @@ def measure(run: Path, judge: DiffusionLM, prompts: int, decodes: list[dict],
     for decode in decodes:
         if lm.objective == "ar":  # diffusion-only settings do not apply
             decode = {k: v for k, v in decode.items() if k in AR_FIELDS}
+        elif decode.get("no_repeat_ngram"):  # left-to-right only
+            continue
         if json.dumps(decode, sort_keys=True) in seen:
             continue
         seen.add(json.dumps(decode, sort_keys=True))

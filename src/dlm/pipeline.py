@@ -196,7 +196,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             lengths = self.predict_lengths(prompt, key_padding, config, generator)  # (B,)
             config = dataclasses.replace(config, length=int(lengths.max()))
         canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
-                              tok.never_generated)
+                              tok.never_generated, tuple(tok.pad_cycle))
         if lengths is not None:
             canvas = sized_canvas(canvas, lengths, tok)
         if constraints:

@@ -26,7 +26,8 @@ class Layout:
         prompt[:, : self.start] = True
         banned = torch.tensor([list(no_eos)], dtype=torch.bool, device=device)
         return Canvas(tokens, tok.mask_id, tok.eos_id, None, self.start,
-                      prompt if self.start else None, banned, tok.never_generated)
+                      prompt if self.start else None, banned, tok.never_generated,
+                      tuple(tok.pad_cycle))
 
 
 def text_layout(lm, body: list[int], prompt_ids: list[int] | None) -> Layout:

@@ -77,6 +77,8 @@ class Canvas:
     prompt: (B, T) bool, what classifier-free guidance drops for its unconditional
     pass. no_eos: (B, T) bool, positions where eos may not be sampled (constraints).
     banned: ids never sampled anywhere (the chat template's markers and padding).
+    pads: the rainbow pad ids of a model trained with them: like eos they end a reply,
+    so `eos` ban and defer treat them as eos.
     """
 
     tokens: torch.Tensor
@@ -87,11 +89,12 @@ class Canvas:
     prompt: torch.Tensor | None = None
     no_eos: torch.Tensor | None = None
     banned: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
 
 
 def reply_canvas(prompt: torch.Tensor, key_padding: torch.Tensor | None, length: int,
                  mask_id: int, eos_id: int | None = None, banned: tuple[int, ...] = (),
-                 ) -> Canvas:
+                 pads: tuple[int, ...] = ()) -> Canvas:
     """A left-padded prompt (B, P) followed by `length` masks."""
     B, P = prompt.shape
     masks = torch.full((B, length), mask_id, dtype=prompt.dtype, device=prompt.device)
@@ -101,7 +104,7 @@ def reply_canvas(prompt: torch.Tensor, key_padding: torch.Tensor | None, length:
     padding = None if key_padding is None else torch.cat(
         [key_padding, torch.ones_like(masks, dtype=torch.bool)], 1)
     return Canvas(torch.cat([prompt, masks], 1), mask_id, eos_id, padding, P, is_prompt,
-                  banned=banned)
+                  banned=banned, pads=pads)
 
 
 def window_logits(denoiser: Denoiser | CachedDenoiser, tokens: torch.Tensor,
@@ -159,6 +162,7 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
     if config.eos == "ban":
         no_eos = no_eos | (tokens == mask_id)
     ban_eos = eos_id is not None and bool(no_eos.any())  # decided once, not per step
+    ends = [] if eos_id is None else [eos_id, *canvas.pads]  # what ends a reply
     region = T - canvas.start
     budgets = block_budgets(region, config.block_length or region, config.steps)
     budget = sum(n for _, _, n in budgets)
@@ -185,12 +189,12 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
             if canvas.banned:
                 logits[..., list(canvas.banned)] = float("-inf")
             if ban_eos:
-                logits[..., eos_id] = logits[..., eos_id].masked_fill(no_eos[:, lo:hi],
-                                                                      float("-inf"))
+                logits[..., ends] = logits[..., ends].masked_fill(no_eos[:, lo:hi, None],
+                                                                  float("-inf"))
             if config.repetition_penalty != 1.0:  # ids already committed in the reply
                 committed = tokens[:, canvas.start:].masked_fill(~filled[:, canvas.start:], -1)
                 logits = penalise_repeats(logits, seen_tokens(
-                    committed, logits.shape[-1], () if eos_id is None else (eos_id,)),
+                    committed, logits.shape[-1], tuple(ends)),
                     config.repetition_penalty)
             window, probs = sample_tokens(logits, config.temperature, config.top_k,
                                           config.top_p, generator)  # (B, W), (B, W, V)
@@ -207,7 +211,7 @@ def denoise(denoiser: Denoiser, canvas: Canvas, config: SampleConfig,
             if config.eos == "defer" and eos_id is not None:
                 # eos ranks below every word (but above the positions not to commit), and
                 # counts only once a row has no word left to commit
-                deferred = masked & (sampled == eos_id)
+                deferred = masked & torch.isin(sampled, torch.tensor(ends, device=sampled.device))
                 words = masked & ~deferred
                 first = torch.where(words.any(1, keepdim=True), words, masked)
             k = rule.count(scores, masked, first, steps_left, config.threshold)  # (B,)
