@@ -85,8 +85,10 @@ class DiffusionConfig:
     """Smallest time drawn, so the 1/t weight stays finite."""
     antithetic: bool = True
     """Stratify t over the batch (u_i = (r + i/n) mod 1): same expectation, lower variance."""
-    padding: str = "eos"
-    """How chat replies fill the canvas (see `dlm.diffusion.padding`): eos (LLaDA: eos to
+    padding: str = "rainbow"
+    """How chat replies fill the canvas in masked diffusion (see `dlm.diffusion.padding`;
+    the AR baseline and block diffusion pad with eos). The default, rainbow, measured
+    best (benchmarks/reply-quality/padding). eos (LLaDA: eos to
     the canvas, in the loss; bounds -log p(reply + padding)); rainbow (one eos, then a
     cycle of `rainbow_pads` distinct pad tokens; bounds -log p(reply + its cycle));
     eos_weight (eos padding that weighs one token in all in the training loss, which

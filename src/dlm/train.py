@@ -200,7 +200,7 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
         paths, reports, train_ex = _write_splits(cfg, folder)
         if tokenizer is None:
             tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
-    if cfg.diffusion.padding == "rainbow":  # the pad tokens join the vocabulary
+    if padding_of(cfg) == "rainbow":  # the pad tokens join the vocabulary
         tokenizer = tokenizer.with_rainbow(cfg.diffusion.rainbow_pads)
     cache = shard_dir(folder, tokenizer)
     ensure_shards(paths, tokenizer, cache, say)
@@ -212,19 +212,24 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
     else:
         sampler = ChatSampler(shards.train, cfg.batch_size, cfg.prompt_len, cfg.response_len,
                               tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed,
-                              cfg.diffusion.padding, pad_cycle(cfg, tok))
+                              padding_of(cfg), pad_cycle(cfg, tok))
     val = EncodedSet(torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long))
     if shards.validation is not None and len(shards.validation):
         val = validation_set(shards.validation, cfg.val_examples, cfg.prompt_len,
                              cfg.response_len, cfg.packed_len, tok.pad_id, tok.eos_id,
-                             cfg.drop_long, cfg.diffusion.padding, pad_cycle(cfg, tok))
+                             cfg.drop_long, padding_of(cfg), pad_cycle(cfg, tok))
     return PreparedData(tok, sampler, val, reports, shards.meta["kind"], folder)
+
+
+def padding_of(cfg: TrainConfig) -> str:
+    """The run's padding: `diffusion.padding` for masked diffusion; the AR baseline and
+    block diffusion (which stops at eos, block by block) pad with eos."""
+    return cfg.diffusion.padding if cfg.objective == "diffusion" else "eos"
 
 
 def pad_cycle(cfg: TrainConfig, tok: DLMTokenizer) -> list[int]:
     """The rainbow pad ids a run pads with (none unless its padding is rainbow)."""
-    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if cfg.diffusion.padding == "rainbow" \
-        else []
+    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if padding_of(cfg) == "rainbow" else []
 
 
 def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
@@ -453,7 +458,7 @@ class Trainer:
         """eos_weight padding: the per-position loss weights (None in other modes)."""
         from dlm.diffusion.padding import padding_weights
 
-        if self.cfg.diffusion.padding != "eos_weight" or self.data.kind != "chat":
+        if padding_of(self.cfg) != "eos_weight" or self.data.kind != "chat":
             return None
         return padding_weights(batch.ids, batch.maskable, self.data.tokenizer.eos_id)
 
