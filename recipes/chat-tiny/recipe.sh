@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The shipped chat model: text pretraining, then chat fine-tuning, on this 2-core CPU.
+# The shipped chat model on this 2-core CPU: AR pretraining on text, then chat fine-tuning
+# as masked diffusion from that AR model (the shift operation, attention annealed from
+# causal to full; AR initialisation measured better than diffusion from scratch at equal
+# tokens), with rainbow padding and a length head.
 #   bash recipes/chat-tiny/recipe.sh            # the diffusion model, exported into the package
-#   bash recipes/chat-tiny/recipe.sh ar         # the AR baseline on the same data and tokens
+#   bash recipes/chat-tiny/recipe.sh ar         # the AR baseline: the same pretraining, then
+#                                               # AR fine-tuning on the same tokens
 # Every step is resumable: rerunning skips finished runs and resumes an interrupted one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +25,7 @@ if [ ! -f runs/text/data.json ]; then
         runs/wikitext2.txt "$data/tiny_shakespeare/input.txt" \
         --out runs/text --tokenizer runs/chatmix/tokenizer.json
 fi
-suffix=$([ "$kind" = ar ] && echo "-ar" || echo "")
+suffix=$([ "$kind" = ar ] && echo "-ar" || echo "")  # the AR pretraining is shared
 run() {  # train a config to its end, resuming if a checkpoint is there
     local cfg=$1 out steps
     out=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['out_dir'])" "$cfg")
@@ -35,7 +39,7 @@ run() {  # train a config to its end, resuming if a checkpoint is there
         dlm train --config "$cfg"
     fi
 }
-time run "$here/pretrain$suffix.json"
+time run "$here/pretrain-ar.json"
 time run "$here/finetune$suffix.json"
 if [ "$kind" = diffusion ]; then
     python -c "from dlm.shipped import export; print(export('runs/chat-tiny', '$here/MODEL_CARD.md'))"

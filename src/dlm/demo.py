@@ -21,11 +21,14 @@ def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
     left out) and no repeated pairs: every CPU second goes to short chat replies.
     No prompt dropout for guidance: measured on this corpus, 10% of prompts dropped
     lowers the held-out NELBO (3.30 vs 3.88 at step 2,000) but costs the greedy
-    replies the demo shows ("hello" -> "a" instead of "hi").
+    replies the demo shows ("hello" -> "a" instead of "hi"). With ~850 training pairs
+    the held-out NELBO is lowest after a few hundred steps and rises after (the model
+    memorises the corpus): 1,000 steps with an evaluation every 100 keep the best
+    checkpoint (`best/`), which is the one the demo shows.
     """
-    cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=2000, batch_size=64,
+    cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=1000, batch_size=64,
                       lr=3e-3, lowercase=True, prompt_len=16, response_len=16, drop_long=True,
-                      eval_every=500, save_every=500, cfg_dropout=0.0)
+                      eval_every=100, save_every=500, cfg_dropout=0.0)
     if max_steps is not None:
         cfg.max_steps = max_steps
         cfg.eval_every = cfg.save_every = max(max_steps // 3, 1)
