@@ -1,6 +1,7 @@
 """Screenshots of the web page for the README: one mid-denoising, one after the reply.
 
-    python docs/screenshots.py --ckpt runs/fine-pre
+    python docs/screenshots.py                  # the shipped chat model
+    python docs/screenshots.py --ckpt runs/chat  # any checkpoint
 
 Starts `dlm serve` on a free loopback port, drives Debian's chromium headless with
 Playwright, and writes docs/denoise-mid.png and docs/denoise-final.png.
@@ -15,6 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from dlm.bench.serving import start_server
 from dlm.server.load import free_port
+from dlm.shipped import SHIPPED_DIR
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -22,7 +24,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, required=True)
+    parser.add_argument("--ckpt", type=Path, default=SHIPPED_DIR)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     parser.add_argument("--prompt", default="what do you like to do on weekends?")
     parser.add_argument("--steps", default="32")

@@ -114,13 +114,10 @@ def load_model(ckpt: Path | None, device: str):
     return lm
 
 
-def parse_length(text: str | None, lm) -> int | str:
-    """--length: a number of tokens or `auto`; unset = auto for a model with a length
-    head, else the model's canvas."""
-    if text is None:
-        has_head = lm.objective == "diffusion" and getattr(lm.model, "length_head", None)
-        return "auto" if has_head else lm.default_length
-    if text == "auto":
+def parse_length(text: str | None, lm) -> int | str | None:
+    """--length: a number of tokens or `auto`; unset (None) = the measured default of
+    `dlm.defaults` (auto for a model with a length head, else the model's canvas)."""
+    if text is None or text == "auto":
         return text
     try:
         return int(text)

@@ -19,6 +19,8 @@ DIFFUSION = dict(rule="low_confidence", block_length=0, eos="defer", remask=0.0,
 """Full-attention diffusion models (and block diffusion, where the fields apply)."""
 AR = dict(temperature=0.0, top_p=1.0, repetition_penalty=1.0, no_repeat_ngram=0)
 """The autoregressive baseline, given the same care."""
+LENGTH_FROM_HEAD = True
+"""A model with a length head sizes its canvas with it (`length="auto"`) by default."""
 
 
 def chat_decoding(lm, **given: Any) -> SampleConfig:
@@ -29,7 +31,9 @@ def chat_decoding(lm, **given: Any) -> SampleConfig:
     if lm.objective == "ar":
         base["eos"] = "allow"
     fields = {**base, **given}
-    fields.setdefault("length", lm.default_length)
+    if "length" not in fields:
+        has_head = lm.objective == "diffusion" and getattr(lm.model, "length_head", None)
+        fields["length"] = "auto" if has_head and LENGTH_FROM_HEAD else lm.default_length
     if "steps" not in fields:
         fields["steps"] = (lm.default_length if fields["length"] == "auto"
                            else int(fields["length"]))

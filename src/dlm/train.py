@@ -541,8 +541,10 @@ class Trainer:
             with self.autocast():
                 nll = evaluate_ar_nll(self.model, self.data.val, tok.pad_id,
                                       self.cfg.batch_size, self.device)
-            return {"val_nll": nll, "val_ppl": math.exp(min(nll, 50)),
-                    "val_nll_reply": per_reply_token(nll, self.data.val, tok, "ar")}
+            out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
+            if self.data.kind == "chat":  # what compares with diffusion's per reply token
+                out["val_nll_reply"] = per_reply_token(nll, self.data.val, tok, "ar")
+            return out
         with self.autocast():
             nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
                                    batch_size=self.cfg.batch_size, draws=4,
