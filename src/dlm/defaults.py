@@ -14,11 +14,18 @@ from typing import Any
 
 from dlm.config import SampleConfig
 
-DIFFUSION = dict(rule="low_confidence", block_length=0, eos="defer", remask=0.0,
-                 temperature=0.0, repetition_penalty=1.0)
-"""Full-attention diffusion models (and block diffusion, where the fields apply)."""
-AR = dict(temperature=0.0, top_p=1.0, repetition_penalty=1.0, no_repeat_ngram=0)
-"""The autoregressive baseline, given the same care."""
+DIFFUSION = dict(rule="low_confidence", block_length=0, eos="allow", remask=0.0,
+                 temperature=0.0, repetition_penalty=1.2)
+"""Full-attention diffusion models (and block diffusion, where the fields apply). On the
+shipped model (benchmarks/reply-quality/budget): repetition penalty 1.2 gave the best
+relevance (unigram F1 0.089 vs 0.077), BLEU-2 and distinct-2 of the settings tried,
+blocks of 8 changed nothing, and eos allow beat defer."""
+EOS_PADDED = "defer"
+"""eos for a model trained with LLaDA's eos padding (no rainbow pads): at 800 steps defer
+gave 9.4 words and F1 0.079 where allow gave one-word replies (eos overflow)."""
+AR = dict(temperature=0.0, top_p=1.0, repetition_penalty=1.2, no_repeat_ngram=0)
+"""The autoregressive baseline, given the same care: repetition penalty 1.2 beat greedy
+(F1 0.075 vs 0.068, distinct-2 0.279 vs 0.242); no-repeat 3-grams changed little."""
 LENGTH_FROM_HEAD = True
 """A model with a length head sizes its canvas with it (`length="auto"`) by default."""
 
@@ -30,6 +37,8 @@ def chat_decoding(lm, **given: Any) -> SampleConfig:
     base = dict(AR) if lm.objective == "ar" else dict(DIFFUSION)
     if lm.objective == "ar":
         base["eos"] = "allow"
+    elif not lm.tokenizer.pad_cycle:
+        base["eos"] = EOS_PADDED
     fields = {**base, **given}
     if "length" not in fields:
         has_head = lm.objective == "diffusion" and getattr(lm.model, "length_head", None)

@@ -31,9 +31,10 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 
 
 def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
-                  ) -> SampleConfig:
-    """The sampler settings for a request: its fields, the server's defaults, the limits."""
-    from dlm.defaults import DIFFUSION
+                  rainbow: bool = True) -> SampleConfig:
+    """The sampler settings for a request: its fields, the server's defaults (`dlm.defaults`;
+    `rainbow`: the model was trained with rainbow pads), the limits."""
+    from dlm.defaults import DIFFUSION, EOS_PADDED
 
     length = req.max_tokens or default_length
     check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
@@ -56,7 +57,7 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: i
         remask=pick(req.remask, "remask"),
         cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),
         repetition_penalty=DIFFUSION["repetition_penalty"],
-        eos=req.eos or DIFFUSION["eos"], seed=req.seed)
+        eos=req.eos or (DIFFUSION["eos"] if rainbow else EOS_PADDED), seed=req.seed)
 
 
 def effective(config: SampleConfig) -> dict:
