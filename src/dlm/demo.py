@@ -60,15 +60,13 @@ def kept_and_last(lm: DiffusionLM) -> str | None:
     """The kept checkpoint's validation NELBO beside the last one's, from the run's log."""
     import json
 
-    if lm.source is None or not (lm.source.parent / "metrics.jsonl").is_file():
+    best = lm.meta.get("best")  # what training recorded when it wrote best/
+    if lm.source is None or not best or not (lm.source.parent / "metrics.jsonl").is_file():
         return None
     rows = [json.loads(line) for line in (lm.source.parent / "metrics.jsonl").open()]
-    evals = [r for r in rows if "val_nelbo" in r]
-    if not evals:
-        return None
-    best, last = min(evals, key=lambda r: r["val_nelbo"]), evals[-1]
-    return (f"kept: step {best['step']}, validation NELBO {best['val_nelbo']:.3f}; "
-            f"last: step {last['step']}, {last['val_nelbo']:.3f}")
+    last = [r for r in rows if best["metric"] in r][-1]
+    return (f"kept: step {best['step']}, validation NELBO {best['value']:.3f}; "
+            f"last: step {last['step']}, {last[best['metric']]:.3f}")
 
 
 def side_by_side(lm: DiffusionLM, prompts: list[str]) -> list[tuple[str, str, str | None]]:
