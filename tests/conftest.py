@@ -65,3 +65,12 @@ def tiny_train_config(out_dir: Path, data: Path, **overrides) -> TrainConfig:
     for k, v in overrides.items():
         setattr(cfg, k, v)
     return cfg
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-examples", type=int, default=20,
+                     help="Hypothesis examples per route and generation mode in the HTTP "
+                          "fuzz suite (CI: 20; raise it for a longer run).")
+    parser.addoption("--fuzz-report", default=None,
+                     help="Write the fuzz suite's counts (requests per route and status, "
+                          "the slowest response) to this JSON file.")

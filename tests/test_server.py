@@ -127,8 +127,8 @@ def test_denoise_infills_and_edits_keeping_the_given_text(client):
     ({"messages": HELLO, "template": "a [MASK]"}, "messages", "exactly one of"),
     ({"text": "how are you"}, "span", "needs a span"),
     ({"template": "no blanks here"}, "template", "no blank"),
-    ({"template": "a [MASK*] b"}, None, "is not a blank"),
-    ({"text": "how are you", "span": "zebra"}, None, "zebra"),
+    ({"template": "a [MASK*] b"}, "template", "is not a blank"),
+    ({"text": "how are you", "span": "zebra"}, "span", "zebra"),
     ({"messages": HELLO, "n": 2}, "n", "n=1"),
     ({"template": "hello [MASK] " * 30}, "template", "max_prompt_tokens=40"),
 ])

@@ -67,8 +67,8 @@ def run_one(name: str, size: dict, minutes: float, rate: float) -> dict:
                                        "model_overrides": size, "out_dir": str(out),
                                        "max_steps": steps, "eval_every": 0,
                                        "save_every": 0}, indent=1) + "\n")
-    final = out / "final"
-    if not (final / "config.json").exists():
+    last = out / "last" / "config.json"
+    if not last.exists() or json.loads(last.read_text())["step"] < steps:
         start = time.perf_counter()
         train(cfg)
         print(f"{name} {minutes:g} min: {steps} steps in "
@@ -76,7 +76,7 @@ def run_one(name: str, size: dict, minutes: float, rate: float) -> dict:
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
     val = [r for r in rows if "val_nelbo_reply" in r][-1]
     wall = max(r["elapsed_s"] for r in rows if "elapsed_s" in r)
-    params = load_checkpoint(final).model.num_parameters()
+    params = load_checkpoint(out).model.num_parameters()
     tokens = steps * cfg.batch_size * cfg.packed_len
     return {"size": name, "minutes": minutes, "steps": steps, "params": params,
             "tokens": tokens, "tokens_per_param": tokens / params, "train_wall_s": wall,

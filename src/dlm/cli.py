@@ -378,6 +378,12 @@ def serve(
         help="How long a request waits for others to batch with.")] = 20.0,
     max_queue: Annotated[int, typer.Option(
         help="Requests waiting or running before 503 + Retry-After.")] = 256,
+    max_json_depth: Annotated[int, typer.Option(
+        help="Deepest nesting of a request body's JSON.")] = 16,
+    max_pattern_chars: Annotated[int, typer.Option(
+        help="Longest edit span pattern (run by RE2).")] = 256,
+    shutdown_timeout: Annotated[float, typer.Option(
+        help="Seconds open requests get after SIGTERM or Ctrl-C.")] = 5.0,
     ckpt: ChatCkpt = None,
     device: Device = "auto",
 ):
@@ -388,7 +394,9 @@ def serve(
     config = ServeConfig(host=host, port=port, api_key=api_key, cors_origins=cors_origin or [],
                          max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                          max_steps=max_steps, max_n=max_n, max_request_bytes=max_request_bytes,
-                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                         max_json_depth=max_json_depth, max_pattern_chars=max_pattern_chars,
+                         shutdown_timeout_s=shutdown_timeout)
     from dlm.shipped import shipped_checkpoint
 
     run_server(ckpt or shipped_checkpoint(), config, device)

@@ -333,6 +333,12 @@ class ServeConfig:
     """Most replies per request (`n`)."""
     max_request_bytes: int = 65_536
     """Largest request body."""
+    max_json_depth: int = 16
+    """Deepest nesting of arrays and objects in a request body (checked before parsing)."""
+    max_pattern_chars: int = 256
+    """Longest edit `span` pattern (run by RE2, in time linear in the text)."""
+    shutdown_timeout_s: float = 5.0
+    """On SIGTERM or Ctrl-C: open requests get this long, then are cut and the server exits."""
     max_cfg_scale: float = 5.0
     """Classifier-free guidance scales above this are clamped to it."""
     max_batch: int = 16
@@ -344,7 +350,8 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_prompt_tokens", "max_tokens", "max_steps", "max_n",
-                     "max_request_bytes", "max_batch", "max_queue"):
+                     "max_request_bytes", "max_json_depth", "max_pattern_chars",
+                     "max_batch", "max_queue"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:

@@ -26,9 +26,11 @@ from dlm.server.load import free_port, run_load
 
 
 def start_server(ckpt: Path, port: int, max_batch: int, max_queue: int,
-                 device: str) -> subprocess.Popen:
+                 device: str, *extra: str) -> subprocess.Popen:
+    """`dlm serve` in a process, once it answers /health (`extra`: more flags)."""
     cmd = [sys.executable, "-m", "dlm", "serve", "--ckpt", str(ckpt), "--port", str(port),
-           "--max-batch", str(max_batch), "--max-queue", str(max_queue), "--device", device]
+           "--max-batch", str(max_batch), "--max-queue", str(max_queue), "--device", device,
+           *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "DLM_API_KEY": ""})
     deadline = time.monotonic() + 120

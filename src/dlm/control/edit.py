@@ -53,8 +53,13 @@ class Edit:
         return "".join(marks[kind].format(text) for text, kind in self.diff()).strip()
 
 
-def char_span(text: str, span: str) -> tuple[int, int]:
-    """`span` as characters [a, b): "A:B" or "A-B" (a range), else a regex (its first match)."""
+def char_span(text: str, span: str, search=None) -> tuple[int, int]:
+    """`span` as characters [a, b): "A:B" or "A-B" (a range), else a regex (its first match).
+
+    `search(pattern, text)`: the regex engine, returning a match or None and raising
+    ValueError for a bad pattern; default Python's `re` (the CLI's, where the user is the
+    one who waits). The server passes `linear_search` (RE2), whose time is linear in
+    the text whatever the pattern."""
     found = re.fullmatch(r"\s*(\d+)\s*[:-]\s*(\d+)\s*", span)
     if found:
         a, b = int(found.group(1)), int(found.group(2))
@@ -63,13 +68,37 @@ def char_span(text: str, span: str) -> tuple[int, int]:
                               f"{len(text)} characters, start before end")
         return a, b
     try:
-        match = re.search(span, text)
-    except re.error as exc:
+        match = (search or python_search)(span, text)
+    except ValueError as exc:
         raise ConfigError(f"--span {span!r} is neither a range A:B nor a valid regex: {exc}"
                           ) from None
     if match is None or match.end() == match.start():
         raise ConfigError(f"--span {span!r} matches nothing in the text")
     return match.start(), match.end()
+
+
+def python_search(pattern: str, text: str):
+    try:
+        return re.search(pattern, text)
+    except re.error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def linear_search(pattern: str, text: str):
+    """The first match of `pattern` by RE2: no backtracking, so no pattern can stall it
+    (backreferences and lookaround, which need backtracking, are refused)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error is raised to the caller, not logged
+    options.max_mem = 8 << 20
+    try:
+        return re2.compile(pattern, options).search(text)
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        raise ValueError(f"{message} (this server runs patterns with RE2: no "
+                         "backreferences or lookaround)") from None
 
 
 def tokens_in(offsets: list[tuple[int, int]], a: int, b: int) -> list[int]:

@@ -22,7 +22,8 @@ from dlm.control.layout import text_layout
 from dlm.errors import ConfigError
 from dlm.sampling import Step
 
-BLANK = re.compile(r"\[MASK(?:\*(?P<var>\?)?(?P<n>\d+)?)?\]")
+# At most 6 digits: a longer count is not a blank (and never reaches int())
+BLANK = re.compile(r"\[MASK(?:\*(?P<var>\?)?(?P<n>\d{1,6})?)?\]")
 
 
 @dataclass(frozen=True)

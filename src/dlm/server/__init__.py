@@ -22,7 +22,10 @@ def serve(ckpt: str | Path, config: ServeConfig | None = None, device: str = "au
 
     config = config or ServeConfig()
     app = create_app(DiffusionLM.load(ckpt, device), config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level)
+    # Open requests get `shutdown_timeout_s` after SIGTERM or Ctrl-C, then are cut: a
+    # stream must not keep the server up forever.
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level,
+                timeout_graceful_shutdown=config.shutdown_timeout_s)
 
 
 __all__ = ["ServeConfig", "create_app", "serve"]

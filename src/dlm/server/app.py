@@ -12,24 +12,32 @@ Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dlm.config import ServeConfig
 from dlm.errors import DLMError
-from dlm.server.batcher import Batcher, QueueFull
+from dlm.server.batcher import Batcher, QueueFull, Stopping
 from dlm.server.limits import RequestError
 from dlm.server.routes import router
 
 STATIC = resources.files("dlm.server") / "static"
+log = logging.getLogger("dlm.server")
+# Validation errors answered 400 with the field as `param` (others are 422s)
+REFUSED_FIELDS = {"extra_forbidden": "unsupported_parameter",
+                  "not_implemented": "unsupported_parameter", "stop_too_many": "invalid_value",
+                  "stop_empty": "invalid_value", "conflict": "invalid_value"}
 
 
 def error(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -38,56 +46,85 @@ def error(status: int, message: str, param: str | None = None, code: str | None 
                                    "code": code}}, status_code=status, headers=headers)
 
 
-class BodyLimit:
-    """Refuses a request body over `limit` bytes with 413, whether it says its length up
-    front or streams it in chunks; the handler never sees the excess."""
+class RequestGuard:
+    """Before any handler sees a request: a /v1 request without the API key (when one is
+    set) is refused with 401 before its body is read; a body over `max_bytes` with 413,
+    whether it says its length up front or streams it in chunks (the excess is never
+    read), and JSON nested deeper than `max_depth` with 400 (a deep enough body would
+    otherwise exhaust the parser's recursion). The body is read once, then replayed."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, max_bytes: int, max_depth: int, config: ServeConfig):
+        self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
+        self.config = config  # the key is read per request: create_app may set it later
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        headers = dict(scope.get("headers", []))
+        if scope["path"].startswith("/v1") and scope.get("method") != "OPTIONS" and \
+                not key_ok(self.config.api_key, headers.get(b"authorization", b"")):
+            refusal = error(401, "a valid API key is required: send `Authorization: Bearer "
+                            "<key>`", "authorization", "invalid_api_key",
+                            "authentication_error", {"WWW-Authenticate": "Bearer"})
+            return await refusal(scope, receive, send)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await too_large(self.max_bytes)(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise BodyTooLarge(self.limit)
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client left before it finished sending
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await too_large(self.max_bytes)(scope, receive, send)
+        if (depth := json_depth(bytes(body))) > self.max_depth:
+            refusal = error(400, f"the request body nests {depth} levels deep, over this "
+                            f"server's limit max_json_depth={self.max_depth}", "body",
+                            "too_deep")
+            return await refusal(scope, receive, send)
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: only the disconnect is left to hear
 
-    async def _refuse(self, scope, receive, send):
-        await too_large(BodyTooLarge(self.limit))(scope, receive, send)
-
-
-class BodyTooLarge(HTTPException):
-    """Raised while the body is read; an HTTPException so FastAPI passes it through."""
-
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is over this server's limit "
-                         f"max_request_bytes={limit}")
+        await self.app(scope, replay, send)
 
 
-def too_large(exc: BodyTooLarge) -> JSONResponse:
-    return error(413, exc.detail, "body", "request_too_large")
+# A JSON string (escapes included) or one bracket; strings are skipped whole, so brackets
+# inside them do not count. Linear: no nested quantifier can backtrack.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
-def require_key(request: Request) -> None:
-    key = request.app.state.config.api_key
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in `body` (a cheap scan, no parse)."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(body):
+        char = token.group()[:1]
+        if char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def too_large(limit: int) -> JSONResponse:
+    return error(413, f"the request body is over this server's limit "
+                 f"max_request_bytes={limit}", "body", "request_too_large")
+
+
+def key_ok(key: str | None, header: bytes) -> bool:
+    """No key set, or `Authorization: Bearer <key>` (compared in constant time)."""
     if not key:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
-        raise RequestError(401, "authorization", "a valid API key is required: send "
-                         "`Authorization: Bearer <key>`", "invalid_api_key")
+        return True
+    scheme, _, given = header.decode("latin-1").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), key.encode())
 
 
 def create_app(lm, config: ServeConfig | None = None, model_name: str | None = None,
@@ -100,17 +137,22 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
     name = model_name or (lm.source.parent.name if lm.source and lm.source.name in
                           ("last", "final") else (lm.source.name if lm.source else "dlm"))
 
+    def new_batcher() -> Batcher:
+        return Batcher(lm, config.max_batch, config.max_wait_ms, config.max_queue)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if app.state.batcher.closed:  # served again after a shutdown (tests, reloads)
+            app.state.batcher = new_batcher()
         yield
-        app.state.batcher.close()
+        app.state.batcher.close(config.shutdown_timeout_s)
 
     app = FastAPI(title="dlm", summary="A text diffusion language model, OpenAI-style.",
                   lifespan=lifespan)
     app.state.lm, app.state.config, app.state.model_name = lm, config, name
     app.state.created = int(time.time())
-    app.state.batcher = Batcher(lm, config.max_batch, config.max_wait_ms, config.max_queue)
-    app.include_router(router, prefix="/v1", dependencies=[Depends(require_key)])
+    app.state.batcher = new_batcher()
+    app.include_router(router, prefix="/v1")
 
     @app.get("/health")
     def health() -> dict:
@@ -131,29 +173,57 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
         kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
         return error(exc.status, exc.message, exc.param, exc.code, kind, headers)
 
-    @app.exception_handler(BodyTooLarge)
-    async def on_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return too_large(exc)
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body that is not JSON, an unknown route or method), in
+        # the OpenAI shape like every other error
+        param = {404: "path", 405: "method"}.get(exc.status_code, "body")
+        return error(exc.status_code, str(exc.detail), param, "invalid_request",
+                     headers=getattr(exc, "headers", None))
 
     @app.exception_handler(QueueFull)
     async def on_full(request: Request, exc: QueueFull) -> JSONResponse:
         return error(503, f"the server is busy: {exc}; retry shortly", "max_queue",
                      "server_busy", "server_error", {"Retry-After": "1"})
 
+    @app.exception_handler(Stopping)
+    async def on_stopping(request: Request, exc: Stopping) -> JSONResponse:
+        return error(503, str(exc), None, "server_stopping", "server_error")
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error(422, f"{where or 'body'}: {first.get('msg', 'invalid')}", where or None,
+        kind = first.get("type", "")
+        if kind in REFUSED_FIELDS:  # a field we do not take: 400, as OpenAI answers it
+            name = (first.get("ctx") or {}).get("field") or where or '""'  # "" is a key too
+            message = first.get("msg", "not supported")
+            if kind == "extra_forbidden":
+                message = f"{name} is not a field this server takes; leave it out"
+            return error(400, message, name, REFUSED_FIELDS[kind])
+        if kind == "json_invalid":
+            return error(400, f"the body is not valid JSON: {first.get('msg', '')}", "body",
+                         "invalid_json")
+        return error(422, f"{where or 'body'}: {first.get('msg', 'invalid')}", where or "body",
                      "invalid_value")
+
+    @app.exception_handler(Exception)
+    async def on_fault(request: Request, exc: Exception) -> JSONResponse:
+        # The server's own fault (never a client's mistake, which is a 4xx above): logged
+        # with its traceback once, answered in the same shape as every other error.
+        log.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, f"the server failed on this request ({type(exc).__name__}); "
+                     "it keeps serving others", None, "server_error", "server_error")
 
     @app.exception_handler(DLMError)
     async def on_dlm_error(request: Request, exc: DLMError) -> JSONResponse:
-        return error(400, str(exc), None, "invalid_request")
+        return error(400, str(exc), getattr(exc, "param", None) or "body", "invalid_request")
 
+    # CORS outermost (added last), so refusals carry its headers too
+    app.add_middleware(RequestGuard, max_bytes=config.max_request_bytes,
+                       max_depth=config.max_json_depth, config=config)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
                            allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])
-    app.add_middleware(BodyLimit, limit=config.max_request_bytes)
     return app

@@ -7,6 +7,11 @@ batched (an infill, an edit, a seeded reply, whose randomness must not depend on
 neighbours) run alone. The queue is bounded: `submit` refuses work beyond `max_queue`
 rather than letting clients hang, and a cancelled job (its client went away) leaves the
 queue at once and stops its batch when it was the batch's last live job.
+
+One failure cannot take down its neighbours: when a batch raises, each of its live jobs
+runs again alone (after a ("restart", None) event, so a stream can start its frames
+over), and only the jobs that fail alone get the error. The worker survives every
+exception. `close()` stops the running batch at its next step.
 """
 
 from __future__ import annotations
@@ -27,8 +32,12 @@ class QueueFull(Exception):
     """The server has `max_queue` requests waiting or running."""
 
 
+class Stopping(Exception):
+    """The server is shutting down: the job will not run (or not finish)."""
+
+
 class _Abandoned(Exception):
-    """Every job of the running batch was cancelled."""
+    """Every job of the running batch was cancelled, or the server is stopping."""
 
 
 @dataclass(eq=False)
@@ -92,11 +101,20 @@ class Batcher:
         """Live requests waiting or running."""
         return len(self.pending) + sum(not j.cancelled for j in self.running)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._stop
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop: waiting jobs are answered with `Stopping`, the running batch stops at its
+        next step (its jobs answered alike), and the worker thread ends."""
         with self.lock:
             self._stop = True
+            waiting, self.pending = self.pending, []
             self.lock.notify()
-        self.thread.join(timeout=5)
+        for job in waiting:
+            job.send("error", Stopping("the server is shutting down"))
+        self.thread.join(timeout=timeout_s)
 
     # ---- the worker thread
     def _take_batch(self) -> list[Job] | None:
@@ -127,13 +145,7 @@ class Batcher:
     def _work(self) -> None:
         torch.set_grad_enabled(False)
         while (batch := self._take_batch()) is not None:
-            outcome: list[tuple[str, Any]] | None
-            try:
-                outcome = [("done", r) for r in self._run(batch)]
-            except _Abandoned:
-                outcome = None
-            except Exception as exc:  # a bad request must not kill the worker
-                outcome = [("error", exc)] * len(batch)
+            outcome = self._outcome(batch)
             rows = sum(len(j.rows) or 1 for j in batch)
             with self.lock:  # free the slots before the clients hear back
                 self.running = []
@@ -141,8 +153,30 @@ class Batcher:
                 self.stats["rows"] += rows
                 self.stats["jobs_done"] += sum(not j.cancelled for j in batch)
                 self.stats["largest_batch"] = max(self.stats["largest_batch"], rows)
-            for job, (kind, payload) in zip(batch, outcome or [], strict=False):
-                job.send(kind, payload)
+            for job, result in zip(batch, outcome, strict=True):
+                if result is None and self._stop:
+                    result = ("error", Stopping("the server is shutting down"))
+                if result is not None:
+                    job.send(*result)
+
+    def _outcome(self, batch: list[Job]) -> list[tuple[str, Any] | None]:
+        """("done", result) or ("error", exc) per job; None for an abandoned one."""
+        try:
+            return [("done", r) for r in self._run(batch)]
+        except _Abandoned:
+            return [None] * len(batch)
+        except Exception as exc:  # a bad request must not kill the worker
+            if len(batch) == 1:
+                return [("error", exc)]
+        self.stats["isolated_failures"] = self.stats.get("isolated_failures", 0) + 1
+        outcome: list[tuple[str, Any] | None] = []
+        for job in batch:  # which of them fails alone?
+            if job.cancelled:
+                outcome.append(None)
+                continue
+            job.send("restart", None)
+            outcome.append(self._outcome([job])[0])
+        return outcome
 
     def _run(self, batch: list[Job]) -> list[Any]:
         spans, at = [], 0
@@ -151,7 +185,7 @@ class Batcher:
             at += len(job.rows)
 
         def on_step(step: Step) -> None:
-            if all(job.cancelled for job in batch):
+            if self._stop or all(job.cancelled for job in batch):
                 raise _Abandoned
             for job, (a, b) in zip(batch, spans, strict=True):
                 if job.want_steps:

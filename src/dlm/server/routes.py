@@ -10,19 +10,20 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from dlm.control.edit import char_span
+from dlm.control.edit import char_span, linear_search
 from dlm.control.infill import Blank, parse_template
-from dlm.errors import DLMError
+from dlm.errors import ConfigError, DLMError
 from dlm.server.batcher import Job
 from dlm.server.limits import (
     RequestError,
     batch_key,
+    check_count,
     check_prompt_tokens,
     effective,
     sample_config,
 )
 from dlm.server.schemas import ChatMessage, ChatRequest, CompletionRequest, DenoiseRequest
-from dlm.server.stream import FinishedText, finish_reason, frame, sse
+from dlm.server.stream import FinishedText, StopCutter, cut_at_stop, finish_reason, frame, sse
 
 router = APIRouter()
 DISCONNECT_POLL_S = 0.25
@@ -33,7 +34,7 @@ def histories_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
     turns only, so a system message is prepended to the next user turn."""
     history, system = [], []
     for m in messages:
-        if m.role == "system":
+        if m.role in ("system", "developer"):
             system.append(m.content)
         elif m.role == "user":
             history.append({"role": "user", "content": "\n\n".join([*system, m.content])})
@@ -43,7 +44,15 @@ def histories_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
     if not history or history[-1]["role"] != "user":
         raise RequestError(400, "messages", "the last message must be from the user",
                          "invalid_messages")
+    check_not_empty(history, "messages")
     return history
+
+
+def check_not_empty(history: list[dict[str, str]], param: str) -> None:
+    """Refused here, not in the batch: a bad row would otherwise fail its neighbours too."""
+    if not any(m["content"].strip() for m in history):
+        raise RequestError(400, param, "the prompt is empty; send some text to reply to",
+                           "invalid_prompt")
 
 
 def prompt_tokens(request: Request, history: list[dict[str, str]], param: str,
@@ -120,7 +129,8 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
     base = {"id": rid, "created": int(time.time()), "model": state.model_name}
     if req.stream:
         return StreamingResponse(guarded(stream_replies(request, job, config, base, kind,
-                                                         len(rows), usage_of(req, n_prompt))),
+                                                         len(rows), usage_of(req, n_prompt),
+                                                         req.stops)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     ids = None
@@ -131,9 +141,9 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
         return None  # the client went away
     choices, completion = [], 0
     for i, row in enumerate(ids.tolist()):
-        text = lm.decode_reply(row, config)
+        text, stopped = cut_at_stop(lm.decode_reply(row, config), req.stops)
         completion += completion_tokens(row, tok.eos_id)
-        reason = finish_reason(row, tok.eos_id)
+        reason = "stop" if stopped else finish_reason(row, tok.eos_id)
         choices.append({"index": i, "message": {"role": "assistant", "content": text},
                         "finish_reason": reason} if kind == "chat" else
                        {"index": i, "text": text, "finish_reason": reason, "logprobs": None})
@@ -156,10 +166,13 @@ def usage_of(req, n_prompt: int) -> int | None:
 
 
 async def stream_replies(request: Request, job: Job, config, base: dict, kind: str,
-                         n_rows: int, prompt_usage: int | None) -> AsyncIterator[str]:
-    """OpenAI chunks: text is sent as soon as it is final (see `stream.FinishedText`)."""
+                         n_rows: int, prompt_usage: int | None, stops: list[str],
+                         ) -> AsyncIterator[str]:
+    """OpenAI chunks: text is sent as soon as it is final (see `stream.FinishedText`),
+    and never past a stop string (see `stream.StopCutter`)."""
     tok, lm = request.app.state.lm.tokenizer, request.app.state.lm
     rows = [FinishedText(tok, config.block_length, config.remask) for _ in range(n_rows)]
+    cutters = [StopCutter(stops) for _ in range(n_rows)]
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
     def chunk(i: int, text: str | None, reason: str | None = None, first: bool = False):
@@ -176,18 +189,22 @@ async def stream_replies(request: Request, job: Job, config, base: dict, kind: s
         for i in range(n_rows):
             yield chunk(i, None, first=True)
     async for event, payload in events(request, job):
-        if event == "step":
+        if event == "restart":  # the batch failed; this reply runs again alone
+            for row in rows:
+                row.restart()
+        elif event == "step":
             for i, row in enumerate(rows):
-                text = row.delta(payload.tokens[i].tolist())
+                text = cutters[i].feed(row.delta(payload.tokens[i].tolist()))
                 if text:
                     yield chunk(i, text)
         else:
             completion = 0
             for i, (row, ids) in enumerate(zip(rows, payload.tolist(), strict=True)):
-                rest = row.finish(lm.decode_reply(ids, config))
+                cutter = cutters[i]
+                rest = cutter.feed(row.finish(lm.decode_reply(ids, config))) + cutter.flush()
                 if rest:
                     yield chunk(i, rest)
-                yield chunk(i, None, finish_reason(ids, tok.eos_id))
+                yield chunk(i, None, "stop" if cutter.stopped else finish_reason(ids, tok.eos_id))
                 completion += completion_tokens(ids, tok.eos_id)
             if prompt_usage is not None:
                 yield sse({**base, "object": obj, "choices": [], "usage": {
@@ -214,6 +231,8 @@ async def completions(req: CompletionRequest, request: Request):
     prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     if not prompts:
         raise RequestError(400, "prompt", "prompt is empty", "invalid_prompt")
+    for p in prompts:
+        check_not_empty([{"role": "user", "content": p}], "prompt")
     if len(prompts) * req.n > request.app.state.config.max_n:
         raise RequestError(400, "n", f"{len(prompts)} prompts × n={req.n} is over this "
                          f"server's limit max_n={request.app.state.config.max_n}")
@@ -239,19 +258,23 @@ async def denoise(req: DenoiseRequest, request: Request):
         history = histories_of(req.messages)
         prompt_tokens(request, history, "messages", config.length)
         job = submit(request, [history], config, want_steps=True)
-        return StreamingResponse(guarded(denoise_stream(request, job, config)),
+        return StreamingResponse(guarded(denoise_stream(request, job, config, req.stops)),
                                  media_type="text/event-stream")
+    if req.stop is not None:
+        raise RequestError(400, "stop", "stop applies to replies (messages); an infill or an "
+                           "edit keeps its given text", "unsupported_parameter")
     field = "template" if req.template is not None else "text"
     given_tokens = len(tok.encode(getattr(req, field))) + len(tok.encode(req.prompt or ""))
     check_prompt_tokens(given_tokens, state.config, field)
-    check_control(req)
+    span = check_control(req, lm, state.config, given_tokens)
     if req.template is not None:
         def run(on_step):
             result = lm.infill(req.template, req.prompt, config, on_step=on_step)
             return {"text": result.text, "fills": result.fills}
     else:
         def run(on_step):
-            result = lm.edit(req.text, req.span, prompt=req.prompt, config=config,
+            # the span as the range RE2 found: the pattern is never run again
+            result = lm.edit(req.text, span, prompt=req.prompt, config=config,
                              on_step=on_step)
             return {"text": result.after, "before": result.before}
     job = submit(request, [], config, want_steps=True, run=run)
@@ -259,28 +282,59 @@ async def denoise(req: DenoiseRequest, request: Request):
                              media_type="text/event-stream")
 
 
-def check_control(req: DenoiseRequest) -> None:
-    """Refuse a template without blanks or an edit span that matches nothing now, with a
-    400, rather than in the middle of the stream."""
+def check_control(req: DenoiseRequest, lm, limits, given_tokens: int) -> str | None:
+    """Refuse, with a 400 and before any model call, a template without blanks or whose
+    blanks hold more than `max_tokens`, an edit span that is too long a pattern, matches
+    nothing or covers more than `max_tokens`, and any canvas over the model's context.
+    Returns an edit's span as the character range "A:B" its pattern matched (by RE2)."""
+    context = lm.model.config.max_seq_len
+    overhead = 4 if req.prompt is not None else 1  # <bos> <user> ... <assistant> and eos
     if req.template is not None:
-        pieces = parse_template(req.template)
-        prompt = parse_template(req.prompt) if req.prompt is not None else []
-        if not any(isinstance(p, Blank) for p in pieces + prompt):
+        try:
+            pieces = parse_template(req.template)
+            prompt = parse_template(req.prompt, where="prompt") if req.prompt is not None \
+                else []
+        except ConfigError as exc:
+            raise RequestError(400, "template", str(exc), "invalid_template") from None
+        blanks = sum(p.size for p in pieces + prompt if isinstance(p, Blank))
+        if not blanks:
             raise RequestError(400, "template", "the template has no blank to fill; mark one "
                              "with [MASK], [MASK*n] or [MASK*?]", "invalid_template")
-        return
+        if blanks > limits.max_tokens:
+            raise RequestError(400, "template", f"the template's blanks hold {blanks} tokens, "
+                             f"over this server's limit max_tokens={limits.max_tokens}")
+        if given_tokens + blanks + overhead > context:
+            raise RequestError(400, "template", f"{given_tokens} given tokens + {blanks} "
+                             f"blank tokens is over the model's context of {context} tokens")
+        return None
     if not req.span:
         raise RequestError(400, "span", "an edit needs a span (a regex or A:B) to rewrite")
+    if len(req.span) > limits.max_pattern_chars:
+        raise RequestError(400, "span", f"the span pattern is {len(req.span)} characters, over "
+                         f"this server's limit max_pattern_chars={limits.max_pattern_chars}")
     if not req.text.strip():
         raise RequestError(400, "text", "the text to edit is empty")
-    char_span(req.text, req.span)
+    if given_tokens + overhead > context:
+        raise RequestError(400, "text", f"{given_tokens} tokens is over the model's context "
+                         f"of {context} tokens")
+    try:
+        a, b = char_span(req.text, req.span, linear_search)
+    except ConfigError as exc:
+        raise RequestError(400, "span", str(exc), "invalid_span") from None
+    check_count(len(lm.tokenizer.encode(req.text[a:b])), limits.max_tokens, "span",
+                "max_tokens")
+    return f"{a}:{b}"
 
 
-async def denoise_stream(request: Request, job: Job, config) -> AsyncIterator[str]:
+async def denoise_stream(request: Request, job: Job, config, stops: list[str] | None = None,
+                         ) -> AsyncIterator[str]:
     lm, tok = request.app.state.lm, request.app.state.lm.tokenizer
     last_nfe, start = 0, None
     async for event, payload in events(request, job):
-        if event == "step":
+        if event == "restart":  # the batch failed; this request runs again alone
+            start = None
+            yield sse({"type": "restart"})
+        elif event == "step":
             if start is None:  # the layout is fixed: find the text's start once
                 start = reply_start(payload.tokens[0].tolist(), tok) if job.run else 0
             last_nfe = payload.nfe
@@ -289,8 +343,9 @@ async def denoise_stream(request: Request, job: Job, config) -> AsyncIterator[st
             yield sse({"type": "done", "nfe": last_nfe, **payload})
         else:
             ids = payload[0].tolist()
-            yield sse({"type": "done", "nfe": last_nfe, "text": lm.decode_reply(ids, config),
-                       "finish_reason": finish_reason(ids, tok.eos_id)})
+            text, stopped = cut_at_stop(lm.decode_reply(ids, config), stops or [])
+            yield sse({"type": "done", "nfe": last_nfe, "text": text,
+                       "finish_reason": "stop" if stopped else finish_reason(ids, tok.eos_id)})
     yield sse("[DONE]")
 
 

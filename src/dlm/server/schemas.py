@@ -4,28 +4,53 @@ The OpenAI fields keep their OpenAI names and meanings; the diffusion settings a
 body fields (`extra_body=` in the official client). Domain errors (a negative step count,
 an unknown commit rule) are 422s naming the field; the server's own limits are checked
 in `limits.py`, so one place says what this server allows.
+
+No field is dropped without a word: an unknown field is refused (400, `param` names it),
+and an OpenAI field this server does not implement is accepted only at the value that
+changes nothing (`logprobs: false`, `presence_penalty: 0`, `tools: []`, ...); any other
+value is a 400 naming it. Metadata that changes no reply (`user`, `metadata`, `store`) is
+accepted.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from dlm.sampling.rules import RULES
 
 CommitRule = Literal[tuple(RULES)]  # type: ignore[valid-type]
 
 
-class StreamOptions(BaseModel):
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(Strict):
     include_usage: bool = False
     """Send a last chunk with no choices and the token counts (as OpenAI does)."""
 
 
-class DiffusionSettings(BaseModel):
-    """How the reply is denoised; every field optional (the server's defaults apply)."""
+# OpenAI fields that would change the reply and are not implemented: the value at which
+# each changes nothing. A request may send that value (clients often do); any other is
+# refused rather than ignored.
+NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False, 0), "top_logprobs": (None, 0), "logit_bias": (None, {}),
+    "presence_penalty": (None, 0, 0.0), "frequency_penalty": (None, 0, 0.0),
+    "tools": (None, []), "tool_choice": (None, "none"), "functions": (None, []),
+    "function_call": (None, "none"), "parallel_tool_calls": (None, True, False),
+    "response_format": (None, {"type": "text"}), "modalities": (None, ["text"]),
+    "audio": (None,), "prediction": (None,), "reasoning_effort": (None,),
+    "web_search_options": (None,), "echo": (None, False), "suffix": (None, ""),
+    "best_of": (None, 1),
+}
+MAX_STOP = 4  # as OpenAI
 
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
+
+class DiffusionSettings(Strict):
+    """How the reply is denoised; every field optional (the server's defaults apply)."""
 
     steps: int | None = Field(None, ge=1, description="Denoising steps (model calls).")
     block_length: int | None = Field(None, ge=0, description="Semi-autoregressive blocks "
@@ -43,13 +68,66 @@ class DiffusionSettings(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, description="Reply canvas length.")
     n: int = Field(1, ge=1, description="Replies per request.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 strings: the reply "
+                                         "ends before the first of them (finish_reason stop).")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    user: str | None = Field(None, description="Accepted and unused (OpenAI metadata).")
+    metadata: dict[str, str] | None = Field(None, description="Accepted and unused.")
+    store: bool | None = Field(None, description="Accepted; nothing is stored.")
+    logprobs: Any = None
+    top_logprobs: Any = None
+    logit_bias: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    parallel_tool_calls: Any = None
+    response_format: Any = None
+    modalities: Any = None
+    audio: Any = None
+    prediction: Any = None
+    reasoning_effort: Any = None
+    web_search_options: Any = None
+    echo: Any = None
+    suffix: Any = None
+    best_of: Any = None
+    max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer "
+                                              "name for max_tokens.")
+
+    @model_validator(mode="after")
+    def refuse_what_is_not_implemented(self):
+        for name, harmless in NOT_IMPLEMENTED.items():
+            value = getattr(self, name)
+            if not any(value is h or (type(value) is type(h) and value == h) for h in harmless):
+                raise PydanticCustomError(
+                    "not_implemented", "{field} is not implemented by this server; leave it "
+                    "out (accepted only as {harmless})",
+                    {"field": name, "harmless": " or ".join(map(repr, harmless))})
+        if self.max_completion_tokens is not None:
+            if self.max_tokens not in (None, self.max_completion_tokens):
+                raise PydanticCustomError("conflict", "max_completion_tokens and max_tokens "
+                                          "disagree; send one", {"field": "max_tokens"})
+            self.max_tokens = self.max_completion_tokens
+        if isinstance(self.stop, list) and len(self.stop) > MAX_STOP:
+            raise PydanticCustomError("stop_too_many", "stop: at most {n} strings",
+                                      {"field": "stop", "n": MAX_STOP})
+        if self.stop is not None and any(s == "" for s in self.stops):
+            raise PydanticCustomError("stop_empty", "stop: an empty string would end every "
+                                      "reply at once", {"field": "stop"})
+        return self
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
+class ChatMessage(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
     content: str
+    name: str | None = None
 
 
 class ChatRequest(DiffusionSettings):

@@ -52,6 +52,11 @@ class FinishedText:
             return eos
         return first_mask
 
+    def restart(self) -> None:
+        """The reply is being denoised again from the start: what was sent stays sent
+        (greedy decoding reaches it again), the final prefix is found anew."""
+        self.final, self.ended = 0, False
+
     def delta(self, ids: list[int]) -> str:
         """The text that became final since the last call."""
         if self.ended:
@@ -74,6 +79,46 @@ class FinishedText:
             return ""  # the decoded prefix changed its spacing: catch up at the end
         new, self.sent = text[len(self.sent):], text
         return new
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """`text` up to (not including) the earliest stop string, and whether one was found."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+class StopCutter:
+    """A stream's text deltas, cut before the first stop string (OpenAI's `stop`).
+
+    A stop string can arrive split over deltas, so the tail of what has come that could
+    still begin one is held back until the next delta says whether it does; nothing
+    after a stop string is ever sent."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """The part of `text` (after what was held) that is safe to send now."""
+        if self.stopped:
+            return ""
+        if not self.stops:
+            return text
+        text = self.held + text
+        cut, self.stopped = cut_at_stop(text, self.stops)
+        if self.stopped:
+            self.held = ""
+            return cut
+        keep = max((k for s in self.stops for k in range(1, len(s))
+                    if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        """At the end of the reply: what was held back (no stop string came)."""
+        held, self.held = self.held, ""
+        return "" if self.stopped else held
 
 
 def finish_reason(ids: list[int], eos_id: int) -> str:

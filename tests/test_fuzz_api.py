@@ -1,0 +1,166 @@
+"""The HTTP API under generated input: schemathesis from the app's own OpenAPI schema
+(valid and invalid bodies for every route, with and without the key), and hypothesis
+for the bodies a schema cannot describe (bytes that are not JSON, deep nesting).
+
+Properties, for every request: no 5xx; every 4xx is the OpenAI error shape with `param`
+naming the field; each answer within `SLOWEST_S`; the server healthy afterwards.
+`--fuzz-examples N` sets the budget (CI: 20 per route and mode), `--fuzz-report FILE`
+writes the counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation import GenerationMode
+
+from dlm.config import ServeConfig
+from dlm.server import create_app
+from dlm.tokenizer import DLMTokenizer
+from tests.conftest import PAIRS
+from tests.server_util import tiny_lm
+
+KEY = "fuzz-key"
+SLOWEST_S = 10.0
+LIMITS = dict(api_key=KEY, max_tokens=32, max_steps=32, max_n=2, max_prompt_tokens=64,
+              max_request_bytes=16_384, max_queue=8)
+SEEN: collections.Counter = collections.Counter()  # (route, status) -> requests
+SLOWEST: dict[str, float] = {}
+
+
+def make_app():
+    tok = DLMTokenizer.train([t for pair in PAIRS for t in pair] * 5, vocab_size=300)
+    return create_app(tiny_lm(tok), ServeConfig(**LIMITS))
+
+
+APP = make_app()
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
+OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+
+
+def check(route: str, response, seconds: float) -> None:
+    SEEN[(route, response.status_code)] += 1
+    SLOWEST[route] = max(SLOWEST.get(route, 0.0), seconds)
+    assert response.status_code < 500, (route, response.status_code, response.text[:500])
+    assert seconds < SLOWEST_S, (route, seconds)
+    if response.status_code >= 400:
+        body = response.json()
+        assert set(body) == {"error"}, body
+        err = body["error"]
+        assert set(err) == {"message", "type", "param", "code"}, err
+        assert err["message"] and err["param"], err
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+@pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda m: m.value)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
+def test_no_request_gets_a_5xx_or_a_shapeless_error(operation, mode, with_key, request):
+    budget = request.config.getoption("--fuzz-examples")
+    headers = {"Authorization": f"Bearer {KEY}"} if with_key else {}
+
+    @given(case=operation.as_strategy(mode))
+    @settings(max_examples=budget, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case):
+        start = time.perf_counter()
+        response = case.call(headers=headers)
+        check(operation.label, response, time.perf_counter() - start)
+        if not with_key and operation.path.startswith("/v1"):
+            assert response.status_code == 401, response.text
+
+    try:
+        run()
+    except Unsatisfiable:  # a route with no parameters has no invalid input to generate
+        assert mode == GenerationMode.NEGATIVE and operation.method.upper() == "GET"
+
+
+def json_values(depth: int = 3):
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                        max_leaves=12)
+
+
+ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/denoise"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(APP) as c:
+        yield c
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_bodies_a_schema_cannot_describe(client, route, request):
+    """Random bytes, JSON of any shape, deep nesting, huge numbers, other content types."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    bodies = (st.binary(max_size=200)
+              | json_values().map(lambda v: json.dumps(v).encode())
+              | st.integers(1, 5000).map(lambda n: b"[" * n + b"]" * n)
+              | st.integers(1, 5000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
+              | st.integers(300, 5000).map(lambda n: b'{"messages": [{"role": "user", '
+                                           b'"content": "hi"}], "max_tokens": 1' + b"0" * n
+                                           + b"}")
+              | st.text(max_size=100).map(lambda t: t.encode("utf-16")))
+    kinds = st.sampled_from(["application/json", "text/plain", "application/x-www-form-"
+                             "urlencoded", "multipart/form-data"])
+
+    @given(body=bodies, kind=kinds)
+    @settings(max_examples=request.config.getoption("--fuzz-examples") * 4, deadline=None,
+              database=None, suppress_health_check=list(HealthCheck))
+    def run(body, kind):
+        start = time.perf_counter()
+        response = client.post(route, content=body, headers={**headers, "content-type": kind})
+        check(f"POST {route} (raw)", response, time.perf_counter() - start)
+        assert response.status_code < 500
+
+    run()
+
+
+def test_over_the_body_limit_and_deep_nesting_are_refused_before_parsing(client):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    big = client.post("/v1/chat/completions", content=b" " * 20_000, headers=headers)
+    assert big.status_code == 413 and big.json()["error"]["param"] == "body"
+    deep = client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000,
+                       headers=headers)
+    # over the byte limit first; a deep body within it is refused for its depth
+    assert deep.status_code == 413
+    nested = client.post("/v1/chat/completions", content=b"[" * 5000 + b"]" * 5000,
+                         headers=headers)
+    assert nested.status_code == 400, nested.text
+    assert nested.json()["error"]["code"] == "too_deep"
+
+
+def test_the_server_is_healthy_after_the_fuzzing_and_counts_every_route(client, request):
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["load"] == 0  # nothing left waiting or running
+    ok = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                     json={"messages": [{"role": "user", "content": "hello"}],
+                           "max_tokens": 8, "steps": 4})
+    assert ok.status_code == 200, ok.text
+    routes = {route for route, _ in SEEN}
+    if routes:  # the fuzz tests ran in this session (not deselected)
+        assert {op.label for op in OPERATIONS} <= routes
+        assert not [k for k in SEEN if k[1] >= 500]
+    out = request.config.getoption("--fuzz-report")
+    if out:
+        per_route = collections.defaultdict(dict)
+        for (route, status), n in sorted(SEEN.items()):
+            per_route[route][str(status)] = n
+        report = {"examples_per_route_and_mode": request.config.getoption("--fuzz-examples"),
+                  "requests": sum(SEEN.values()),
+                  "per_route": {r: {"requests": sum(c.values()), "by_status": c,
+                                    "slowest_s": round(SLOWEST[r], 4)}
+                                for r, c in per_route.items()},
+                  "5xx": sum(n for (_, s), n in SEEN.items() if s >= 500)}
+        with open(out, "w") as f:
+            json.dump(report, f, indent=1)
