@@ -74,3 +74,6 @@ def pytest_addoption(parser):
     parser.addoption("--fuzz-report", default=None,
                      help="Write the fuzz suite's counts (requests per route and status, "
                           "the slowest response) to this JSON file.")
+    parser.addoption("--fault-trials", type=int, default=3,
+                     help="Training runs killed with SIGKILL at random moments (besides one "
+                          "at each failpoint) in the fault-injection tests.")

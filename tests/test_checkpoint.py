@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 
 import pytest
 import torch
@@ -38,12 +40,13 @@ def test_crash_mid_save_leaves_the_previous_checkpoint_intact(tiny_model, tok, t
         for p in tiny_model.parameters():
             p.add_(1.0)
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt_mod, "save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(ckpt_mod, "save_file", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device.*is intact") as caught:
         save_checkpoint(path, tiny_model, tok)
+    assert "\n" not in str(caught.value)
     assert torch.equal(logits_of(load_checkpoint(path).model, tok), before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp left behind
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from dlm import __version__
 from dlm.config import ModelConfig, from_dict
 from dlm.errors import CheckpointError
+from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 
@@ -42,7 +43,12 @@ class Checkpoint:
         file = self.path / TRAIN_STATE
         if not file.is_file():
             return None
-        return torch.load(file, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or not a torch file: pickle, zip, EOF errors
+            raise CheckpointError(f"{file}: cannot read the training state "
+                                  f"({first_line(exc)}); the file is damaged — resume from "
+                                  "another checkpoint or start the run again") from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,15 +89,26 @@ def save_checkpoint(
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
+    except OSError as exc:  # a full disk, a quota, a read-only folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = f"; the previous checkpoint in {path} is intact" if path.exists() else ""
+        raise CheckpointError(f"{path}: cannot write the checkpoint "
+                              f"({exc.strerror or first_line(exc)}){kept}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    passage("checkpoint.written")
     # Swap: the old checkpoint stays complete (as `old`) until the new one is in place.
     if path.exists():
         os.rename(path, old)
+    passage("checkpoint.renamed")
     os.rename(tmp, path)
     _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    # The new checkpoint is in place: what an earlier, killed save left beside it (its
+    # half-written temp, or the old copy it had moved aside) is no longer needed.
+    for stale in (old, *path.parent.glob(f".{path.name}.tmp-*"),
+                  *path.parent.glob(f".{path.name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)
     return path
 
 
@@ -117,11 +134,21 @@ def resolve(path: str | Path, best: bool = False) -> Path:
                           "written by `dlm train`")
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads((path / CONFIG).read_text())
+        meta = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path / CONFIG}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path / CONFIG}: not UTF-8 text; the file is damaged") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / CONFIG}: not a dlm checkpoint config (not a JSON "
+                              "object); the file is damaged")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -129,6 +156,9 @@ def read_meta(path: Path) -> dict[str, Any]:
             f"{meta.get('dlm_version', '?')}) is not format {FORMAT_VERSION} of dlm "
             f"{__version__}; retrain it with this version or install the dlm that wrote it"
         )
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{path / CONFIG}: not a dlm checkpoint config (no `model` "
+                              "object); the file is damaged")
     return meta
 
 
@@ -147,9 +177,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: {WEIGHTS} is missing; the checkpoint is incomplete")
     model = Transformer(config)
     try:
-        model.load_state_dict(load_file(str(path / WEIGHTS)))
+        weights = load_file(str(path / WEIGHTS))
+    except Exception as exc:  # safetensors' own error: truncated header, bad offsets
+        raise CheckpointError(f"{path / WEIGHTS}: cannot read the weights ({first_line(exc)}); "
+                              "the file is damaged or incomplete") from None
+    try:
+        model.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path / WEIGHTS}: weights do not match config.json ({first})") \
-            from None
+        raise CheckpointError(f"{path / WEIGHTS}: weights do not match config.json "
+                              f"({first_line(exc)})") from None
     return Checkpoint(path, model.to(device).eval(), tokenizer, meta)

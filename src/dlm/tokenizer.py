@@ -94,7 +94,12 @@ class DLMTokenizer:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: tokenizer file not found")
-        return cls(Tokenizer.from_file(str(path)))
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as exc:  # the tokenizers library's parse error, not JSON's
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{path}: cannot read the tokenizer ({first}); the file "
+                                  "is damaged") from None
 
     def with_rainbow(self, k: int) -> DLMTokenizer:
         """This tokenizer with rainbow pad tokens 0..k-1 (added after the vocabulary if

@@ -49,12 +49,27 @@ from dlm.diffusion import (
 from dlm.diffusion.block import align_to_blocks, check_block_size
 from dlm.diffusion.corruption import Noise, draw_noise
 from dlm.distributed import check_split, close_world, init_world, wrap
-from dlm.errors import CheckpointError, ConfigError, DataError
+from dlm.errors import CheckpointError, ConfigError, DataError, DLMError
 from dlm.evaluate import evaluate_nelbo
+from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.pipeline import DiffusionLM, pick_device
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
+
+
+class Diverged(DLMError):
+    """The loss or the gradient norm of a step was NaN or inf; it was not applied."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float, out_dir: Path):
+        last = out_dir / "last"
+        kept = (f"the last good checkpoint is {last} (step "
+                f"{json.loads((last / 'config.json').read_text()).get('step')})"
+                if (last / "config.json").is_file() else "no checkpoint was written yet")
+        super().__init__(f"step {step}: the loss is {loss:g} and the gradient norm "
+                         f"{grad_norm:g}; training stopped before applying it, and {kept}. "
+                         "Lower --lr or keep --grad-clip on, then --resume")
+        self.step = step
 
 
 # ------------------------------------------------------------------ reporting
@@ -514,8 +529,16 @@ class Trainer:
                 # one sum, so undo the average
                 (out.loss * world.size).backward()
             total += out.loss.detach()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                     if cfg.grad_clip > 0 else torch.zeros((), device=self.device))
+        # The norm is computed even with clipping off: a non-finite one must be caught
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        # One scalar read per step (a host sync on a GPU): a NaN or inf step applied would
+        # poison the weights and every checkpoint after them, so it is refused first. The
+        # norm is of the all-reduced gradients, so every process decides alike.
+        norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        if not bool(torch.isfinite(total) & torch.isfinite(norm)):
+            raise Diverged(self.step + 1, float(total), float(norm), self.out_dir)
+        passage("train.step")
         self.optimizer.step()
         self.step += 1
         return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel(),

@@ -136,9 +136,13 @@ def build_shards(sources: dict[str, Path], tok: DLMTokenizer, out: Path) -> dict
 def stale_reason(out: Path, sources: dict[str, Path], tok: DLMTokenizer) -> str | None:
     """Why the shards in `out` cannot be used for these sources and tokenizer (None: they can)."""
     try:
-        meta = json.loads((out / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return "no token cache yet"
+    except (OSError, ValueError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        return f"the cache's meta.json is damaged ({str(exc)[:80]})"
+    if not isinstance(meta, dict):
+        return "the cache's meta.json is damaged (not a JSON object)"
     if meta.get("format") != SHARD_FORMAT:
         return f"the cache is format {meta.get('format')}, this dlm writes {SHARD_FORMAT}"
     if meta.get("tokenizer") != tok.fingerprint():
@@ -148,6 +152,11 @@ def stale_reason(out: Path, sources: dict[str, Path], tok: DLMTokenizer) -> str 
         cached = meta.get("sources", {}).get(split, {})
         if cached.get("sha256") != file_hash(path):
             return f"{path} changed since it was tokenized"
+    try:
+        for split in meta.get("splits", {}):
+            TokenShard(out, split, meta)
+    except (DataError, KeyError, TypeError, ValueError) as exc:
+        return f"the cache is damaged ({str(exc).split(': ', 1)[-1][:100]})"
     return None
 
 
@@ -162,17 +171,57 @@ def ensure_shards(sources: dict[str, Path], tok: DLMTokenizer, out: Path,
 
 
 # ------------------------------------------------------------------- reading
+def read_shard_meta(folder: Path) -> dict:
+    """A shard directory's meta.json, or a one-line DataError naming what is wrong."""
+    path = folder / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the shard metadata ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: damaged ({str(exc)[:120]}); delete {folder} and run "
+                        "`dlm data` again") from None
+    splits = meta.get("splits") if isinstance(meta, dict) else None
+    if not isinstance(splits, dict) or not splits or not all(
+            isinstance(v, dict) and {"tokens", "dtype"} <= set(v) for v in splits.values()):
+        raise DataError(f"{path}: not dlm shard metadata (no splits with tokens and dtype); "
+                        f"delete {folder} and run `dlm data` again")
+    return meta
+
+
 class TokenShard:
     """One split as memory maps: `example(i)` gives its prompt and response ids."""
 
-    def __init__(self, folder: Path, split: str):
-        meta = json.loads((folder / "meta.json").read_text())
+    def __init__(self, folder: Path, split: str, meta: dict | None = None):
+        meta = meta or read_shard_meta(folder)
         info = meta["splits"][split]
         self.kind: str = meta["kind"]
         self.n_tokens: int = int(info["tokens"])
-        self.tokens = (np.memmap(folder / f"{split}.bin", dtype=info["dtype"], mode="r")
-                       if self.n_tokens else np.zeros(0, dtype=info["dtype"]))
-        self.index = np.load(folder / f"{split}.idx.npy", mmap_mode="r")
+        bin_path, idx_path = folder / f"{split}.bin", folder / f"{split}.idx.npy"
+        rebuild = f"; delete {folder} and run `dlm data` (or `dlm train`) again to rebuild it"
+        dtype = np.dtype(info["dtype"])
+        size = bin_path.stat().st_size if bin_path.is_file() else -1
+        if size != self.n_tokens * dtype.itemsize:
+            raise DataError(f"{bin_path}: {max(size, 0)} bytes where meta.json says "
+                            f"{self.n_tokens} {dtype.name} tokens ("
+                            f"{self.n_tokens * dtype.itemsize} bytes): the shard is truncated "
+                            f"or damaged{rebuild}")
+        self.tokens = (np.memmap(bin_path, dtype=dtype, mode="r")
+                       if self.n_tokens else np.zeros(0, dtype=dtype))
+        vocab = int(meta.get("vocab_size", 0))
+        if vocab and self.n_tokens and int(self.tokens.max()) >= vocab:  # one pass, cheap
+            raise DataError(f"{bin_path}: holds token id {int(self.tokens.max())}, outside the "
+                            f"vocabulary of {vocab}: the shard is damaged{rebuild}")
+        try:
+            self.index = np.load(idx_path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{idx_path}: cannot read the index ({str(exc)[:120]}){rebuild}") \
+                from None
+        rows = int(info.get("examples", self.index.shape[0] if self.index.ndim else -1))
+        if (self.index.ndim != 2 or self.index.shape != (rows, 3)
+                or (rows and int(self.index[:, 2].max()) > self.n_tokens)):
+            raise DataError(f"{idx_path}: shape {self.index.shape} or offsets do not match "
+                            f"meta.json ({rows} examples, {self.n_tokens} tokens){rebuild}")
 
     def __len__(self) -> int:
         return self.index.shape[0]
@@ -353,6 +402,8 @@ class ShardSet:
 
     @classmethod
     def open(cls, folder: Path) -> ShardSet:
-        meta = json.loads((folder / "meta.json").read_text())
-        val = TokenShard(folder, "validation") if "validation" in meta["splits"] else None
-        return cls(folder, meta, TokenShard(folder, "train"), val)
+        meta = read_shard_meta(folder)
+        if "train" not in meta["splits"]:
+            raise DataError(f"{folder / 'meta.json'}: no train split to train on")
+        val = TokenShard(folder, "validation", meta) if "validation" in meta["splits"] else None
+        return cls(folder, meta, TokenShard(folder, "train", meta), val)
