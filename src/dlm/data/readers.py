@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def read_jsonl(path: Path, report: ReadReport, fields: FieldMap | None = None,
             except json.JSONDecodeError as exc:
                 report.skip(where, f"invalid JSON ({exc.msg})")
                 continue
+            except RecursionError:  # the parser recurses once per level of nesting
+                report.skip(where, "JSON nested too deeply")
+                continue
             try:
                 yield from row_examples(row, fields)
             except ValueError as exc:
@@ -72,8 +76,8 @@ def read_dailydialog_zip(path: Path, report: ReadReport) -> Iterator[Example]:
     utterances separated by `__eou__` (the act and emotion label files are ignored)."""
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise DataError(f"{path}: not a zip file") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
+        raise DataError(f"{path}: not a zip file, or a damaged one") from None
     with archive:
         names = [n for n in archive.namelist()
                  if Path(n).name.startswith("dialogues_") and n.endswith(".txt")
@@ -81,16 +85,24 @@ def read_dailydialog_zip(path: Path, report: ReadReport) -> Iterator[Example]:
         if not names:
             raise DataError(f"{path}: no dialogues_*.txt inside; is this the DailyDialog zip?")
         for name in names:
-            with archive.open(name) as raw:
-                text = io.TextIOWrapper(raw, encoding="utf-8")
-                for lineno, line in enumerate(text, 1):
-                    if not line.strip():
-                        continue
-                    utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
-                    if len(utterances) < 2:
-                        report.skip(f"{path}:{name}:{lineno}", "fewer than two utterances")
-                        continue
-                    yield dialogue(utterances)
+            try:
+                yield from _dailydialog_member(archive, name, path, report)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise DataError(f"{path}:{name}: the zip is damaged ({exc})") from None
+
+
+def _dailydialog_member(archive: zipfile.ZipFile, name: str, path: Path,
+                        report: ReadReport) -> Iterator[Example]:
+    with archive.open(name) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8")
+        for lineno, line in enumerate(text, 1):
+            if not line.strip():
+                continue
+            utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
+            if len(utterances) < 2:
+                report.skip(f"{path}:{name}:{lineno}", "fewer than two utterances")
+                continue
+            yield dialogue(utterances)
 
 
 READERS: dict[str, Callable[..., Iterator[Example]]] = {
