@@ -125,6 +125,25 @@ def test_bodies_a_schema_cannot_describe(client, route, request):
     run()
 
 
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(path=st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="?#"),
+                    max_size=30),
+       prefix=st.sampled_from(["/", "/v1/", "/static/", "/v1/chat/"]),
+       method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+       with_key=st.booleans())
+def test_any_path_and_method_outside_the_schema(client, path, prefix, method, with_key):
+    """Routes the schema leaves out (the page, static files, unknown paths, methods)."""
+    headers = {"Authorization": f"Bearer {KEY}"} if with_key else {}
+    start = time.perf_counter()
+    response = client.request(method, prefix + path, headers=headers)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        check(f"{method} (any path)", response, time.perf_counter() - start)
+    else:  # the page and static files answer HTML, CSS or JS
+        SEEN[(f"{method} (any path)", response.status_code)] += 1
+        assert response.status_code < 500
+
+
 def test_over_the_body_limit_and_deep_nesting_are_refused_before_parsing(client):
     headers = {"Authorization": f"Bearer {KEY}"}
     big = client.post("/v1/chat/completions", content=b" " * 20_000, headers=headers)

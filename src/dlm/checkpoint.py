@@ -46,9 +46,11 @@ class Checkpoint:
         try:
             return torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated or not a torch file: pickle, zip, EOF errors
-            raise CheckpointError(f"{file}: cannot read the training state "
-                                  f"({first_line(exc)}); the file is damaged — resume from "
-                                  "another checkpoint or start the run again") from None
+            # torch's own messages here are long and about pickling, not about the file
+            raise CheckpointError(f"{file}: cannot read the training state (truncated, or "
+                                  f"not a torch file: {type(exc).__name__}); the file is "
+                                  "damaged — resume from another checkpoint or start the run "
+                                  "again") from None
 
 
 def _fsync_dir(path: Path) -> None:
