@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Each limit and the API key tried with a bad request against a live `dlm serve`:
-#   bash docs/limits.sh runs/fine-pre > docs/limits.txt
+#   bash docs/limits.sh src/dlm/models/chat-tiny > docs/limits.txt   # the shipped model
 # prints the request, then the status code and the error message the server answered.
 set -euo pipefail
 CKPT=${1:?usage: docs/limits.sh CKPT}
@@ -33,6 +33,13 @@ try "commit_rule"         "$KEY"  "{$MSG, \"commit_rule\": \"loudest\"}"
 try "temperature"         "$KEY"  "{$MSG, \"temperature\": -1}"
 try "last turn"           "$KEY"  "{\"messages\": [{\"role\": \"assistant\", \"content\": \"hi\"}]}"
 try "context"             "$KEY"  "{$MSG, \"max_tokens\": 128, \"messages\": [{\"role\": \"user\", \"content\": \"$(printf 'hello %.0s' {1..40})\"}]}"
+try "empty prompt"        "$KEY"  "{\"messages\": [{\"role\": \"user\", \"content\": \"   \"}]}"
+try "not JSON"            "$KEY"  "hello there"
+try "JSON depth"          "$KEY"  "$(printf '[%.0s' {1..40})$(printf ']%.0s' {1..40})"
+try "stop"                "$KEY"  "{$MSG, \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}"
+try "logprobs"            "$KEY"  "{$MSG, \"logprobs\": true}"
+try "tools"               "$KEY"  "{$MSG, \"tools\": [{\"type\": \"function\"}]}"
+try "unknown field"       "$KEY"  "{$MSG, \"temprature\": 0.5}"
 echo
 echo "ok with the key: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/chat/completions" \
     -H "Content-Type: application/json" -H "Authorization: Bearer $KEY" -d "{$MSG, \"steps\": 4}")"
