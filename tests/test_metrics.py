@@ -62,3 +62,18 @@ def test_unigram_f1_and_bleu_2_against_references():
     assert bleu_2(["dog"], ["the cat sat"]) == 0.0
     with pytest.raises(ValueError, match="references"):
         unigram_f1(["a"], [])
+
+
+def test_stutter_broken_end_and_the_shuffled_reference_control():
+    from dlm.metrics import broken_end, share, shuffled_f1, stutters, unigram_f1
+
+    assert stutters("I am am am fine.") and stutters("No, no. No!")
+    assert not stutters("I am am fine")  # two in a row is not three
+    assert not stutters("well well, that is fine")
+    assert broken_end("I think that") and not broken_end("Fine, thanks!")
+    assert not broken_end('He said "yes."') and not broken_end("")
+    assert share(["a a a", "b", "c c c"], stutters) == pytest.approx(2 / 3)
+    refs = ["the cat sat", "a dog ran", "birds fly high"]
+    assert shuffled_f1(refs, refs) < unigram_f1(refs, refs) == 1.0
+    assert shuffled_f1(refs, refs) == 0.0  # every reply scored against another reference
+    assert shuffled_f1(refs, refs, seed=1) == 0.0

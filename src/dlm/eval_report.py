@@ -57,15 +57,17 @@ class EvalReport:
                  f"| bits per byte | {lk.bits_per_byte:.4f} |",
                  f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |", "",
                  "| steps | gen. PPL | entropy | distinct-1 | distinct-2 | repetition | "
-                 "words | empty | unigram F1 | BLEU-2 | ends with eos |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+                 "words | empty | unigram F1 (shuffled) | BLEU-2 | stutter | broken end "
+                 "| ends with eos |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for q in self.sweep:
             ppl = f"{q.gen_ppl:.1f}" if q.gen_ppl is not None else "—"
-            f1 = f"{q.f1:.3f}" if q.f1 is not None else "—"
+            f1 = f"{q.f1:.3f} ({q.f1_shuffled:.3f})" if q.f1 is not None else "—"
             bleu = f"{q.bleu_2:.2f}" if q.bleu_2 is not None else "—"
             lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
                          f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "
-                         f"{q.empty:.1%} | {f1} | {bleu} | {q.ends_with_eos:.0%} |")
+                         f"{q.empty:.1%} | {f1} | {bleu} | {q.stutter:.1%} | "
+                         f"{q.broken_end:.1%} | {q.ends_with_eos:.0%} |")
         if self.length_head:
             h = self.length_head
             lines += ["", f"Length head on {h['examples']} validation replies (mean "

@@ -123,3 +123,38 @@ def bleu_2(replies: Sequence[str], references: Sequence[str]) -> float:
     if len(replies) != len(references):
         raise ValueError(f"{len(replies)} replies for {len(references)} references")
     return BLEU(max_ngram_order=2).corpus_score(list(replies), [list(references)]).score
+
+
+def stutters(text: str) -> bool:
+    """A word said three times in a row ("the the the", case and punctuation ignored)."""
+    ws = content_words(text)
+    return any(a == b == c for a, b, c in zip(ws, ws[1:], ws[2:], strict=False))
+
+
+def broken_end(text: str) -> bool:
+    """A reply that stops mid-sentence: it has words but does not end with ., ! or ?
+    (closing quotes and brackets after them allowed)."""
+    stripped = text.rstrip().rstrip("\"')]\u201d\u2019")
+    return bool(words(text)) and not stripped.endswith((".", "!", "?", "\u2026"))
+
+
+def share(texts: Sequence[str], test) -> float:
+    """The share of `texts` for which `test` holds (0 for none)."""
+    return sum(bool(test(t)) for t in texts) / len(texts) if texts else 0.0
+
+
+def shuffled_f1(replies: Sequence[str], references: Sequence[str], seed: int = 0) -> float:
+    """The relevance control: unigram F1 of each reply against another prompt's reference
+    (a fixed derangement). A model whose F1 is no higher than this is fluent, not
+    relevant: its overlap with the reference comes from common words alone."""
+    n = len(references)
+    if len(replies) != n:
+        raise ValueError(f"{len(replies)} replies for {n} references")
+    if n < 2:
+        return float("nan")
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    others = [references[order[(order.index(i) + 1) % n]] for i in range(n)]  # never i
+    return unigram_f1(replies, others)

@@ -20,7 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from dlm.config import SampleConfig
-from dlm.metrics import bleu_2, distinct_n, repetition_rate, unigram_entropy, unigram_f1, words
+from dlm.metrics import (
+    bleu_2,
+    broken_end,
+    distinct_n,
+    repetition_rate,
+    share,
+    shuffled_f1,
+    stutters,
+    unigram_entropy,
+    unigram_f1,
+    words,
+)
 
 
 @dataclass
@@ -45,6 +56,12 @@ class Quality:
     """Unigram F1 against the reference replies (relevance; None without references)."""
     bleu_2: float | None = None
     """Corpus BLEU-2 against the reference replies (None without references)."""
+    f1_shuffled: float | None = None
+    """The control: unigram F1 against other prompts' references (`metrics.shuffled_f1`)."""
+    stutter: float = 0.0
+    """Share of replies with a word three times in a row (a coherence failure)."""
+    broken_end: float = 0.0
+    """Share of non-empty replies that stop mid-sentence (no ., ! or ? at the end)."""
 
 
 @torch.no_grad()
@@ -104,7 +121,10 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         / max(len(canvases), 1),
         seconds=seconds, empty=sum(not words(r) for r in replies) / max(len(replies), 1),
         f1=None if references is None else unigram_f1(replies, references),
-        bleu_2=None if references is None else bleu_2(replies, references))
+        bleu_2=None if references is None else bleu_2(replies, references),
+        f1_shuffled=None if references is None else shuffled_f1(replies, references),
+        stutter=share(replies, stutters),
+        broken_end=share([r for r in replies if words(r)], broken_end))
     return quality, replies
 
 
