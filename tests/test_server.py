@@ -302,25 +302,3 @@ def test_only_text_that_cannot_change_is_streamed(tok):
         len(tok.decode([a, b])):]
     whole = FinishedText(tok, remask=0.1)  # no blocks: nothing is final before the end
     assert whole.delta([a, b, c, M]) == ""
-
-
-def test_a_model_with_a_length_head_sizes_the_canvas_when_max_tokens_is_not_given(tok):
-    """The measured default of `dlm.defaults` (LENGTH_FROM_HEAD), as on the CLI."""
-    import torch
-
-    from dlm.model import Transformer
-    from dlm.pipeline import DiffusionLM
-    from tests.conftest import tiny_config
-
-    torch.manual_seed(0)
-    config = tiny_config(tok.vocab_size)
-    config.length_classes = 12
-    lm = DiffusionLM(Transformer(config).eval(), tok, max_prompt_len=16, default_length=12)
-    with TestClient(create_app(lm, ServeConfig())) as c:
-        auto = chat(c, steps=4)
-        assert auto.status_code == 200, auto.text
-        assert auto.json()["dlm"]["length"] == "auto"
-        fixed = chat(c, max_tokens=6, steps=4)
-        assert fixed.json()["dlm"]["length"] == 6
-        streamed = chat(c, steps=4, stream=True)
-        assert streamed.status_code == 200 and sse_payloads(streamed.text)[-1] == "[DONE]"

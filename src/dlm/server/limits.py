@@ -31,31 +31,28 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 
 
 def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
-                  rainbow: bool = True, length_head: bool = False) -> SampleConfig:
+                  rainbow: bool = True) -> SampleConfig:
     """The sampler settings for a request: its fields, the server's defaults (`dlm.defaults`;
-    `rainbow`: the model was trained with rainbow pads; `length_head`: it has a length
-    head, so a request without `max_tokens` gets a canvas sized by it), the limits."""
-    from dlm.defaults import DIFFUSION, EOS_PADDED, LENGTH_FROM_HEAD
+    `rainbow`: the model was trained with rainbow pads), the limits."""
+    from dlm.defaults import DIFFUSION, EOS_PADDED
 
-    auto = req.max_tokens is None and length_head and LENGTH_FROM_HEAD
-    most = req.max_tokens or default_length  # the head predicts at most the canvas it had
-    check_count(most, limits.max_tokens, "max_tokens", "max_tokens")
+    length = req.max_tokens or default_length
+    check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
     check_count(req.n, limits.max_n, "n", "max_n")
-    steps = req.steps or most  # the measured default: one step per reply token
+    steps = req.steps or length  # the measured default: one step per reply token
     check_count(steps, limits.max_steps, "steps", "max_steps")
     block = min(req.block_length if req.block_length is not None
-                else DIFFUSION["block_length"], most)
-    length = "auto" if auto else most
+                else DIFFUSION["block_length"], length)
     rule = req.commit_rule or DIFFUSION["rule"]
 
     def pick(value, name):  # the request's field, else the measured default
         return value if value is not None else DIFFUSION[name]
 
     return SampleConfig(
-        length=length, steps=min(steps, most) if rule != "threshold" else steps,
+        length=length, steps=min(steps, length) if rule != "threshold" else steps,
         temperature=pick(req.temperature, "temperature"),
         top_p=req.top_p if req.top_p is not None else 1.0,
-        block_length=0 if block == most else block, rule=rule,
+        block_length=0 if block == length else block, rule=rule,
         threshold=req.threshold if req.threshold is not None else 0.9,
         remask=pick(req.remask, "remask"),
         cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),

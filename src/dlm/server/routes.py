@@ -66,15 +66,6 @@ def prompt_tokens(request: Request, history: list[dict[str, str]], param: str,
     return n
 
 
-def has_length_head(lm) -> bool:
-    return lm.objective == "diffusion" and getattr(lm.model, "length_head", None) is not None
-
-
-def canvas_of(config, lm) -> int:
-    """The most reply tokens a config may use (`auto`: the head's largest class)."""
-    return lm.default_length if config.length == "auto" else config.length
-
-
 def check_fits(lm, prompt: int, length: int) -> None:
     context = lm.model.config.max_seq_len
     if prompt + length > context:
@@ -129,11 +120,9 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
     """Chat and text completions share everything but their JSON shapes."""
     state = request.app.state
     tok, lm = state.lm.tokenizer, state.lm
-    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle),
-                           has_length_head(lm))
+    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle))
     param = "messages" if kind == "chat" else "prompt"
-    n_prompt = sum(prompt_tokens(request, h, param, canvas_of(config, lm))
-                   for h in histories)
+    n_prompt = sum(prompt_tokens(request, h, param, config.length) for h in histories)
     rows = [h for h in histories for _ in range(req.n)]
     job = submit(request, rows, config, want_steps=req.stream)
     rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -264,11 +253,10 @@ async def denoise(req: DenoiseRequest, request: Request):
                          "(an infill) or text with span (an edit)", "invalid_request")
     if req.n != 1:
         raise RequestError(400, "n", "the denoising stream shows one reply (n=1)")
-    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle),
-                           has_length_head(lm) and req.messages is not None)
+    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle))
     if req.messages is not None:
         history = histories_of(req.messages)
-        prompt_tokens(request, history, "messages", canvas_of(config, lm))
+        prompt_tokens(request, history, "messages", config.length)
         job = submit(request, [history], config, want_steps=True)
         return StreamingResponse(guarded(denoise_stream(request, job, config, req.stops)),
                                  media_type="text/event-stream")
