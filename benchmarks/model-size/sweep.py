@@ -3,6 +3,7 @@ manner of Chinchilla's approach 2, with wall-clock minutes on this CPU as the bu
 
     python benchmarks/model-size/sweep.py                     # probe, train, report
     python benchmarks/model-size/sweep.py --budgets 2.5 5 10  # minutes of training each
+        --skip d192-L5:10 --skip d256-L6:10   # sizes already clearly past the optimum
 
 1. Probe: each size of sizes.json trains 40 steps of base.json; its optimiser steps per
    second (steps 10-40, after warm-up of the allocator) fix how many steps a budget buys.
@@ -85,21 +86,30 @@ def run_one(name: str, size: dict, minutes: float, rate: float) -> dict:
 
 
 def optimum(rows: list[dict]) -> float | None:
-    """Params at the minimum of a parabola through (log10 params, val); None when the
-    parabola opens downwards or its minimum lies outside the sizes tried."""
-    x = np.log10([r["params"] for r in rows])
-    y = np.array([r["val_nelbo_reply"] for r in rows])
+    """Params at the minimum of a parabola through (log10 params, val) of the three sizes
+    around the measured best; None when it opens downwards or its minimum lies outside
+    the sizes tried (then the best is at an end of the sweep)."""
+    rows = sorted(rows, key=lambda r: r["params"])
+    if len(rows) < 3:
+        return None
+    best_at = min(range(len(rows)), key=lambda i: rows[i]["val_nelbo_reply"])
+    around = rows[max(0, min(best_at - 1, len(rows) - 3)):][:3]
+    x = np.log10([r["params"] for r in around])
+    y = np.array([r["val_nelbo_reply"] for r in around])
     a, b, _ = np.polyfit(x, y, 2)
     if a <= 0:
         return None
-    best = -b / (2 * a)
-    return 10 ** best if x.min() <= best <= x.max() else None
+    vertex = -b / (2 * a)
+    return 10 ** vertex if x.min() <= vertex <= x.max() else None
 
 
-def report(results: list[dict], budgets: list[float], rates: dict[str, float]) -> str:
+def report(results: list[dict], budgets: list[float], rates: dict[str, float],
+           skip: set[tuple[str, float]]) -> str:
     lines = ["# Model size for a fixed CPU budget", "",
              "Command: `python benchmarks/model-size/sweep.py --budgets "
-             + " ".join(f"{b:g}" for b in budgets) + "` (configs: `base.json`, `sizes.json`, "
+             + " ".join(f"{b:g}" for b in budgets) + "".join(f" --skip {n}:{m:g}" for n, m
+                                                             in sorted(skip))
+             + "` (configs: `base.json`, `sizes.json`, "
              "and one file per run under `configs/`).", "",
              "Machine: AMD EPYC, 2 threads, no GPU; torch 2.13.0+cpu. Each run: masked "
              "diffusion from scratch on the chat mix (`runs/chatmix`), rainbow padding, batch "
@@ -111,7 +121,8 @@ def report(results: list[dict], budgets: list[float], rates: dict[str, float]) -
         lines.append(f"| {r['size']} | {r['params'] / 1e6:.2f}M | {rates[r['size']]:.2f} | "
                      f"{r['minutes']:g} | {r['steps']} | {r['tokens_per_param']:.1f} | "
                      f"{r['train_wall_s'] / 60:.1f} | {r['val_nelbo_reply']:.3f} |")
-    lines += ["", "Best size per budget (minimum of a parabola in log params):", ""]
+    lines += ["", "Best size per budget (minimum of a parabola in log params through the "
+              "measured best and its neighbours):", ""]
     optima = {}
     for b in budgets:
         rows = [r for r in results if r["minutes"] == b]
@@ -157,16 +168,22 @@ def plot(results: list[dict], budgets: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.5, 5, 10])
+    parser.add_argument("--skip", action="append", default=[],
+                        help="SIZE:MINUTES not to train (repeat), e.g. a size that is past "
+                             "the optimum at every smaller budget.")
     args = parser.parse_args()
+    skip = {(name, float(m)) for name, m in (s.split(":") for s in args.skip)}
     sizes = json.loads((HERE / "sizes.json").read_text())
     rates = probe(sizes)
     results = []
     for minutes in args.budgets:
         for name, size in sizes.items():
+            if (name, minutes) in skip:
+                continue
             results.append(run_one(name, size, minutes, rates[name]))
             (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.budgets)
-    (HERE / "README.md").write_text(report(results, args.budgets, rates))
+    (HERE / "README.md").write_text(report(results, args.budgets, rates, skip))
     print((HERE / "README.md").read_text())
 
 
