@@ -104,7 +104,8 @@ def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
     assert all(0 <= row["f1"] <= 1 and 0 <= row["bleu_2"] <= 100 and 0 <= row["empty"] <= 1
                for row in report["sweep"])
     assert all("reference" in ex for ex in report["examples"])
-    assert "| unigram F1 (shuffled) | BLEU-2 | stutter | broken end |" in (tmp_path / "ev" / "eval.md").read_text()
+    markdown = (tmp_path / "ev" / "eval.md").read_text()
+    assert "| unigram F1 (shuffled) | BLEU-2 | stutter | broken end |" in markdown
     assert "| steps | gen. PPL |" in (tmp_path / "ev" / "eval.md").read_text()
     suite = report["suite"]
     assert set(suite) == {"greeting", "mood", "arithmetic", "instruction", "diversity"}
