@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -33,7 +34,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--bad-share", type=float, default=0.2)
     parser.add_argument("--drop-share", type=float, default=0.2)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite README.md from results.json, without a soak")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads((HERE / "results.json").read_text()))
+        return
     port = free_port()
     proc = start_server(args.ckpt, port, 16, 4 * args.clients, "cpu")
     try:
@@ -53,31 +59,41 @@ def main() -> None:
            "health_after": load, "bad_share": args.bad_share, "drop_share": args.drop_share,
            "machine": f"{platform.processor() or platform.machine()}, CPU"}
     (HERE / "results.json").write_text(json.dumps(out, indent=1) + "\n")
-    first, last = result.rss_mb[0][1], result.rss_mb[-1][1]
-    peak = max(m for _, m in result.rss_mb)
-    accounted = result.answered + result.refused + result.cancelled
-    row = "| " + " | ".join(str(v) for v in (
-        result.clients, f"{result.seconds:g}", result.sent, result.answered, result.refused,
-        result.cancelled, result.lost, result.duplicated, result.server_errors)) + " |"
+    write_report(out)
+
+
+def write_report(r: dict) -> None:
+    rss = [m for _, m in r["rss_mb"]]
+    third = max(len(rss) // 3, 1)
+    early, late = statistics.median(rss[1:third + 1]), statistics.median(rss[-third:])
+    accounted = r["answered"] + r["refused"] + r["cancelled"]
+    verdict = ("flat, no growth with the requests served" if late <= 1.05 * early else
+               f"it grew by {late - early:.0f} MiB from the first third to the last")
+    row = "| " + " | ".join(str(r[k]) for k in (
+        "clients", "seconds", "sent", "answered", "refused", "cancelled", "lost",
+        "duplicated", "server_errors")) + " |"
     (HERE / "README.md").write_text(f"""# Soak under faults
 
-Command: `python benchmarks/soak/run.py --clients {args.clients} --seconds {args.seconds:g}`
-(checkpoint: the shipped chat model unless `--ckpt`); a `dlm serve` process on loopback,
-after a 10 s warm-up. Each client loops: {args.bad_share:.0%} bad requests (empty
-messages, negative steps, huge max_tokens, unknown role, logprobs, n=1000, wrong route
-body, not JSON), {args.drop_share:.0%} streams dropped after a random number of events,
-the rest good streaming chats (16 tokens, 8 steps).
+Command: `python benchmarks/soak/run.py --clients {r['clients']} --seconds {r['seconds']:g}`
+(checkpoint: `{r['ckpt']}`); a `dlm serve` process on loopback, after a 10 s warm-up
+with 8 clients. Each client loops: {r['bad_share']:.0%} bad requests (empty messages,
+negative steps, huge max_tokens, unknown role, logprobs, n=1000, a completions body,
+not JSON), {r['drop_share']:.0%} streams dropped after a random number of events, the
+rest good streaming chats (16 tokens, 8 steps).
 
-Machine: 2-core CPU, no GPU; torch 2.13.0+cpu.
+Machine: 2-core CPU, no GPU; torch 2.13.0+cpu. Wall time {r['wall_s']:.0f} s.
 
 | clients | seconds | sent | answered | refused | cancelled | lost | duplicated | 5xx |
 |---|---|---|---|---|---|---|---|---|
 {row}
 
-answered + refused + cancelled = {accounted} of {result.sent} sent.
-Server memory (RSS): {first:.0f} MiB at the start, {last:.0f} MiB at the end, peak
-{peak:.0f} MiB ({len(result.rss_mb)} samples in results.json). Load after the soak:
-{load['load']} requests waiting or running.
+answered + refused + cancelled = {accounted} of {r['sent']} sent; load after the soak:
+{r['health_after']['load']} requests waiting or running.
+
+Server memory (resident, {len(rss)} samples in results.json): {rss[0]:.0f} MiB idle at the
+start; once 64 clients are on, the median of the first third of the soak is {early:.0f}
+MiB and of the last third {late:.0f} MiB (range {min(rss[1:]):.0f}–{max(rss):.0f} MiB, the
+batches' working set), {rss[-1]:.0f} MiB at the end: {verdict}.
 """)
     print((HERE / "README.md").read_text())
 
