@@ -142,9 +142,31 @@ def report(results: list[dict], budgets: list[float], rates: dict[str, float],
                   "(an extrapolation beyond the budgets measured)."]
     else:
         lines += ["", "Too few interior optima for a power law; see the table."]
+    best_ratio = [min((r for r in results if r["minutes"] == b),
+                      key=lambda r: r["val_nelbo_reply"])["tokens_per_param"] for b in budgets]
+    lines += ["", "Tokens per parameter at the measured best: " + ", ".join(
+        f"{t:.0f} ({b:g} min)" for t, b in zip(best_ratio, budgets, strict=True))
+        + ". Read off with the rule those suggest (about 20 tokens per parameter, as "
+        "Chinchilla's), from each size's probed throughput: " + "; ".join(
+            f"{m} min -> {size_at(results, rates, m, 20.0) / 1e6:.2f}M params"
+            for m in (30, 60)) + " (an extrapolation beyond the budgets measured)."]
     lines += ["", "![validation NELBO per reply token against params, one line per budget]"
               "(size-sweep.png)", ""]
     return "\n".join(lines)
+
+
+def size_at(results: list[dict], rates: dict[str, float], minutes: float,
+            tokens_per_param: float) -> float:
+    """The params at which `minutes` of each size's throughput give `tokens_per_param`,
+    interpolated in log-log between the sizes of the sweep."""
+    tokens_per_step = 32 * (64 + 48)
+    sizes = sorted({(r["params"], r["size"]) for r in results})
+    ratio = [(n, rates[name] * tokens_per_step * 60 * minutes / n) for n, name in sizes]
+    for (n0, r0), (n1, r1) in zip(ratio, ratio[1:], strict=False):
+        if r0 >= tokens_per_param >= r1:
+            f = np.log(r0 / tokens_per_param) / np.log(r0 / r1)
+            return float(np.exp(np.log(n0) + f * np.log(n1 / n0)))
+    return float("nan")
 
 
 def plot(results: list[dict], budgets: list[float]) -> None:
