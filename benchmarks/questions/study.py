@@ -29,7 +29,8 @@ from dlm.plots import _pyplot
 from dlm.quality import generation_quality, samples_of
 from dlm.train import Reporter, train
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent  # where the report goes (smoke/ under --smoke)
+CONFIGS = Path(__file__).parent / "configs"
 SHIPPED, AR_TWIN = Path("runs/chat-tiny"), Path("runs/chat-tiny-ar")  # recipes/chat-tiny
 JUDGE = Path("runs/rq/judge-ar")  # benchmarks/reply-quality/configs/judge-ar.json
 DATA = Path("../shared/data")
@@ -56,12 +57,13 @@ class Snapshots(Reporter):
 
 def trained(name: str, scale: Scale, snapshots: bool = False) -> Path:
     """Train configs/NAME.json (scaled down under --smoke) unless it is done."""
-    cfg: TrainConfig = load_train_config(HERE / "configs" / f"{name}.json")
+    cfg: TrainConfig = load_train_config(CONFIGS / f"{name}.json")
     cfg.max_steps = max(4, int(cfg.max_steps * scale.steps_factor))
     cfg.eval_every = max(2, int(cfg.eval_every * scale.steps_factor))
     cfg.save_every = max(2, int(cfg.save_every * scale.steps_factor))
     if scale.quick:
         cfg.out_dir += "-smoke"
+        cfg.val_examples = min(cfg.val_examples, 64)
     out = Path(cfg.out_dir)
     last = out / "last" / "config.json"
     if last.is_file() and json.loads(last.read_text())["step"] >= cfg.max_steps:
@@ -158,8 +160,10 @@ def q_steps(lm, ar, judge, histories, references, scale: Scale) -> tuple[str, di
                                              for r in rows[::2]})
     text = section("1. How many denoising steps?", "How many denoising steps are actually "
                    "needed before quality stops improving?", answer,
-                   f"Model: the shipped `{SHIPPED}`, greedy, eos allow, canvas "
-                   f"{lm.default_length}; {len(histories)} validation prompts.\n\n" + body,
+                   f"Model: the shipped `{SHIPPED}` with its decoding defaults "
+                   "(`dlm.defaults`: greedy, eos allow, repetition penalty 1.2, the canvas "
+                   "sized by its length head, so steps beyond a reply's length change "
+                   f"nothing); {len(histories)} validation prompts.\n\n" + body,
                    "steps.png", replies, "A larger model or a longer canvas needs more "
                    "steps before its tokens stop depending on each other; threshold "
                    "decoding spends them adaptively.")
@@ -213,7 +217,7 @@ def q_mix(scale: Scale, judge) -> tuple[str, dict]:
     fig.savefig(HERE / "mix.png", dpi=100)
     plt.close(fig)
     lms = {name: DiffusionLM.load(run, "cpu") for name, run in runs.items()}
-    histories, references = prompts_of(lms["dialogue + instructions"], 64)
+    histories, references = prompts_of(lms["dialogue + instructions"], scale.prompts // 2)
     rows = [{"data": name, "run": str(runs[name]),
              **measure(lm, histories, references, judge)} for name, lm in lms.items()]
     plateau = {name: [r["val_nelbo_reply"] for r in rows_ if "val_nelbo_reply" in r]
@@ -239,7 +243,7 @@ def q_vs_ar(scale: Scale, judge) -> tuple[str, dict]:
         for objective in ("diffusion", "ar"):
             run = trained(f"{size}-{objective}", scale)
             lm = DiffusionLM.load(run, "cpu")
-            histories, references = prompts_of(lm, 64)
+            histories, references = prompts_of(lm, scale.prompts // 2)
             m = measure(lm, histories, references, judge)
             samples = [samples_of(lm, h, 4, chat_decoding(lm, temperature=1.0))
                        for h in histories[:8]]
@@ -276,7 +280,7 @@ def q_relevance(scale: Scale, judge) -> tuple[str, dict]:
     run = trained("mix", scale, snapshots=True)
     snaps = sorted((run / "snapshots").glob("step-*"), key=lambda p: int(p.name[5:]))
     lm0 = DiffusionLM.load(snaps[0], "cpu")
-    histories, references = prompts_of(lm0, 64)
+    histories, references = prompts_of(lm0, scale.prompts // 2)
     rows = [{"step": int(s.name[5:]), **measure(DiffusionLM.load(s, "cpu"), histories,
                                                 references, judge)} for s in snaps]
     plot(HERE / "relevance.png", [r["step"] for r in rows],
@@ -310,7 +314,7 @@ def q_overfit(scale: Scale, judge) -> tuple[str, dict]:
                 label=objective)
         best = min(ev, key=lambda r: r[key])
         lm = DiffusionLM.load(run, "cpu")  # best/
-        histories, references = prompts_of(lm, 32)
+        histories, references = prompts_of(lm, scale.prompts // 4)
         out[objective] = {"best_epoch": epoch_at.get(best["step"], 0), "best": best[key],
                           "last": ev[-1][key], **measure(lm, histories, references, judge)}
     ax.set(xlabel="epochs", ylabel="val nats per reply token")
@@ -339,6 +343,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="every step at toy size")
     args = parser.parse_args()
     scale = Scale(prompts=8, steps_factor=0.02, quick=True) if args.smoke else Scale()
+    if args.smoke:  # its report must not replace the real one
+        global HERE
+        HERE = HERE / "smoke"
+        HERE.mkdir(exist_ok=True)
     started = time.perf_counter()
     judge = DiffusionLM.load(JUDGE, "cpu")
     lm, ar = DiffusionLM.load(SHIPPED, "cpu"), DiffusionLM.load(AR_TWIN, "cpu")
