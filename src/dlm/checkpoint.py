@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from dlm import __version__
 from dlm.config import ModelConfig, from_dict
-from dlm.errors import CheckpointError
+from dlm.errors import CheckpointError, first_line
 from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
@@ -134,11 +134,6 @@ def resolve(path: str | Path, best: bool = False) -> Path:
                               f"--out-dir {path}` or pass the directory that holds config.json")
     raise CheckpointError(f"{path}: not a dlm checkpoint (no {CONFIG}); pass a directory "
                           "written by `dlm train`")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def read_meta(path: Path) -> dict[str, Any]:

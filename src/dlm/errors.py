@@ -15,3 +15,9 @@ class DataError(DLMError):
 
 class CheckpointError(DLMError):
     """A checkpoint is missing, incomplete or from an incompatible version."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters (for a one-line error)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from dlm.errors import CheckpointError
+from dlm.errors import CheckpointError, first_line
 
 PAD, MASK, BOS, EOS, USER, ASSISTANT = (
     "<|pad|>",
@@ -97,9 +97,8 @@ class DLMTokenizer:
         try:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as exc:  # the tokenizers library's parse error, not JSON's
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"{path}: cannot read the tokenizer ({first}); the file "
-                                  "is damaged") from None
+            raise CheckpointError(f"{path}: cannot read the tokenizer ({first_line(exc)}); "
+                                  "the file is damaged") from None
 
     def with_rainbow(self, k: int) -> DLMTokenizer:
         """This tokenizer with rainbow pad tokens 0..k-1 (added after the vocabulary if

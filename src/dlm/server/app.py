@@ -53,9 +53,8 @@ class RequestGuard:
     read), and JSON nested deeper than `max_depth` with 400 (a deep enough body would
     otherwise exhaust the parser's recursion). The body is read once, then replayed."""
 
-    def __init__(self, app, max_bytes: int, max_depth: int, config: ServeConfig):
-        self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
-        self.config = config  # the key is read per request: create_app may set it later
+    def __init__(self, app, config: ServeConfig):
+        self.app, self.config = app, config  # read per request: create_app may set the key
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -68,8 +67,9 @@ class RequestGuard:
                             "authentication_error", {"WWW-Authenticate": "Bearer"})
             return await refusal(scope, receive, send)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await too_large(self.max_bytes)(scope, receive, send)
+        max_bytes, max_depth = self.config.max_request_bytes, self.config.max_json_depth
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            return await too_large(max_bytes)(scope, receive, send)
         body, more = bytearray(), True
         while more:
             message = await receive()
@@ -77,11 +77,11 @@ class RequestGuard:
                 return  # the client left before it finished sending
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await too_large(self.max_bytes)(scope, receive, send)
-        if (depth := json_depth(bytes(body))) > self.max_depth:
+            if len(body) > max_bytes:
+                return await too_large(max_bytes)(scope, receive, send)
+        if (depth := json_depth(bytes(body))) > max_depth:
             refusal = error(400, f"the request body nests {depth} levels deep, over this "
-                            f"server's limit max_json_depth={self.max_depth}", "body",
+                            f"server's limit max_json_depth={max_depth}", "body",
                             "too_deep")
             return await refusal(scope, receive, send)
         replayed = False
@@ -169,9 +169,7 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        kind = "authentication_error" if exc.status == 401 else "invalid_request_error"
-        return error(exc.status, exc.message, exc.param, exc.code, kind, headers)
+        return error(exc.status, exc.message, exc.param, exc.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -217,11 +215,10 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
 
     @app.exception_handler(DLMError)
     async def on_dlm_error(request: Request, exc: DLMError) -> JSONResponse:
-        return error(400, str(exc), getattr(exc, "param", None) or "body", "invalid_request")
+        return error(400, str(exc), "body", "invalid_request")
 
     # CORS outermost (added last), so refusals carry its headers too
-    app.add_middleware(RequestGuard, max_bytes=config.max_request_bytes,
-                       max_depth=config.max_json_depth, config=config)
+    app.add_middleware(RequestGuard, config=config)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
                            allow_methods=["GET", "POST"],

@@ -74,7 +74,8 @@ class Batcher:
         self.pending: list[Job] = []
         self.running: list[Job] = []
         self.lock = threading.Condition()
-        self.stats = {"batches": 0, "rows": 0, "jobs_done": 0, "largest_batch": 0}
+        self.stats = {"batches": 0, "rows": 0, "jobs_done": 0, "largest_batch": 0,
+                      "isolated_failures": 0}
         self._stop = False
         self.thread = threading.Thread(target=self._work, name="dlm-batcher", daemon=True)
         self.thread.start()
@@ -168,7 +169,7 @@ class Batcher:
         except Exception as exc:  # a bad request must not kill the worker
             if len(batch) == 1:
                 return [("error", exc)]
-        self.stats["isolated_failures"] = self.stats.get("isolated_failures", 0) + 1
+        self.stats["isolated_failures"] += 1
         outcome: list[tuple[str, Any] | None] = []
         for job in batch:  # which of them fails alone?
             if job.cancelled:

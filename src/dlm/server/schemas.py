@@ -49,8 +49,11 @@ NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
 MAX_STOP = 4  # as OpenAI
 
 
-class DiffusionSettings(Strict):
-    """How the reply is denoised; every field optional (the server's defaults apply)."""
+class DiffusionSettings(BaseModel):
+    """How the reply is denoised; every field optional (the server's defaults apply).
+    Other fields are kept only to be checked against NOT_IMPLEMENTED, then refused."""
+
+    model_config = ConfigDict(extra="allow")
 
     steps: int | None = Field(None, ge=1, description="Denoising steps (model calls).")
     block_length: int | None = Field(None, ge=0, description="Semi-autoregressive blocks "
@@ -75,32 +78,16 @@ class DiffusionSettings(Strict):
     user: str | None = Field(None, description="Accepted and unused (OpenAI metadata).")
     metadata: dict[str, str] | None = Field(None, description="Accepted and unused.")
     store: bool | None = Field(None, description="Accepted; nothing is stored.")
-    logprobs: Any = None
-    top_logprobs: Any = None
-    logit_bias: Any = None
-    presence_penalty: Any = None
-    frequency_penalty: Any = None
-    tools: Any = None
-    tool_choice: Any = None
-    functions: Any = None
-    function_call: Any = None
-    parallel_tool_calls: Any = None
-    response_format: Any = None
-    modalities: Any = None
-    audio: Any = None
-    prediction: Any = None
-    reasoning_effort: Any = None
-    web_search_options: Any = None
-    echo: Any = None
-    suffix: Any = None
-    best_of: Any = None
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer "
                                               "name for max_tokens.")
 
     @model_validator(mode="after")
     def refuse_what_is_not_implemented(self):
-        for name, harmless in NOT_IMPLEMENTED.items():
-            value = getattr(self, name)
+        for name, value in (self.model_extra or {}).items():
+            if name not in NOT_IMPLEMENTED:
+                raise PydanticCustomError("extra_forbidden", "{field} is not a field this "
+                                          "server takes", {"field": name})
+            harmless = NOT_IMPLEMENTED[name]
             if not any(value is h or (type(value) is type(h) and value == h) for h in harmless):
                 raise PydanticCustomError(
                     "not_implemented", "{field} is not implemented by this server; leave it "
