@@ -79,6 +79,14 @@ def test_generation_quality_measures_the_replies(tok, tiny_model):
                                           judge=uniform_lm(tok, causal=True))
     assert quality.replies == 3 and len(replies) == 3 and quality.steps == 4
     assert quality.gen_ppl == pytest.approx(tok.vocab_size, rel=1e-3)
+    # a uniform judge gives every token the same NLL: no spread over the prompts
+    assert quality.gen_ppl_se == pytest.approx(0.0, abs=1e-3 * tok.vocab_size)
+    assert quality.f1 is None and quality.relevance_gap is None
+    refs = replies  # scored against themselves: F1 1 wherever a reply has words
+    scored, _ = generation_quality(lm, histories, SampleConfig(length=8, steps=4),
+                                   references=refs)
+    assert scored.f1_se is not None and scored.relevance_gap_se is not None
+    assert scored.relevance_gap == pytest.approx(scored.f1 - scored.f1_shuffled)
     assert 0 <= quality.distinct_1 <= 1 and 0 <= quality.ends_with_eos <= 1
     assert steps_sweep(32) == [1, 2, 4, 8, 16, 32] and steps_sweep(48)[-2:] == [32, 48]
 

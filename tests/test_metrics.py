@@ -1,6 +1,7 @@
 """Each quality measure against a case computed by hand."""
 
 import math
+import statistics
 
 import pytest
 
@@ -77,3 +78,28 @@ def test_stutter_broken_end_and_the_shuffled_reference_control():
     assert shuffled_f1(refs, refs) < unigram_f1(refs, refs) == 1.0
     assert shuffled_f1(refs, refs) == 0.0  # every reply scored against another reference
     assert shuffled_f1(refs, refs, seed=1) == 0.0
+
+
+def test_relevance_gap_is_paired_and_its_noise_is_stated():
+    from dlm.metrics import relevance_gap, shuffled_references
+
+    refs = ["the cat sat", "a dog ran", "birds fly high", "fish swim deep"]
+    others = shuffled_references(refs)
+    assert sorted(others) == sorted(refs)
+    assert all(o != r for o, r in zip(others, refs, strict=True))  # a derangement
+    gap, se = relevance_gap(refs, refs)  # every reply is its own reference: F1 1 vs 0
+    assert gap == pytest.approx(1.0) and se == pytest.approx(0.0)
+    # half the replies right, half empty: per-prompt differences 1, 1, 0, 0
+    gap, se = relevance_gap([refs[0], refs[1], "", ""], refs)
+    assert gap == pytest.approx(0.5)
+    assert se == pytest.approx(statistics.stdev([1, 1, 0, 0]) / 2)
+
+
+def test_ratio_stderr_matches_the_delta_method_by_hand():
+    from dlm.metrics import ratio_stderr
+
+    # equal lengths: the pooled ratio is a plain mean, and so is its standard error
+    assert ratio_stderr([2.0, 4.0, 6.0], [1, 1, 1]) == pytest.approx(
+        statistics.stdev([2.0, 4.0, 6.0]) / math.sqrt(3))
+    assert ratio_stderr([3.0, 6.0], [1, 2]) == pytest.approx(0.0)  # every item at ratio 3
+    assert math.isnan(ratio_stderr([1.0], [1]))

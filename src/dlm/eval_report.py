@@ -6,7 +6,8 @@ The held-out data is the validation split of the checkpoint's own training data
 the replies to the first `prompts` validation chats, for each number of denoising
 steps in the sweep (AR: one left-to-right pass), under an AR judge when one is given,
 and on the fixed suite of `dlm.suite` (greetings, mood, arithmetic, instructions,
-diversity) at 16 steps.
+diversity) at 16 steps. Judged perplexity and F1 carry their standard error over the
+prompts (±), the noise any comparison of two rows must clear.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ class EvalReport:
                  "| ends with eos |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for q in self.sweep:
-            ppl = f"{q.gen_ppl:.1f}" if q.gen_ppl is not None else "—"
-            f1 = f"{q.f1:.3f} ({q.f1_shuffled:.3f})" if q.f1 is not None else "—"
+            nan = float("nan")
+            ppl = (f"{q.gen_ppl:.1f} ± {q.gen_ppl_se or nan:.1f}" if q.gen_ppl is not None
+                   else "—")
+            f1 = (f"{q.f1:.3f} ± {q.f1_se or nan:.3f} ({q.f1_shuffled:.3f})"
+                  if q.f1 is not None else "—")
             bleu = f"{q.bleu_2:.2f}" if q.bleu_2 is not None else "—"
             lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
                          f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "

@@ -17,6 +17,8 @@ Each is defined so a hand-computed case can check it (see tests/test_metrics.py)
   averaged over replies; an empty reply scores 0.
 - `bleu_2`: corpus BLEU with 1- and 2-grams of the replies against the references
   (sacrebleu, 0-100).
+- `relevance_gap`: F1 minus the F1 against other prompts' references, with its paired
+  standard error (relevance beyond what common words give).
 """
 
 from __future__ import annotations
@@ -108,11 +110,16 @@ def f1_of(reply: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def unigram_f1(replies: Sequence[str], references: Sequence[str]) -> float:
-    """Mean word-overlap F1 of each reply with its reference."""
+def f1_scores(replies: Sequence[str], references: Sequence[str]) -> list[float]:
+    """The word-overlap F1 of each reply with its reference."""
     if len(replies) != len(references):
         raise ValueError(f"{len(replies)} replies for {len(references)} references")
-    scores = [f1_of(r, ref) for r, ref in zip(replies, references, strict=True)]
+    return [f1_of(r, ref) for r, ref in zip(replies, references, strict=True)]
+
+
+def unigram_f1(replies: Sequence[str], references: Sequence[str]) -> float:
+    """Mean word-overlap F1 of each reply with its reference."""
+    scores = f1_scores(replies, references)
     return statistics.fmean(scores) if scores else 0.0
 
 
@@ -143,18 +150,49 @@ def share(texts: Sequence[str], test) -> float:
     return sum(bool(test(t)) for t in texts) / len(texts) if texts else 0.0
 
 
+def shuffled_references(references: Sequence[str], seed: int = 0) -> list[str]:
+    """Each prompt's reference replaced by another prompt's (a fixed derangement: never
+    its own, so a reply scored against it can only overlap by common words)."""
+    import random
+
+    n = len(references)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    position = {i: k for k, i in enumerate(order)}
+    return [references[order[(position[i] + 1) % n]] for i in range(n)]
+
+
 def shuffled_f1(replies: Sequence[str], references: Sequence[str], seed: int = 0) -> float:
     """The relevance control: unigram F1 of each reply against another prompt's reference
-    (a fixed derangement). A model whose F1 is no higher than this is fluent, not
+    (`shuffled_references`). A model whose F1 is no higher than this is fluent, not
     relevant: its overlap with the reference comes from common words alone."""
     n = len(references)
     if len(replies) != n:
         raise ValueError(f"{len(replies)} replies for {n} references")
     if n < 2:
         return float("nan")
-    import random
+    return unigram_f1(replies, shuffled_references(references, seed))
 
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    others = [references[order[(order.index(i) + 1) % n]] for i in range(n)]  # never i
-    return unigram_f1(replies, others)
+
+def relevance_gap(replies: Sequence[str], references: Sequence[str],
+                  seed: int = 0) -> tuple[float, float]:
+    """F1 minus the shuffled-reference F1, and its standard error over prompts (paired:
+    both scores of one reply come from the same prompt, so the prompt's difficulty
+    cancels). A gap more than two standard errors above 0 is relevance beyond chance."""
+    if len(replies) < 2:
+        return float("nan"), float("nan")
+    own = f1_scores(replies, references)
+    other = f1_scores(replies, shuffled_references(references, seed))
+    return mean_and_stderr([a - b for a, b in zip(own, other, strict=True)])
+
+
+def ratio_stderr(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """Standard error of sum(numerators) / sum(denominators) over independent items (the
+    delta method: per-token NLL pooled over replies of different lengths)."""
+    n = len(numerators)
+    if n < 2 or not sum(denominators):
+        return float("nan")
+    ratio = sum(numerators) / sum(denominators)
+    mean_d = sum(denominators) / n
+    residuals = [a - ratio * b for a, b in zip(numerators, denominators, strict=True)]
+    return math.sqrt(sum(r * r for r in residuals) / (n * (n - 1))) / mean_d

@@ -24,6 +24,10 @@ from dlm.metrics import (
     bleu_2,
     broken_end,
     distinct_n,
+    f1_scores,
+    mean_and_stderr,
+    ratio_stderr,
+    relevance_gap,
     repetition_rate,
     share,
     shuffled_f1,
@@ -62,15 +66,30 @@ class Quality:
     """Share of replies with a word three times in a row (a coherence failure)."""
     broken_end: float = 0.0
     """Share of non-empty replies that stop mid-sentence (no ., ! or ? at the end)."""
+    gen_ppl_se: float | None = None
+    """Standard error of `gen_ppl` over the prompts (delta method on the pooled NLL)."""
+    f1_se: float | None = None
+    """Standard error of `f1` over the prompts."""
+    relevance_gap: float | None = None
+    """`f1` minus the shuffled-reference F1, paired per prompt (`metrics.relevance_gap`)."""
+    relevance_gap_se: float | None = None
+    """Its standard error over the prompts: a gap above two of them is beyond chance."""
+
+
+def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
+              batch_size: int = 32) -> tuple[float, int]:
+    """Summed next-token NLL (nats) of the replies (each with its closing eos) under the
+    causal `judge` (a loaded AR `DiffusionLM`), and the number of tokens scored."""
+    per_reply = judge_nlls(judge, histories, replies, batch_size)
+    return sum(n for n, _ in per_reply), sum(c for _, c in per_reply)
 
 
 @torch.no_grad()
-def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
-              batch_size: int = 32) -> tuple[float, int]:
-    """Summed next-token NLL (nats) of each reply (with its closing eos) under the causal
-    `judge` (a loaded AR `DiffusionLM`), and the number of tokens scored."""
+def judge_nlls(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
+               batch_size: int = 32) -> list[tuple[float, int]]:
+    """Per reply: its summed NLL under the judge and its number of scored tokens."""
     tok, model, device = judge.tokenizer, judge.model, judge.device
-    total, count = 0.0, 0
+    out: list[tuple[float, int]] = []
     for i in range(0, len(replies), batch_size):
         rows, starts = [], []
         for history, reply in zip(histories[i : i + batch_size], replies[i : i + batch_size],
@@ -87,9 +106,9 @@ def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str]
             offset = width - len(row)
             target = ids[b, offset + start :]  # the reply tokens and the eos
             pred = logits[b, offset + start - 1 : width - 1]
-            total += float(F.cross_entropy(pred, target, reduction="sum"))
-            count += target.numel()
-    return total, count
+            out.append((float(F.cross_entropy(pred, target, reduction="sum")),
+                        target.numel()))
+    return out
 
 
 def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleConfig,
@@ -106,10 +125,16 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         canvases += ids.tolist()
         replies += [tok.decode_response(row) for row in ids.tolist()]
     seconds = time.perf_counter() - started
-    gen_ppl = None
+    gen_ppl = gen_ppl_se = None
     if judge is not None:
-        nll, count = judge_nll(judge, histories, replies, batch_size)
-        gen_ppl = math.exp(min(nll / max(count, 1), 50))
+        per_reply = judge_nlls(judge, histories, replies, batch_size)
+        nlls, counts = [n for n, _ in per_reply], [c for _, c in per_reply]
+        gen_ppl = math.exp(min(sum(nlls) / max(sum(counts), 1), 50))
+        gen_ppl_se = gen_ppl * ratio_stderr(nlls, counts)  # d exp(x) = exp(x) dx
+    f1_se = gap = gap_se = None
+    if references is not None:
+        f1_se = mean_and_stderr(f1_scores(replies, references))[1] if replies else None
+        gap, gap_se = relevance_gap(replies, references)
     token_lists = [tok.encode(r) if r else [] for r in replies]
     quality = Quality(
         steps=config.steps if lm.objective != "ar" else config.length, replies=len(replies),
@@ -124,7 +149,8 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         bleu_2=None if references is None else bleu_2(replies, references),
         f1_shuffled=None if references is None else shuffled_f1(replies, references),
         stutter=share(replies, stutters),
-        broken_end=share([r for r in replies if words(r)], broken_end))
+        broken_end=share([r for r in replies if words(r)], broken_end),
+        gen_ppl_se=gen_ppl_se, f1_se=f1_se, relevance_gap=gap, relevance_gap_se=gap_se)
     return quality, replies
 
 
