@@ -51,3 +51,28 @@ def test_compare_counts_identical_figures_and_ignores_timings_and_replies(study,
     other["overfit"]["ar"]["best_epoch"] = 21.0
     b.write_text(json.dumps(other))
     assert "| overfit | 1 | 0 | 5.00e-02 |" in study.compare(a, b)
+
+
+def gap_rows(gaps):
+    return [{"step": 100 * (i + 1), "gen_ppl": 100.0 / (i + 1), "relevance_gap": g,
+             "relevance_gap_se": 0.01} for i, g in enumerate(gaps)]
+
+
+def test_relevance_counts_only_a_crossing_that_holds_to_the_end(study):
+    once = study.answer_relevance({"rows": gap_rows([0.0, 0.05, 0.0, 0.01])})
+    assert "does not beat the shuffled-reference control for good" in once
+    assert "only step 200 crosses" in once
+    held = study.answer_relevance({"rows": gap_rows([0.0, 0.05, 0.03, 0.04])})
+    assert "for good from step 200" in held
+
+
+def test_remasking_is_judged_against_its_noise(study):
+    row = {"remask": 0.0, "gen_ppl": 10.0, "gen_ppl_se": 1.0, "stutter": 0.0,
+           "broken_end": 0.1, "distinct_2": 0.3}
+    same = {**row, "remask": 0.1, "gen_ppl": 11.0}  # 1 < 2 * sqrt(2)
+    worse = {**row, "remask": 0.3, "gen_ppl": 14.0}
+    text = study.answer_remask({"rows": [row, same, worse]})
+    assert text.startswith("Only noise") and "(no change beyond the noise)" in text
+    assert "14.0 ± 1.0 at 0.3 (worse)" in text
+    better = {**row, "remask": 0.1, "gen_ppl": 5.0}
+    assert study.answer_remask({"rows": [row, better]}).startswith("It helps")

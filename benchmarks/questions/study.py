@@ -165,8 +165,9 @@ QUALITY = [("judged PPL", "gen_ppl", ".1f", "gen_ppl_se"),
            ("distinct-2", "distinct_2", ".3f"), ("words", "mean_words", ".1f"),
            ("stutter", "stutter", ".1%"), ("broken end", "broken_end", ".1%"),
            ("empty", "empty", ".1%")]
-NOISE = ("± is the standard error over the prompts. A rerun reproduces every figure but "
-         "the timings (seeded; see `reproducibility.md`).")
+NOISE = ("± is the standard error over the prompts; a difference counts when it exceeds "
+         "twice the two rows' errors combined (unpaired, so conservative). A rerun reproduces "
+         "every figure but the timings (seeded; see `reproducibility.md`).")
 
 
 def beyond_noise(a: dict, b: dict, key: str) -> bool:
@@ -213,17 +214,10 @@ def q_steps(study: Study, lm, ar, judge, histories, references) -> tuple[str, di
     grid = [s for s in (1, 2, 4, 8, 16, 32, 48) if s <= lm.default_length]
     rows = [{"steps": s, **measure(lm, histories, references, judge, steps=s)} for s in grid]
     ar_row = measure(ar, histories, references, judge)
-    best = min(rows, key=lambda r: r["gen_ppl"])
-    enough = next(r for r in rows if not beyond_noise(r, best, "gen_ppl")
-                  and not beyond_noise(r, best, "f1"))
     plot(study.report / "steps.png", grid,
          {h: [r[k] for r in rows] for h, k, *_ in QUALITY[:4]}, "denoising steps",
          {"AR twin": {h: ar_row[k] for h, k, *_ in QUALITY[:4]}}, log_x=True)
-    answer = (f"{enough['steps']} steps: from there judged perplexity "
-              f"({enough['gen_ppl']:.1f} ± {enough['gen_ppl_se']:.1f}; best "
-              f"{best['gen_ppl']:.1f} at {best['steps']}) and F1 are within twice their "
-              f"standard error of the best; more steps change nothing measurable. "
-              f"The AR twin's judged perplexity is {ar_row['gen_ppl']:.1f}.")
+    answer = answer_steps({"rows": rows, "ar": ar_row})
     body = (f"Model: the shipped `{lm.source}` with its decoding defaults (`dlm.defaults`: "
             "greedy, eos allow, repetition penalty 1.2, the canvas sized by its length head; "
             f"steps beyond a reply's length change nothing); {len(histories)} validation "
@@ -251,17 +245,7 @@ def q_remask(study: Study, lm, judge, histories, references) -> tuple[str, dict]
          {h: [r[k] for r in rows] for h, k, *_ in (QUALITY[0], QUALITY[1], QUALITY[5],
                                                    QUALITY[6])},
          "remask share (ReMDM), equal model calls")
-    base, best = rows[0], min(rows[1:], key=lambda r: r["gen_ppl"])
-    better = best["gen_ppl"] < base["gen_ppl"] and beyond_noise(best, base, "gen_ppl")
-    worse = best["gen_ppl"] > base["gen_ppl"] and beyond_noise(best, base, "gen_ppl")
-    verdict = ("improves coherence" if better else "adds noise" if worse
-               else "changes nothing beyond the noise")
-    answer = (f"At equal model calls remasking {verdict}: the best share "
-              f"({best['remask']}) gives judged perplexity {best['gen_ppl']:.1f} ± "
-              f"{best['gen_ppl_se']:.1f} against {base['gen_ppl']:.1f} ± "
-              f"{base['gen_ppl_se']:.1f} without, stutters {best['stutter']:.1%} against "
-              f"{base['stutter']:.1%}, broken ends {best['broken_end']:.1%} against "
-              f"{base['broken_end']:.1%}.")
+    answer = answer_remask({"rows": rows})
     body = (f"Model: the shipped `{lm.source}`, its default steps, {len(histories)} "
             "validation prompts.\n\n" + table(rows, [("remask", "remask", ".1f"), *QUALITY]))
     replies = quotes(histories, references, {f"remask {r['remask']}": r["replies"]
@@ -320,17 +304,7 @@ def q_mix(study: Study, judge) -> tuple[str, dict]:
         ev = [r for r in rows_ if "val_nelbo_reply" in r]
         middle = min(ev, key=lambda r: abs(r["step"] - ev[-1]["step"] / 2))
         gains[name] = middle["val_nelbo_reply"] - ev[-1]["val_nelbo_reply"]
-    mixed, alone = rows[0], rows[2]
-    answer = (f"Over the second half of training the mix's own validation bound still falls "
-              f"by {gains['dialogue + instructions']:.3f} nats per reply token against "
-              f"{gains['dialogue alone']:.3f} for dialogue alone, so "
-              + ("it plateaus later" if gains["dialogue + instructions"] >
-                 gains["dialogue alone"] else "the mix does not delay the plateau")
-              + f"; on DailyDialog's validation chats the two end at "
-              f"{mixed['likelihood']:.3f} ± {mixed['likelihood_se']:.3f} (mix) and "
-              f"{alone['likelihood']:.3f} ± {alone['likelihood_se']:.3f} (alone), and on "
-              f"instruction prompts the mix's F1 is {rows[1]['f1']:.3f} against "
-              f"{rows[3]['f1']:.3f}.")
+    answer = answer_mix({"rows": rows, "gains": gains})
     body = ("Both: the tiny preset, rainbow padding, 800 steps of 32 chats (equal tokens), "
             "seed 0; the mix's tokenizer for both. Likelihood: the NELBO bound per reply token "
             "on DailyDialog's validation split (common to both).\n\n"
@@ -343,7 +317,8 @@ def q_mix(study: Study, judge) -> tuple[str, dict]:
                    "instruction data reduce the plateau compared with dialogue alone?",
                    answer, body, "mix.png", shown,
                    "Equal tokens here are under one epoch of either set; with many epochs "
-                   "the smaller dialogue-only set would overfit first."), {"rows": rows}
+                   "the smaller dialogue-only set would overfit first."), {"rows": rows,
+                                                                           "gains": gains}
 
 
 def q_vs_ar(study: Study, judge) -> tuple[str, dict]:
@@ -367,22 +342,7 @@ def q_vs_ar(study: Study, judge) -> tuple[str, dict]:
          {"val nats/reply token": [r["likelihood"] for r in rows],
           "judged PPL": [r["gen_ppl"] for r in rows], "unigram F1": [r["f1"] for r in rows]},
          "model")
-    verdicts = []
-    for d, a in zip(rows[::2], rows[1::2], strict=True):
-        won = [h for h, k, better in (("judged PPL", "gen_ppl", min), ("F1", "f1", max))
-               if better(d[k], a[k]) == d[k] and beyond_noise(d, a, k)]
-        lost = [h for h, k, better in (("judged PPL", "gen_ppl", min), ("F1", "f1", max))
-                if better(d[k], a[k]) == a[k] and beyond_noise(d, a, k)]
-        verdicts.append(f"at {d['size']} diffusion is ahead on {', '.join(won) or 'nothing'}"
-                        f" and behind on {', '.join(lost) or 'nothing'} beyond the noise "
-                        f"(judged PPL {d['gen_ppl']:.1f} vs {a['gen_ppl']:.1f}, F1 "
-                        f"{d['f1']:.3f} vs {a['f1']:.3f}, {d['seconds_per_reply']:.3f} vs "
-                        f"{a['seconds_per_reply']:.3f} s per reply)")
-    answer = ("At equal size, data and tokens: " + "; ".join(verdicts) + ". Diffusion's "
-              "likelihood is a bound, above AR's exact NLL at both sizes." if all(
-                  d["likelihood"] > a["likelihood"] for d, a in zip(rows[::2], rows[1::2],
-                                                                     strict=True))
-              else "At equal size, data and tokens: " + "; ".join(verdicts) + ".")
+    answer = answer_vs_ar({"rows": rows})
     body = ("Each pair: the same data (the chat mix), tokens (800 steps of 32 chats), seed "
             "and decoding defaults of its objective; tiny is the 1.9M preset, d64 is width "
             "64, 3 layers. Likelihood on the validation split: diffusion's NELBO bound "
@@ -412,15 +372,7 @@ def q_relevance(study: Study, judge) -> tuple[str, dict]:
     plot(study.report / "relevance.png", [r["step"] for r in rows],
          {"judged PPL": [r["gen_ppl"] for r in rows],
           "F1 − shuffled F1": [r["relevance_gap"] for r in rows]}, "training step")
-    above = [r for r in rows if r["relevance_gap"] > 2 * r["relevance_gap_se"]]
-    first, last = rows[0], rows[-1]
-    answer = (f"Yes: judged perplexity falls from {first['gen_ppl']:.1f} to "
-              f"{last['gen_ppl']:.1f} over training, while F1 beats the shuffled-reference "
-              "control by more than two standard errors "
-              + (f"from step {above[0]['step']} (gap {above[0]['relevance_gap']:.3f} ± "
-                 f"{above[0]['relevance_gap_se']:.3f}; {last['relevance_gap']:.3f} at the "
-                 "end)." if above else "at no checkpoint: the replies grow fluent, not "
-                 "relevant."))
+    answer = answer_relevance({"rows": rows})
     body = (f"Run: `{run}` (question 3's mix model), a snapshot every 100 steps; "
             f"{len(histories)} validation prompts, its decoding defaults.\n\n"
             + table(rows, [("step", "step", "d"), *QUALITY]))
@@ -457,14 +409,7 @@ def q_overfit(study: Study, judge) -> tuple[str, dict]:
     fig.tight_layout()
     fig.savefig(study.report / "overfit.png", dpi=100)
     plt.close(fig)
-    d, a = out["diffusion"], out["ar"]
-    first = "AR" if a["best_epoch"] < d["best_epoch"] else "diffusion"
-    answer = (f"{first} overfits first: AR's validation loss is lowest at epoch "
-              f"{a['best_epoch']:.0f} and rises {a['last'] - a['best']:.3f} nats by epoch "
-              f"{a['epochs']:.0f}; diffusion's at epoch {d['best_epoch']:.0f}, rising "
-              f"{d['last'] - d['best']:.3f}. At each best epoch: judged PPL "
-              f"{d['gen_ppl']:.1f} (diffusion) vs {a['gen_ppl']:.1f} (AR), F1 {d['f1']:.3f} "
-              f"vs {a['f1']:.3f}.")
+    answer = answer_overfit(out)
     rows = [{"objective": k, **v} for k, v in out.items()]
     body = ("Both: the embedded chatterbot corpus (about 850 training pairs), the tiny "
             "preset, 64 pairs a step, lr 3e-3, seed 0, the demo's short canvases; replies "
@@ -479,6 +424,138 @@ def q_overfit(study: Study, judge) -> tuple[str, dict]:
                    "Prabhudesai et al. report diffusion's advantage growing with repeated "
                    "epochs at larger scale; a tiny corpus and model may not show it, and the "
                    "chat-mix judge scores the chatterbot style as off-domain."), out
+
+
+# ---- the answers: pure functions of each question's figures (tests/test_questions_study.py)
+def relevant(row: dict) -> bool:
+    """F1 above the shuffled-reference control by more than two standard errors."""
+    return row["relevance_gap"] > 2 * row["relevance_gap_se"]
+
+
+def answer_steps(data: dict) -> str:
+    rows, ar_row = data["rows"], data["ar"]
+    best = min(rows, key=lambda r: r["gen_ppl"])
+    enough = next(r for r in rows if not beyond_noise(r, best, "gen_ppl"))
+    f1_flat = next(r for i, r in enumerate(rows)  # F1 no longer moves beyond its noise
+                   if all(not beyond_noise(r, later, "f1") for later in rows[i:]))
+    mid = {r["steps"]: r for r in rows}.get(16, rows[len(rows) // 2])
+    fluency = (f"all of them: judged perplexity keeps falling to the last setting, one token "
+               f"per step ({mid['steps']} steps: {mid['gen_ppl']:.1f}, {best['steps']}: "
+               f"{best['gen_ppl']:.1f} ± {best['gen_ppl_se']:.1f})"
+               if enough is rows[-1] else
+               f"{enough['steps']}: judged perplexity is within noise of its best from there "
+               f"({enough['gen_ppl']:.1f} ± {enough['gen_ppl_se']:.1f})")
+    control = ("and never beats the shuffled-reference control by two standard errors"
+               if not any(relevant(r) for r in rows) else
+               "and beats the shuffled-reference control by two standard errors at "
+               + ", ".join(str(r["steps"]) for r in rows if relevant(r)) + " steps")
+    return (f"For fluency, {fluency}, while distinct-2 goes from {mid['distinct_2']:.2f} to "
+            f"{rows[-1]['distinct_2']:.2f}. For relevance, {f1_flat['steps']} steps: F1 stops "
+            f"moving beyond its noise there ({f1_flat['f1']:.3f}) {control}. The AR twin's "
+            f"judged perplexity is {ar_row['gen_ppl']:.1f}.")
+
+
+def answer_remask(data: dict) -> str:
+    rows = data["rows"]
+    base = rows[0]
+
+    def verdict(r: dict) -> str:
+        if not beyond_noise(r, base, "gen_ppl"):
+            return "no change beyond the noise"
+        return "better" if r["gen_ppl"] < base["gen_ppl"] else "worse"
+
+    helps = any(verdict(r) == "better" for r in rows[1:])
+
+    def shares(key: str, fmt: str) -> str:
+        return (format(base[key], fmt) + " → "
+                + " / ".join(format(r[key], fmt) for r in rows[1:]))
+
+    return (("It helps" if helps else "Only noise, at this size")
+            + ": at equal model calls, judged perplexity goes from "
+            f"{base['gen_ppl']:.1f} ± {base['gen_ppl_se']:.1f} without remasking to "
+            + ", ".join(f"{r['gen_ppl']:.1f} ± {r['gen_ppl_se']:.1f} at {r['remask']} "
+                        f"({verdict(r)})" for r in rows[1:])
+            + f"; stutters {shares('stutter', '.1%')}, broken ends "
+            f"{shares('broken_end', '.1%')}, distinct-2 {shares('distinct_2', '.2f')}.")
+
+
+def answer_mix(data: dict) -> str:
+    rows, gains = data["rows"], data["gains"]
+    mixed, alone = rows[0], rows[2]
+    same_end = not beyond_noise(mixed, alone, "likelihood")
+    instructions = [r for r in rows if r["prompts"] == "instructions"]
+    control = ("neither beats its shuffled control by two standard errors"
+               if not any(relevant(r) for r in instructions) else
+               " and ".join(r["data"] for r in instructions if relevant(r))
+               + " beats its shuffled control by two standard errors")
+    return (("Not measurably at equal tokens" if same_end else "Yes, at equal tokens")
+            + ": both validation bounds are still falling over the second half of training ("
+            f"{gains['dialogue + instructions']:.2f} nats per reply token for the mix, "
+            f"{gains['dialogue alone']:.2f} for dialogue alone), and on DailyDialog's "
+            "validation chats they end "
+            + ("within noise of each other" if same_end else "apart beyond the noise")
+            + f" ({mixed['likelihood']:.2f} ± {mixed['likelihood_se']:.2f} mix, "
+            f"{alone['likelihood']:.2f} ± {alone['likelihood_se']:.2f} alone). On "
+            f"instruction prompts the mix's F1 is {rows[1]['f1']:.3f} against "
+            f"{rows[3]['f1']:.3f}, but {control}.")
+
+
+def answer_vs_ar(data: dict) -> str:
+    rows = data["rows"]
+    verdicts = []
+    for d, a in zip(rows[::2], rows[1::2], strict=True):
+        # relevance is F1 above its shuffled control: raw F1 also rewards common words
+        figures_ = (("judged PPL", "gen_ppl", min), ("relevance", "relevance_gap", max))
+        won = [h for h, k, better in figures_
+               if better(d[k], a[k]) == d[k] and beyond_noise(d, a, k)]
+        lost = [h for h, k, better in figures_
+                if better(d[k], a[k]) == a[k] and beyond_noise(d, a, k)]
+        verdicts.append(f"at {d['size']} diffusion is ahead on {', '.join(won) or 'nothing'}"
+                        f" and behind on {', '.join(lost) or 'nothing'} beyond the noise "
+                        f"(judged PPL {d['gen_ppl']:.1f} vs {a['gen_ppl']:.1f}, F1 − shuffled "
+                        f"{d['relevance_gap']:.3f} vs {a['relevance_gap']:.3f}; "
+                        f"{d['seconds_per_reply'] / a['seconds_per_reply']:.0f}× AR's time "
+                        "per reply)")
+    beats = any("ahead on judged PPL" in v or "ahead on relevance" in v for v in verdicts)
+    bound_above = all(d["likelihood"] > a["likelihood"]
+                      for d, a in zip(rows[::2], rows[1::2], strict=True))
+    return (("Partly" if beats else "No") + ". At equal size, data and tokens: "
+            + "; ".join(verdicts) + "."
+            + (" Diffusion's likelihood is a bound, above AR's exact NLL at both sizes."
+               if bound_above else ""))
+
+
+def answer_relevance(data: dict) -> str:
+    rows = data["rows"]
+    above = [r for r in rows if relevant(r)]
+    # a crossing counts once it holds to the end (one of 8 checkpoints crossing two
+    # standard errors by chance is not rare)
+    held = next((r for i, r in enumerate(rows) if all(relevant(x) for x in rows[i:])), None)
+    first, last = rows[0], rows[-1]
+    return (f"Yes, and they disagree: judged perplexity falls from {first['gen_ppl']:.0f} "
+            f"to {last['gen_ppl']:.0f} over training while F1 "
+            + (f"beats the shuffled-reference control for good from step {held['step']} "
+               f"(gap {held['relevance_gap']:.3f} ± {held['relevance_gap_se']:.3f})."
+               if held else
+               "does not beat the shuffled-reference control for good: "
+               + (f"only step{'s' if len(above) > 1 else ''} "
+                  + ", ".join(str(r["step"]) for r in above)
+                  + (" cross" if len(above) > 1 else " crosses") + " two standard "
+                  f"errors, and the last checkpoint's gap is {last['relevance_gap']:.3f} ± "
+                  f"{last['relevance_gap_se']:.3f}" if above else "no checkpoint does")
+               + ". The replies grow fluent, not relevant."))
+
+
+def answer_overfit(out: dict) -> str:
+    d, a = out["diffusion"], out["ar"]
+    first = "AR" if a["best_epoch"] < d["best_epoch"] else "diffusion"
+    return (f"{first} overfits first: AR's validation loss is lowest at epoch "
+            f"{a['best_epoch']:.0f} and rises {a['last'] - a['best']:.2f} nats by epoch "
+            f"{a['epochs']:.0f}; diffusion's at epoch {d['best_epoch']:.0f}, rising "
+            f"{d['last'] - d['best']:.2f}. At each best epoch: judged PPL "
+            f"{d['gen_ppl']:.0f} (diffusion) vs {a['gen_ppl']:.0f} (AR), F1 − shuffled "
+            f"{d['relevance_gap']:.3f} vs {a['relevance_gap']:.3f}.")
+
 
 
 def figures(results: dict, path: tuple = ()) -> dict[tuple, float]:
