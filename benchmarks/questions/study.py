@@ -48,7 +48,8 @@ JUDGE = Path("runs/rq/judge-ar")  # benchmarks/reply-quality/configs/judge-ar.js
 CHATMIX = Path("runs/chatmix")  # the chat mix both of those train on
 DATA = Path("../shared/data")
 SHOWN = 4  # prompts whose replies each section quotes
-TIMING = ("seconds_per_reply", "seconds")  # the figures a rerun does not reproduce
+TIMING = ("seconds_per_reply", "seconds", "minutes")  # what a rerun does not reproduce
+TRAINING: dict[str, tuple[float, bool]] = {}  # run -> (minutes training, trained now)
 
 
 @dataclasses.dataclass
@@ -101,12 +102,17 @@ def trained(name: str, study: Study, snapshots: bool = False) -> Path:
     out = Path(cfg.out_dir)
     last = out / "last" / "config.json"
     if last.is_file() and json.loads(last.read_text())["step"] >= cfg.max_steps:
+        if name not in TRAINING:  # trained by an earlier invocation: its own log says how long
+            rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            TRAINING[name] = (max(r.get("elapsed_s", 0) for r in rows) / 60, False)
         return out
     reporter = Snapshots(out / "snapshots") if snapshots else None
+    started = time.perf_counter()
     if last.is_file():
         train(TrainConfig(), reporter, resume=out)
     else:
         train(cfg, reporter)
+    TRAINING[name] = ((time.perf_counter() - started) / 60, True)
     return out
 
 
@@ -558,6 +564,20 @@ def answer_overfit(out: dict) -> str:
 
 
 
+def training_note() -> str:
+    """How long the study's own runs trained, now or in an earlier invocation."""
+    now = sum(m for m, fresh in TRAINING.values() if fresh)
+    before = sum(m for m, fresh in TRAINING.values() if not fresh)
+    parts = []
+    if now:
+        parts.append(f"{now:.1f} min of the wall time trained them")
+    if before:
+        parts.append(f"{before:.1f} min of training by an earlier invocation were reused "
+                     "(their metrics.jsonl; skipped here, so a run from scratch takes that "
+                     "much longer)")
+    return "; ".join(parts) or "nothing to train"
+
+
 def figures(results: dict, path: tuple = ()) -> dict[tuple, float]:
     """Every number in a results.json, by its path (replies and timings left out)."""
     out = {}
@@ -575,10 +595,14 @@ def figures(results: dict, path: tuple = ()) -> dict[tuple, float]:
 def compare(a: Path, b: Path) -> str:
     """Two runs' results side by side: how many figures agree exactly, and the largest
     difference of each question's figures relative to its size."""
-    fa, fb = (figures(json.loads(p.read_text())) for p in (a, b))
+    ra, rb = (json.loads(p.read_text()) for p in (a, b))
+    fa, fb = figures(ra), figures(rb)
+    walls = ", ".join(f"{p}: {r['minutes']['wall']:.1f} min" for p, r in ((a, ra), (b, rb))
+                      if "wall" in r.get("minutes", {}))
     lines = [f"# Two runs of the study\n\n`python benchmarks/questions/study.py --compare "
-             f"{a} {b}`\n", "| question | figures | identical | largest relative difference "
-             "|", "|---|---|---|---|"]
+             f"{a} {b}`\n\nWall time: {walls or 'not recorded'}.\n",
+             "| question | figures | identical | largest relative difference |",
+             "|---|---|---|---|"]
     for question in dict.fromkeys(k[0] for k in fa):
         keys = [k for k in fa if k[0] == question and k in fb]
         same = sum(fa[k] == fb[k] or (math.isnan(fa[k]) and math.isnan(fb[k])) for k in keys)
@@ -636,7 +660,8 @@ def main() -> None:
             + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()) + " min"
             + ("; reused inputs trained first: " + ", ".join(f"{k} {v:.1f} min" for k, v in
                                                              inputs.items()) if inputs else
-               "; the reused inputs were there") + f"). Study runs in `{study.work}`. "
+               "; the reused inputs were there") + f"). Study runs in `{study.work}`: "
+            + training_note() + ". "
             f"Judge: the separate AR model `{JUDGE}` (trained on the chat mix, seed 101; "
             "never one of the compared models).\n\n" + __doc__.split("Noise. ")[1])
     (study.report / "README.md").write_text("\n".join([head, *sections]))
@@ -644,7 +669,8 @@ def main() -> None:
         for row in [*data.get("rows", []), *data.values()] if isinstance(data, dict) else []:
             if isinstance(row, dict):
                 row.pop("replies", None)
-    results["minutes"] = {**minutes, "wall": wall}
+    results["minutes"] = {**minutes, "wall": wall, "training": {
+        k: {"minutes": m, "trained_now": fresh} for k, (m, fresh) in TRAINING.items()}}
     (study.report / "results.json").write_text(json.dumps(results, indent=1, default=str)
                                                + "\n")
 
