@@ -15,6 +15,7 @@ import typer
 from dlm import __version__
 from dlm.config import PRESETS, SampleConfig, TrainConfig, load_train_config
 from dlm.errors import ConfigError, DLMError
+from dlm.objectives import REGISTRY
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -142,8 +143,8 @@ def train(
     out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
     preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
     objective: Annotated[str | None, typer.Option(
-        help="diffusion; block (BD3-LM block diffusion, see --block-size); or ar: the "
-             "autoregressive baseline (same model, causal, next-token loss).")] = None,
+        help="One of: " + "; ".join(f"{name} ({o.summary})" for name, o in
+                                    REGISTRY.items()) + ".")] = None,
     block_size: Annotated[int | None, typer.Option(
         help="--objective block: tokens per block (divides --prompt-len and "
              "--response-len, or --seq-len for text).")] = None,

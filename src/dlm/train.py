@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from dlm.autoregressive import OBJECTIVES, ar_loss, evaluate_ar_nll
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
 from dlm.data import (
@@ -41,18 +40,14 @@ from dlm.data.shards import (
 )
 from dlm.diffusion import (
     LossOutput,
-    block_diffusion_loss,
-    diffusion_loss,
-    drop_prompts,
     get_schedule,
 )
-from dlm.diffusion.block import align_to_blocks, check_block_size
-from dlm.diffusion.corruption import Noise, draw_noise
+from dlm.diffusion.corruption import Noise
 from dlm.distributed import check_split, close_world, init_world, wrap
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError
-from dlm.evaluate import evaluate_nelbo
 from dlm.failpoints import passage
 from dlm.model import Transformer
+from dlm.objectives import get_objective
 from dlm.pipeline import DiffusionLM, pick_device
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
@@ -237,9 +232,8 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
 
 
 def padding_of(cfg: TrainConfig) -> str:
-    """The run's padding: `diffusion.padding` for masked diffusion; the AR baseline and
-    block diffusion (which stops at eos, block by block) pad with eos."""
-    return cfg.diffusion.padding if cfg.objective == "diffusion" else "eos"
+    """The run's padding, as its objective pads (`Objective.padding`)."""
+    return get_objective(cfg.objective).padding(cfg)
 
 
 def pad_cycle(cfg: TrainConfig, tok: DLMTokenizer) -> list[int]:
@@ -258,7 +252,8 @@ def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    overrides = {"vocab_size": vocab_size, "causal": cfg.objective == "ar",
+    overrides = {"vocab_size": vocab_size,
+                 "causal": get_objective(cfg.objective).needs.causal,
                  "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
                  **run_overrides(cfg), **cfg.model_overrides}
     return Transformer(model_preset(cfg.preset, **overrides))
@@ -272,8 +267,8 @@ def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
     asks. New weights are initialised as in a fresh model."""
     old = model.config
     changes = run_overrides(cfg)
-    if old.causal and cfg.objective == "diffusion":
-        changes.update(causal=False, shift=True)
+    changes.update(get_objective(cfg.objective).model_changes(old.causal))
+    if changes.get("shift") and not old.shift:
         say("AR -> diffusion: full attention (annealed from causal over "
             f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")
     if vocab_size > old.vocab_size:
@@ -302,9 +297,7 @@ class Trainer:
         self.world = init_world(cfg.device)
         # one process speaks and writes: the others compute the same thing silently
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
-        if cfg.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
-                              f"{', '.join(OBJECTIVES)}")
+        get_objective(cfg.objective)  # refuse an unknown one before any work
         if not 0 <= cfg.cfg_dropout < 1:
             raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
         state = None
@@ -323,7 +316,7 @@ class Trainer:
             ckpt = load_checkpoint(cfg.init_from, best=True)
             self.data = self._prepare(cfg, ckpt.tokenizer)
             causal = ckpt.model.config.causal
-            if (causal and cfg.objective == "block") or (not causal and cfg.objective == "ar"):
+            if not get_objective(cfg.objective).can_start_from(causal):
                 kind = "causal (ar)" if causal else "bidirectional (diffusion)"
                 raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
                                   f"{cfg.objective} cannot start from it")
@@ -342,13 +335,8 @@ class Trainer:
         if cfg.anneal_steps and not self.model.config.shift:
             raise ConfigError("anneal_steps is for a diffusion run started from an AR "
                               "checkpoint (--init-from AR_CKPT); this model is not one")
-        if cfg.length_head and (cfg.objective != "diffusion" or self.data.kind != "chat"):
-            raise ConfigError("length_head needs chat data and --objective diffusion")
-        if cfg.objective == "block":  # which lengths the blocks tile depends on the data
-            check_block_size(cfg.block_size, (
-                {"prompt_len": cfg.prompt_len, "response_len": cfg.response_len}
-                if self.data.kind == "chat" else
-                {"seq_len" if cfg.seq_len else "prompt_len + response_len": cfg.packed_len}))
+        self.objective = get_objective(cfg.objective)
+        self.objective.check(cfg, self.data.kind)
         self.cfg = cfg
         self.rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
         self.device = pick_device(cfg.device)
@@ -413,84 +401,27 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
+    @property
+    def tokenizer(self) -> DLMTokenizer:
+        return self.data.tokenizer
+
+    @property
+    def data_kind(self) -> str:
+        return self.data.kind
+
     def step_noise(self, batch: Batch) -> Noise | None:
         """The corruption draws of a whole (global) batch, made once per optimiser step."""
-        cfg, d = self.cfg, self.cfg.diffusion
-        if cfg.objective == "ar":
-            return None
-        width, blocks = batch.ids.shape[1], 1
-        if cfg.objective == "block":
-            width = align_to_blocks(batch.ids, batch.maskable, batch.key_padding,
-                                    cfg.block_size)[0].shape[1]
-            blocks = width // cfg.block_size
-        return draw_noise(batch.ids.shape[0], width, d.eps, d.antithetic, self.noise,
-                          self.device, blocks,
-                          drop=cfg.objective == "diffusion" and cfg.cfg_dropout > 0)
+        return self.objective.noise(self, batch)
 
     def loss(self, batch: Batch, noise: Noise | None = None,
-             normalizer: int | None = None) -> LossOutput:
-        """One Monte Carlo draw of the NELBO of `batch`, or the AR baseline's next-token loss
-        (what train_step and dry_run share). `noise`, `normalizer`: this share's draws and
-        the whole batch's token count, when `batch` is a share of a larger one."""
-        d, mask_id, model = self.cfg.diffusion, self.data.tokenizer.mask_id, self.engine
+             normalizer: float | None = None) -> LossOutput:
+        """The objective's training loss of `batch` (one Monte Carlo draw of a diffusion
+        bound, or AR's next-token loss; what train_step and dry_run share). `noise`,
+        `normalizer`: this share's draws and the whole batch's token count, when `batch`
+        is a share of a larger one."""
         noise = noise if noise is not None else self.step_noise(batch)
         with self.autocast():
-            if self.cfg.objective == "ar":
-                return ar_loss(model, batch.ids, batch.maskable, batch.key_padding, normalizer)
-            if self.cfg.objective == "block":
-                return block_diffusion_loss(model, batch.ids, batch.maskable,
-                                            batch.key_padding, self.schedule, mask_id,
-                                            self.cfg.block_size, d.eps, d.antithetic,
-                                            noise=noise, normalizer=normalizer)
-            ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
-                               mask_id, draw=noise.drop_draw)
-            maskable = batch.maskable
-            if self.model.config.shift:  # nothing precedes position 0 to predict it
-                maskable = maskable.clone()
-                maskable[:, 0] = False
-            out = diffusion_loss(self.denoiser(ids.shape[1]), ids, maskable, batch.key_padding,
-                                 self.schedule, mask_id, d.eps, d.antithetic, noise=noise,
-                                 normalizer=normalizer, token_weight=self.token_weight(batch))
-            if self.model.length_head is not None:
-                out.loss = out.loss + self.cfg.length_weight * self.length_loss(batch)
-            return out
-
-    def denoiser(self, width: int):
-        """What the diffusion loss calls: the engine, its logits aligned when the model is
-        shifted, and while annealing from AR the causal-OR-random attention mask."""
-        from dlm.diffusion.shift import Shifted, annealed_mask
-
-        if not self.model.config.shift:
-            return self.engine
-        shifted = Shifted(self.engine)
-        if self.step >= self.cfg.anneal_steps:
-            return shifted
-        mask = annealed_mask(width, self.step / self.cfg.anneal_steps, self.noise, self.device)
-        return lambda ids, key_padding, select: shifted(ids, key_padding, select,
-                                                        attn_mask=mask)
-
-    def token_weight(self, batch: Batch) -> torch.Tensor | None:
-        """eos_weight padding: the per-position loss weights (None in other modes)."""
-        from dlm.diffusion.padding import padding_weights
-
-        if padding_of(self.cfg) != "eos_weight" or self.data.kind != "chat":
-            return None
-        return padding_weights(batch.ids, batch.maskable, self.data.tokenizer.eos_id)
-
-    def length_loss(self, batch: Batch) -> torch.Tensor:
-        """Cross-entropy of the length head on the prompt alone (the response is not shown,
-        as at sampling), summed over these rows and divided by the global batch's rows."""
-        import torch.nn.functional as F
-
-        from dlm.diffusion.padding import reply_lengths
-
-        P = int((~batch.maskable[0]).sum())  # prompt columns come first
-        prompt = batch.ids[:, :P]
-        padding = None if batch.key_padding is None else batch.key_padding[:, :P]
-        lengths = reply_lengths(batch.ids[:, P:], self.data.tokenizer.end_ids)
-        target = (lengths.clamp(1, self.model.config.length_classes) - 1)  # (B,)
-        logits = self.engine(prompt, padding, head="length").float()  # (B, classes)
-        return F.cross_entropy(logits, target, reduction="sum") / self.cfg.batch_size
+            return self.objective.loss(self, batch, noise, normalizer)
 
     def train_step(self) -> dict[str, Any]:
         """One optimiser step over the global batch; returns loss and gradient norm as
@@ -506,10 +437,10 @@ class Trainer:
             group["lr"] = lr
         batch = self.sampler.next()  # the global batch, on the host
         noise = self.step_noise(batch)
-        shifted = cfg.objective == "ar" or self.model.config.shift  # position 0 not scored
-        target = batch.maskable[:, 1:] if shifted else batch.maskable
+        scored = self.objective.scores_first_token(self.model)
+        target = batch.maskable if scored else batch.maskable[:, 1:]
         normalizer: float = max(int(target.sum()), 1)
-        weights = self.token_weight(batch) if cfg.objective == "diffusion" else None
+        weights = self.objective.loss_weights(self, batch)
         if weights is not None:
             normalizer = float(weights[batch.maskable].sum())
         pin = self.device.type == "cuda"
@@ -555,31 +486,9 @@ class Trainer:
 
     # ---- evaluation and checkpoints
     def validation_nelbo(self) -> dict[str, float]:
-        """Diffusion: the NELBO (4 draws of t) and its perplexity bound. AR: the exact NLL
-        and perplexity, under the same keys' meaning (`val_nll`, `val_ppl`)."""
-        from dlm.evaluate import per_reply_token
-
-        tok = self.data.tokenizer
-        if self.cfg.objective == "ar":
-            with self.autocast():
-                nll = evaluate_ar_nll(self.model, self.data.val, tok.pad_id,
-                                      self.cfg.batch_size, self.device)
-            out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
-            if self.data.kind == "chat":  # what compares with diffusion's per reply token
-                out["val_nll_reply"] = per_reply_token(nll, self.data.val, tok, "ar")
-            return out
-        with self.autocast():
-            nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
-                                   batch_size=self.cfg.batch_size, draws=4,
-                                   eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
-                                   device=self.device,
-                                   block_size=self.cfg.block_size
-                                   if self.cfg.objective == "block" else 0)
-        out = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
-        if self.data.kind == "chat":  # what compares across padding modes and with AR
-            out["val_nelbo_reply"] = per_reply_token(nelbo, self.data.val, tok,
-                                                     self.cfg.objective)
-        return out
+        """The objective's held-out figures: diffusion's NELBO (4 draws of t) and its
+        perplexity bound, or AR's exact NLL and perplexity (`Objective.validation`)."""
+        return self.objective.validation(self, self.data.val)
 
     def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
         self.model.eval()
@@ -588,7 +497,7 @@ class Trainer:
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
                          self.cfg.lowercase, self.cfg.objective)
-        lm.block_size = self.cfg.block_size if self.cfg.objective == "block" else 0
+        lm.block_size = self.objective.block_size(vars(self.cfg))
         prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
         for prompt in prompts:
             steps: list[Step] = []
