@@ -10,11 +10,13 @@ from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
 from dlm.objectives.block import BlockDiffusion
 from dlm.objectives.mdlm import MaskedDiffusion
+from dlm.objectives.uniform import UniformDiffusion
 
 REGISTRY: dict[str, Objective] = {o.name: o for o in (
     MaskedDiffusion(),
     BlockDiffusion(),
     Autoregressive(),
+    UniformDiffusion(),
 )}
 
 
