@@ -129,7 +129,7 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     import tempfile
 
     from dlm.data.shards import read_jsonl_examples
-    from dlm.train import prepare_data
+    from dlm.run_data import prepare_data
 
     cfg = from_dict(TrainConfig, lm.meta.get("train", {}), f"{lm.source} train config")
     if data:
