@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from dlm.checkpoint import load_checkpoint, save_checkpoint
-from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
+from dlm.checkpoint import save_checkpoint
+from dlm.config import SampleConfig, TrainConfig, to_dict
 from dlm.data import (
     Batch,
     EncodedSet,
@@ -36,12 +36,12 @@ from dlm.diffusion import (
 )
 from dlm.diffusion.corruption import Noise
 from dlm.distributed import check_split, close_world, init_world, wrap
-from dlm.errors import CheckpointError, ConfigError, DLMError
+from dlm.errors import ConfigError, DLMError
 from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.objectives import get_objective
 from dlm.pipeline import DiffusionLM, pick_device
-from dlm.run_data import PreparedData, prepare_data
+from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 
@@ -141,53 +141,6 @@ def make_optimizer(model: Transformer, cfg: TrainConfig,
                              fused=fused or None)
 
 
-def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
-    """ModelConfig fields a run sets whatever the model's origin: dropout, the length head."""
-    out: dict[str, Any] = {}
-    if cfg.dropout is not None:
-        out["dropout"] = cfg.dropout
-    if cfg.length_head:
-        out["length_classes"] = cfg.response_len
-    return out
-
-
-def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    overrides = {"vocab_size": vocab_size,
-                 "causal": get_objective(cfg.objective).needs.causal,
-                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
-                 **run_overrides(cfg), **cfg.model_overrides}
-    return Transformer(model_preset(cfg.preset, **overrides))
-
-
-def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
-                say=lambda text: None) -> Transformer:
-    """A checkpoint's model made ready for this run, every trained weight kept: an AR
-    model becomes a shifted diffusion model (`--objective diffusion`), the vocabulary
-    grows for new special tokens (rainbow pads), dropout and a length head as the run
-    asks. New weights are initialised as in a fresh model."""
-    old = model.config
-    changes = run_overrides(cfg)
-    changes.update(get_objective(cfg.objective).model_changes(old.causal))
-    if changes.get("shift") and not old.shift:
-        say("AR -> diffusion: full attention (annealed from causal over "
-            f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")
-    if vocab_size > old.vocab_size:
-        changes["vocab_size"] = vocab_size
-    if changes.get("length_classes", old.length_classes) == old.length_classes:
-        changes.pop("length_classes", None)
-    if not changes:
-        return model
-    new = Transformer(dataclasses.replace(old, **changes))
-    state = new.state_dict()
-    for name, tensor in model.state_dict().items():
-        if name == "embed.weight":
-            state[name][: tensor.shape[0]] = tensor  # new rows keep their fresh init
-        elif name in state and state[name].shape == tensor.shape:
-            state[name] = tensor
-    new.load_state_dict(state)
-    return new
-
-
 # -------------------------------------------------------------------- the loop
 class Trainer:
     """Holds what a run needs between steps; `run()` is the loop."""
@@ -197,44 +150,8 @@ class Trainer:
         self.world = init_world(cfg.device)
         # one process speaks and writes: the others compute the same thing silently
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
-        get_objective(cfg.objective)  # refuse an unknown one before any work
-        if not 0 <= cfg.cfg_dropout < 1:
-            raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
-        state = None
-        if resume is not None:
-            ckpt = load_checkpoint(resume)
-            state = ckpt.train_state()
-            if state is None:
-                raise CheckpointError(
-                    f"{ckpt.path}: no training state to resume from (train_state.pt is "
-                    "missing); start a new run or pass a checkpoint written during training")
-            cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
-            self.data = self._prepare(cfg, ckpt.tokenizer)
-            self.model = ckpt.model
-        elif cfg.init_from is not None:
-            # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
-            ckpt = load_checkpoint(cfg.init_from, best=True)
-            self.data = self._prepare(cfg, ckpt.tokenizer)
-            causal = ckpt.model.config.causal
-            if not get_objective(cfg.objective).can_start_from(causal):
-                kind = "causal (ar)" if causal else "bidirectional (diffusion)"
-                raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
-                                  f"{cfg.objective} cannot start from it")
-            torch.manual_seed(cfg.seed)
-            self.model = adapt_model(ckpt.model, cfg, self.data.tokenizer.vocab_size,
-                                     self.reporter.on_note)
-            need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
-            if need > self.model.config.max_seq_len:
-                raise ConfigError(
-                    f"prompt_len + response_len = {need} is longer than the "
-                    f"{self.model.config.max_seq_len} positions of {ckpt.path}; shorten them")
-        else:
-            self.data = self._prepare(cfg, None)
-            torch.manual_seed(cfg.seed)
-            self.model = build_model(cfg, self.data.tokenizer.vocab_size)
-        if cfg.anneal_steps and not self.model.config.shift:
-            raise ConfigError("anneal_steps is for a diffusion run started from an AR "
-                              "checkpoint (--init-from AR_CKPT); this model is not one")
+        start = start_run(cfg, self.world, self.reporter.on_note, resume)
+        cfg, self.data, self.model, state = start.cfg, start.data, start.model, start.state
         self.objective = get_objective(cfg.objective)
         self.objective.check(cfg, self.data.kind)
         self.cfg = cfg
@@ -264,20 +181,6 @@ class Trainer:
             self.best = state.get("best")
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
-
-    def _prepare(self, cfg: TrainConfig, tokenizer: DLMTokenizer | None) -> PreparedData:
-        """Process 0 splits and tokenizes; the others then read what it wrote."""
-        if self.world.is_main:
-            data = prepare_data(cfg, tokenizer, self.reporter.on_note)
-            if self.world.distributed:
-                data.tokenizer.save(data.folder / "tokenizer.json")
-        self.world.barrier()
-        if not self.world.is_main:
-            folder_tok = Path(cfg.out_dir) / "data" / "tokenizer.json"
-            if tokenizer is None and folder_tok.is_file():
-                tokenizer = DLMTokenizer.load(folder_tok)
-            data = prepare_data(cfg, tokenizer, reuse=True)
-        return data
 
     @property
     def sharded(self) -> bool:
