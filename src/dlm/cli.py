@@ -13,9 +13,14 @@ from typing import Annotated
 import typer
 
 from dlm import __version__
-from dlm.config import PRESETS, SampleConfig, TrainConfig, load_train_config
+from dlm.cli_fields import all_flags, apply_flags, with_flags
+from dlm.config import (
+    DiffusionConfig,
+    SampleConfig,
+    TrainConfig,
+    load_train_config,
+)
 from dlm.errors import ConfigError, DLMError
-from dlm.objectives import REGISTRY
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -132,74 +137,20 @@ Judge = Annotated[Path | None, typer.Option(
     help="AR checkpoint that scores the replies (generative perplexity).")]
 
 
+TRAIN_FLAGS = [*all_flags(TrainConfig), *all_flags(DiffusionConfig, nested="diffusion")]
+
+
 @app.command()
 @friendly_errors
+@with_flags(TRAIN_FLAGS)
 def train(
     config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields.")] = None,
-    data: Annotated[list[str] | None, typer.Option(
-        help="Data file (.tsv, .jsonl, .txt, DailyDialog .zip; repeat for several) or one "
-             "directory written by `dlm data`. Default: chatterbot-corpus."
-    )] = None,
-    out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
-    preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
-    objective: Annotated[str | None, typer.Option(
-        help="One of: " + "; ".join(f"{name} ({o.summary})" for name, o in
-                                    REGISTRY.items()) + ".")] = None,
-    block_size: Annotated[int | None, typer.Option(
-        help="--objective block: tokens per block (divides --prompt-len and "
-             "--response-len, or --seq-len for text).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary size.")] = None,
-    prompt_len: Annotated[int | None, typer.Option(help="Longest prompt in tokens.")] = None,
-    response_len: Annotated[int | None, typer.Option(help="Response canvas in tokens.")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the whole run.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    bf16: Annotated[str | None, typer.Option(help="bf16 autocast: auto, on, off.")] = None,
-    init_from: Annotated[str | None, typer.Option(
-        help="Fine-tune: start from this checkpoint's weights and tokenizer.")] = None,
-    seq_len: Annotated[int | None, typer.Option(
-        help="Plain-text pretraining: packed sequence length.")] = None,
-    context: Annotated[str | None, typer.Option(
-        help="Dialogue files: 'history' (whole earlier dialogue) or 'pair'.")] = None,
-    drop_long: Annotated[bool | None, typer.Option(
-        help="Leave out replies longer than the canvas instead of cutting them.")] = None,
-    cfg_dropout: Annotated[float | None, typer.Option(
-        help="Share of chat examples trained with the prompt masked, for classifier-free "
-             "guidance (default 0.1).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(
-        help="Micro-batches per optimiser step (--batch-size is the global batch).")] = None,
-    parallel: Annotated[str | None, typer.Option(
-        help="Under torchrun: ddp, or fsdp (shard parameters and optimiser state).")] = None,
-    compile: Annotated[str | None, typer.Option(
-        help="torch.compile the model: auto (on CUDA), on, off.")] = None,
-    activation_checkpointing: Annotated[bool | None, typer.Option(
-        help="Recompute activations in backward: less memory, more compute.")] = None,
-    log_every: Annotated[int | None, typer.Option(
-        help="Read the loss back every N steps (0: 1 on CPU, 10 on GPU).")] = None,
-    padding: Annotated[str | None, typer.Option(
-        help="How replies fill the canvas: eos, rainbow, eos_weight, batch "
-             "(DiffusionConfig.padding).")] = None,
-    rainbow_pads: Annotated[int | None, typer.Option(
-        help="--padding rainbow: distinct pad tokens in the cycle (default 7).")] = None,
-    length_head: Annotated[bool | None, typer.Option(
-        help="Train a head that predicts the reply length from the prompt.")] = None,
-    length_weight: Annotated[float | None, typer.Option(
-        help="Weight of the length head's loss (default 0.1).")] = None,
-    anneal_steps: Annotated[int | None, typer.Option(
-        help="Diffusion from an AR --init-from: steps from causal to full attention.")] = None,
-    dropout: Annotated[float | None, typer.Option(
-        help="Dropout on attention and MLP outputs.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(
-        help="AdamW weight decay on matrices (default 0.01).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="One forward/backward pass: shapes, parameters, loss; writes nothing."
     )] = False,
+    flags: dict | None = None,
 ):
     """Train a diffusion chat model (flags override the --config file)."""
     from dlm.console import RichReporter, console
@@ -207,22 +158,8 @@ def train(
     from dlm.train import train as do_train
 
     cfg = load_train_config(config) if config else TrainConfig()
-    flags = dict(data=data, out_dir=out_dir, preset=preset, objective=objective,
-                 max_steps=max_steps,
-                 batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
-                 response_len=response_len, eval_every=eval_every, save_every=save_every,
-                 seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
-                 context=context, drop_long=drop_long, cfg_dropout=cfg_dropout,
-                 block_size=block_size, grad_accum=grad_accum, parallel=parallel,
-                 compile=compile, activation_checkpointing=activation_checkpointing,
-                 log_every=log_every, length_head=length_head, length_weight=length_weight,
-                 anneal_steps=anneal_steps, dropout=dropout, weight_decay=weight_decay)
-    for name, value in flags.items():
-        if value is not None:
-            setattr(cfg, name, value)
-    for name, value in dict(padding=padding, rainbow_pads=rainbow_pads).items():
-        if value is not None:
-            setattr(cfg.diffusion, name, value)
+    flags = flags or {}
+    apply_flags(cfg, flags)
     cfg.diffusion.__post_init__()  # a flag's value is checked like the file's
     if dry_run:
         info = do_dry_run(cfg)
@@ -231,7 +168,7 @@ def train(
         for key, value in info.items():
             console.print(f"{key}: {value}")
         return
-    if resume is not None and any(v is not None for v in flags.values()):
+    if resume is not None and flags:
         console.print("[yellow]--resume continues the saved run's config; other flags are "
                       "ignored[/yellow]")
     result = do_train(cfg, RichReporter(), resume=resume)
