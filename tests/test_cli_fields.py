@@ -48,11 +48,13 @@ def test_a_command_takes_the_flags_and_receives_only_those_given():
     seen = {}
     app = typer.Typer()
 
+    flags_ = [*all_flags(Settings), *all_flags(Inner, nested="inner")]
+
     @app.command()
-    @with_flags([*all_flags(Settings), *all_flags(Inner, nested="inner")])
+    @with_flags(flags_)
     def run(config: str = "x", flags: dict | None = None):
         settings = Settings()
-        apply_flags(settings, flags)
+        apply_flags(settings, flags, flags_)
         seen.update(config=config, settings=settings, flags=flags)
 
     result = CliRunner().invoke(app, ["--steps", "7", "--words", "a", "--words", "b",
@@ -60,10 +62,19 @@ def test_a_command_takes_the_flags_and_receives_only_those_given():
     assert result.exit_code == 0, result.output
     s = seen["settings"]
     assert (s.steps, s.words, s.loud, s.inner.rate, s.name) == (7, ["a", "b"], True, 0.25, None)
-    assert set(seen["flags"]) == {("steps",), ("words",), ("loud",), ("inner", "rate")}
+    assert set(seen["flags"]) == {"steps", "words", "loud", "rate"}
     assert seen["config"] == "y"
     help_text = CliRunner().invoke(app, ["--help"]).output
     assert "How many steps to take." in help_text and "How often." in help_text
+
+
+def test_every_sample_setting_is_a_flag_of_the_sampling_commands():
+    from dlm.cli import SAMPLING_FLAGS
+    from dlm.config import SampleConfig
+
+    names = {f.name for f in SAMPLING_FLAGS}
+    assert {f.name for f in dataclasses.fields(SampleConfig)} <= names
+    assert {"trace", "trace_file"} <= names
 
 
 def test_every_train_setting_is_a_dlm_train_flag_with_its_docstring():

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import sys
-import typing
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dlm import __version__
-from dlm.cli_fields import all_flags, apply_flags, with_flags
+from dlm.cli_fields import Flag, all_flags, apply_flags, with_flags
 from dlm.config import (
     DiffusionConfig,
     SampleConfig,
@@ -41,61 +39,17 @@ def friendly_errors(fn):
     return wrapper
 
 
-# Options shared by the sampling commands: `sampling_options` adds them to a command's
-# signature and hands them over as one dict, so every command has the same flags.
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
 ChatCkpt = Annotated[Path | None, typer.Option(
     "--ckpt", help="Checkpoint or run directory (default: the shipped chat model).")]
-SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
-    # None = not given: the measured defaults of `dlm.defaults` apply
-    ("steps", int | None, None, "Denoising steps (an upper bound for --rule threshold; "
-                                "default: one per reply token)."),
-    ("length", str | None, None, "Response tokens, or auto (sized by the model's length "
-                                 "head; the default for a model with one)."),
-    ("length_margin", int, 0, "--length auto: tokens added to the predicted length."),
-    ("rule", str | None, None,
-     "Commit rule: low_confidence, margin, entropy, random, threshold."),
-    ("threshold", float, 0.9, "--rule threshold: commit every token at least this sure."),
-    ("remask", float | None, None, "Re-mask this share of earlier commits per step, the "
-                                   "least sure first, decaying to 0 (ReMDM-style revision)."),
-    ("block_length", int | None, None, "Semi-autoregressive block length (0 = whole reply)."),
-    ("temperature", float | None, None, "0 = greedy."),
-    ("top_k", int, 0, "Keep the k most likely tokens (0 = off)."),
-    ("top_p", float | None, None, "Nucleus sampling mass (1 = off)."),
-    ("eos", str | None, None, "allow; defer (commit words before eos); ban (exactly "
-                              "--length tokens)."),
-    ("trim_eos", bool, True, "Drop text after the first eos."),
-    ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
-    ("cache", str, "none", "Fast-dLLM key/value reuse per block: none, prefix, dual "
-                           "(approximate; use with --block-length)."),
-    ("repetition_penalty", float | None, None,
-     "Penalty on ids already in the reply (1 = off)."),
-    ("no_repeat_ngram", int | None, None,
-     "AR: never repeat an n-gram of this size (0 = off)."),
-    ("seed", int | None, None, "Seed for reproducible samples."),
-    ("trace", bool, False, "Show every denoising step."),
-    ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),
+# The sampling commands' options: every SampleConfig field (not given = None: the measured
+# defaults of `dlm.defaults` apply) and two of the CLI's own
+SAMPLING_FLAGS = [
+    *all_flags(SampleConfig),
+    Flag("trace", ("trace",), bool, "Show every denoising step."),
+    Flag("trace_file", ("trace_file",), Path, "Write every step as JSON lines to this file."),
 ]
-
-
-def sampling_options(fn):
-    """Add SAMPLING_OPTIONS to `fn`'s options; `fn` receives them as `sampling: dict`."""
-    names = [name for name, *_ in SAMPLING_OPTIONS]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                               annotation=Annotated[kind, typer.Option(help=text)])
-             for name, kind, default, text in SAMPLING_OPTIONS]
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        sampling = {name: kwargs.pop(name) for name in names if name in kwargs}
-        return fn(*args, sampling=sampling, **kwargs)
-
-    hints = typing.get_type_hints(fn, include_extras=True)  # the string annotations, resolved
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
-           for p in inspect.signature(fn).parameters.values() if p.name != "sampling"]
-    wrapper.__signature__ = inspect.Signature(own + extra)
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
-    return wrapper
+sampling_options = with_flags(SAMPLING_FLAGS, into="sampling")
 
 
 def sample_config(lm, sampling: dict) -> SampleConfig:
@@ -159,7 +113,7 @@ def train(
 
     cfg = load_train_config(config) if config else TrainConfig()
     flags = flags or {}
-    apply_flags(cfg, flags)
+    apply_flags(cfg, flags, TRAIN_FLAGS)
     cfg.diffusion.__post_init__()  # a flag's value is checked like the file's
     if dry_run:
         info = do_dry_run(cfg)
@@ -196,12 +150,12 @@ def generate(
 
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"])
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"))
     constraints = Constraints.parse(force, require)
     replies = lm.generate(prompt, config, n=n, on_step=recorder.add, constraints=constraints)
     for i, reply in enumerate(replies):
         p = prompt[i // n]
-        if sampling["trace"]:
+        if sampling.get("trace"):
             print_trace(p, recorder.steps, lm.tokenizer, row=i)
         else:
             console.print(f"[bold]> {p}[/bold]")
@@ -234,9 +188,9 @@ def infill(
     source = read_template(text, template)
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.infill(source, prompt, config, max_span, recorder.add)
-    if sampling["trace"]:
+    if sampling.get("trace"):
         recorder.crop(result.start)
         print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
     if result.prompt is not None and result.prompt != prompt:
@@ -271,9 +225,9 @@ def edit(
 
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)
-    if sampling["trace"]:
+    if sampling.get("trace"):
         recorder.crop(result.start)
         print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
     print_edit(result)
@@ -293,7 +247,8 @@ def chat(
     from dlm.console import chat_repl
 
     lm = load_model(ckpt, device)
-    chat_repl(lm, sample_config(lm, sampling), delay, sampling["trace"], sampling["trace_file"])
+    chat_repl(lm, sample_config(lm, sampling), delay, sampling.get("trace", False),
+              sampling.get("trace_file"))
 
 
 @app.command()

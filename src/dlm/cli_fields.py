@@ -84,14 +84,14 @@ def all_flags(cls: type, nested: str | None = None, skip: Sequence[str] = ()) ->
                           and flag_type(hints[f.name]) is not None], nested)
 
 
-def with_flags(flags: Sequence[Flag]) -> Callable:
-    """A Typer command that also takes `flags`; the command receives the ones given as
-    `flags: dict[tuple[str, ...], Any]` (path -> value), for `apply_flags`."""
+def with_flags(flags: Sequence[Flag], into: str = "flags") -> Callable:
+    """A Typer command that also takes `flags`; it receives the ones given (not None) as
+    `into: dict[str, Any]` (flag name -> value), for `apply_flags` or its own use."""
 
     def decorate(func: Callable) -> Callable:
         hints = typing.get_type_hints(func, include_extras=True)
-        own = [p.replace(annotation=hints[p.name])
-               for p in inspect.signature(func).parameters.values() if p.name != "flags"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+               for p in inspect.signature(func).parameters.values() if p.name != into]
         taken = {p.name for p in own}
         clash = [f.name for f in flags if f.name in taken]
         if clash:
@@ -102,8 +102,8 @@ def with_flags(flags: Sequence[Flag]) -> Callable:
 
         @functools.wraps(func)
         def command(**kwargs):
-            given = {f.path: kwargs.pop(f.name) for f in flags}
-            return func(**kwargs, flags={k: v for k, v in given.items() if v is not None})
+            given = {f.name: kwargs.pop(f.name) for f in flags}
+            return func(**kwargs, **{into: {k: v for k, v in given.items() if v is not None}})
 
         params = [*own, *generated]
         command.__signature__ = inspect.Signature(params)
@@ -113,10 +113,11 @@ def with_flags(flags: Sequence[Flag]) -> Callable:
     return decorate
 
 
-def apply_flags(config: Any, given: dict[tuple[str, ...], Any]) -> None:
+def apply_flags(config: Any, given: dict[str, Any], flags: Sequence[Flag]) -> None:
     """Set each given flag's value on `config` (nested fields on their sub-config)."""
-    for path, value in given.items():
+    paths = {f.name: f.path for f in flags}
+    for name, value in given.items():
         target = config
-        for attribute in path[:-1]:
+        for attribute in paths[name][:-1]:
             target = getattr(target, attribute)
-        setattr(target, path[-1], value)
+        setattr(target, paths[name][-1], value)
