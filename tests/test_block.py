@@ -164,7 +164,7 @@ def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
     result = train(cfg)
     assert result.history[-1]["val_nelbo"] < result.history[0]["val_nelbo"]
     lm = DiffusionLM.load(result.checkpoint, "cpu")
-    assert lm.objective == "block" and lm.block_size == 4
+    assert lm.objective.name == "block" and lm.block_size == 4
     reply = lm.generate("hello", SampleConfig(length=8, steps=8))
     assert isinstance(reply[0], str)
     from dlm.eval_report import held_out

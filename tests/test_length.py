@@ -8,7 +8,7 @@ import torch
 from dlm import DiffusionLM, SampleConfig
 from dlm.config import ConfigError
 from dlm.model import Transformer
-from dlm.pipeline import sized_canvas
+from dlm.objectives.mdlm import sized_canvas
 from dlm.sampling import reply_canvas
 from dlm.train import train
 from tests.conftest import tiny_config, tiny_train_config

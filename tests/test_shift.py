@@ -52,7 +52,7 @@ def test_an_ar_checkpoint_becomes_a_shifted_diffusion_model(tmp_path, pairs_tsv)
     lm = DiffusionLM.load(result.out_dir, "cpu")
     assert isinstance(as_denoiser(lm.model), Shifted)
     # every trained weight is carried over unchanged (the AR head keeps its meaning)
-    from dlm.train import adapt_model
+    from dlm.run_start import adapt_model
 
     adapted = adapt_model(ar_lm.model, cfg, ar_lm.tokenizer.vocab_size)
     assert adapted.config.shift and not adapted.config.causal
@@ -63,7 +63,7 @@ def test_an_ar_checkpoint_becomes_a_shifted_diffusion_model(tmp_path, pairs_tsv)
     # sampling, infill and eval know shifted models
     assert isinstance(lm.generate("hello", SampleConfig(length=8, steps=4))[0], str)
     assert "today" in lm.infill("hello [MASK] today").text
-    assert ar_lm.objective == "ar"
+    assert ar_lm.objective.name == "ar"
     from dlm.eval_report import held_out
     from dlm.evaluate import likelihood
 

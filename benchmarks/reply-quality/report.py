@@ -58,7 +58,7 @@ def measure(run: Path, judge: DiffusionLM, prompts: int, decodes: list[dict],
     val = validation_rows(run)
     out, seen = [], set()
     for decode in decodes:
-        if lm.objective == "ar":  # diffusion-only settings do not apply
+        if lm.objective.one_call_per_token:  # diffusion-only settings do not apply
             decode = {k: v for k, v in decode.items() if k in AR_FIELDS}
         elif decode.get("no_repeat_ngram"):  # left-to-right only
             continue
@@ -66,14 +66,14 @@ def measure(run: Path, judge: DiffusionLM, prompts: int, decodes: list[dict],
             continue
         seen.add(json.dumps(decode, sort_keys=True))
         fields = {"length": lm.default_length, "steps": steps or lm.default_length, **decode}
-        if lm.objective == "diffusion" and lm.model.length_head is not None:
+        if lm.objective.length_head and lm.model.length_head is not None:
             fields["length"] = decode.get("length", "auto")
         config = SampleConfig(**fields)
         started = time.perf_counter()
         quality, replies = generation_quality(lm, histories, config, judge,
                                               references=references)
         out.append({
-            "run": run.name, "checkpoint": str(lm.source), "objective": lm.objective,
+            "run": run.name, "checkpoint": str(lm.source), "objective": lm.objective.name,
             "decode": decode, "length": config.length, "steps": config.steps,
             "parameters": lm.model.num_parameters(),
             "best_step": val["best"]["step"], "last_step": val["last"]["step"],
@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     judge = DiffusionLM.load(args.judge, "cpu")
-    if judge.objective != "ar" or any(run.resolve() == args.judge.resolve() for run in args.runs):
+    if not judge.objective.needs.causal or any(run.resolve() == args.judge.resolve()
+                                               for run in args.runs):
         raise SystemExit("the judge must be an AR run that is not one of the compared runs")
     rows = []
     for run in args.runs:

@@ -15,8 +15,6 @@ from dlm.data import EncodedSet, iter_batches
 from dlm.diffusion import LossOutput
 from dlm.model import Transformer
 
-OBJECTIVES = ("diffusion", "block", "ar")
-
 
 def predicted_positions(maskable: torch.Tensor) -> torch.Tensor:
     """(B, T) True at position i when token i + 1 is one to predict."""

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import sys
-import typing
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dlm import __version__
-from dlm.config import PRESETS, SampleConfig, TrainConfig, load_train_config
+from dlm.cli_fields import Flag, all_flags, apply_flags, with_flags
+from dlm.config import (
+    DiffusionConfig,
+    SampleConfig,
+    TrainConfig,
+    load_train_config,
+)
 from dlm.errors import ConfigError, DLMError
 
 app = typer.Typer(
@@ -35,61 +39,17 @@ def friendly_errors(fn):
     return wrapper
 
 
-# Options shared by the sampling commands: `sampling_options` adds them to a command's
-# signature and hands them over as one dict, so every command has the same flags.
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
 ChatCkpt = Annotated[Path | None, typer.Option(
     "--ckpt", help="Checkpoint or run directory (default: the shipped chat model).")]
-SAMPLING_OPTIONS: list[tuple[str, type, object, str]] = [
-    # None = not given: the measured defaults of `dlm.defaults` apply
-    ("steps", int | None, None, "Denoising steps (an upper bound for --rule threshold; "
-                                "default: one per reply token)."),
-    ("length", str | None, None, "Response tokens, or auto (sized by the model's length "
-                                 "head; the default for a model with one)."),
-    ("length_margin", int, 0, "--length auto: tokens added to the predicted length."),
-    ("rule", str | None, None,
-     "Commit rule: low_confidence, margin, entropy, random, threshold."),
-    ("threshold", float, 0.9, "--rule threshold: commit every token at least this sure."),
-    ("remask", float | None, None, "Re-mask this share of earlier commits per step, the "
-                                   "least sure first, decaying to 0 (ReMDM-style revision)."),
-    ("block_length", int | None, None, "Semi-autoregressive block length (0 = whole reply)."),
-    ("temperature", float | None, None, "0 = greedy."),
-    ("top_k", int, 0, "Keep the k most likely tokens (0 = off)."),
-    ("top_p", float | None, None, "Nucleus sampling mass (1 = off)."),
-    ("eos", str | None, None, "allow; defer (commit words before eos); ban (exactly "
-                              "--length tokens)."),
-    ("trim_eos", bool, True, "Drop text after the first eos."),
-    ("cfg_scale", float, 0.0, "Classifier-free guidance scale (0 = off)."),
-    ("cache", str, "none", "Fast-dLLM key/value reuse per block: none, prefix, dual "
-                           "(approximate; use with --block-length)."),
-    ("repetition_penalty", float | None, None,
-     "Penalty on ids already in the reply (1 = off)."),
-    ("no_repeat_ngram", int | None, None,
-     "AR: never repeat an n-gram of this size (0 = off)."),
-    ("seed", int | None, None, "Seed for reproducible samples."),
-    ("trace", bool, False, "Show every denoising step."),
-    ("trace_file", Path | None, None, "Write every step as JSON lines to this file."),
+# The sampling commands' options: every SampleConfig field (not given = None: the measured
+# defaults of `dlm.defaults` apply) and two of the CLI's own
+SAMPLING_FLAGS = [
+    *all_flags(SampleConfig),
+    Flag("trace", ("trace",), bool, "Show every denoising step."),
+    Flag("trace_file", ("trace_file",), Path, "Write every step as JSON lines to this file."),
 ]
-
-
-def sampling_options(fn):
-    """Add SAMPLING_OPTIONS to `fn`'s options; `fn` receives them as `sampling: dict`."""
-    names = [name for name, *_ in SAMPLING_OPTIONS]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                               annotation=Annotated[kind, typer.Option(help=text)])
-             for name, kind, default, text in SAMPLING_OPTIONS]
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        sampling = {name: kwargs.pop(name) for name in names if name in kwargs}
-        return fn(*args, sampling=sampling, **kwargs)
-
-    hints = typing.get_type_hints(fn, include_extras=True)  # the string annotations, resolved
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
-           for p in inspect.signature(fn).parameters.values() if p.name != "sampling"]
-    wrapper.__signature__ = inspect.Signature(own + extra)
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
-    return wrapper
+sampling_options = with_flags(SAMPLING_FLAGS, into="sampling")
 
 
 def sample_config(lm, sampling: dict) -> SampleConfig:
@@ -131,74 +91,20 @@ Judge = Annotated[Path | None, typer.Option(
     help="AR checkpoint that scores the replies (generative perplexity).")]
 
 
+TRAIN_FLAGS = [*all_flags(TrainConfig), *all_flags(DiffusionConfig, nested="diffusion")]
+
+
 @app.command()
 @friendly_errors
+@with_flags(TRAIN_FLAGS)
 def train(
     config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields.")] = None,
-    data: Annotated[list[str] | None, typer.Option(
-        help="Data file (.tsv, .jsonl, .txt, DailyDialog .zip; repeat for several) or one "
-             "directory written by `dlm data`. Default: chatterbot-corpus."
-    )] = None,
-    out_dir: Annotated[str | None, typer.Option(help="Run directory.")] = None,
-    preset: Annotated[str | None, typer.Option(help=f"Model size: {', '.join(PRESETS)}.")] = None,
-    objective: Annotated[str | None, typer.Option(
-        help="diffusion; block (BD3-LM block diffusion, see --block-size); or ar: the "
-             "autoregressive baseline (same model, causal, next-token loss).")] = None,
-    block_size: Annotated[int | None, typer.Option(
-        help="--objective block: tokens per block (divides --prompt-len and "
-             "--response-len, or --seq-len for text).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary size.")] = None,
-    prompt_len: Annotated[int | None, typer.Option(help="Longest prompt in tokens.")] = None,
-    response_len: Annotated[int | None, typer.Option(help="Response canvas in tokens.")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the whole run.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    bf16: Annotated[str | None, typer.Option(help="bf16 autocast: auto, on, off.")] = None,
-    init_from: Annotated[str | None, typer.Option(
-        help="Fine-tune: start from this checkpoint's weights and tokenizer.")] = None,
-    seq_len: Annotated[int | None, typer.Option(
-        help="Plain-text pretraining: packed sequence length.")] = None,
-    context: Annotated[str | None, typer.Option(
-        help="Dialogue files: 'history' (whole earlier dialogue) or 'pair'.")] = None,
-    drop_long: Annotated[bool | None, typer.Option(
-        help="Leave out replies longer than the canvas instead of cutting them.")] = None,
-    cfg_dropout: Annotated[float | None, typer.Option(
-        help="Share of chat examples trained with the prompt masked, for classifier-free "
-             "guidance (default 0.1).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(
-        help="Micro-batches per optimiser step (--batch-size is the global batch).")] = None,
-    parallel: Annotated[str | None, typer.Option(
-        help="Under torchrun: ddp, or fsdp (shard parameters and optimiser state).")] = None,
-    compile: Annotated[str | None, typer.Option(
-        help="torch.compile the model: auto (on CUDA), on, off.")] = None,
-    activation_checkpointing: Annotated[bool | None, typer.Option(
-        help="Recompute activations in backward: less memory, more compute.")] = None,
-    log_every: Annotated[int | None, typer.Option(
-        help="Read the loss back every N steps (0: 1 on CPU, 10 on GPU).")] = None,
-    padding: Annotated[str | None, typer.Option(
-        help="How replies fill the canvas: eos, rainbow, eos_weight, batch "
-             "(DiffusionConfig.padding).")] = None,
-    rainbow_pads: Annotated[int | None, typer.Option(
-        help="--padding rainbow: distinct pad tokens in the cycle (default 7).")] = None,
-    length_head: Annotated[bool | None, typer.Option(
-        help="Train a head that predicts the reply length from the prompt.")] = None,
-    length_weight: Annotated[float | None, typer.Option(
-        help="Weight of the length head's loss (default 0.1).")] = None,
-    anneal_steps: Annotated[int | None, typer.Option(
-        help="Diffusion from an AR --init-from: steps from causal to full attention.")] = None,
-    dropout: Annotated[float | None, typer.Option(
-        help="Dropout on attention and MLP outputs.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(
-        help="AdamW weight decay on matrices (default 0.01).")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run saved in this run or checkpoint directory.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="One forward/backward pass: shapes, parameters, loss; writes nothing."
     )] = False,
+    flags: dict | None = None,
 ):
     """Train a diffusion chat model (flags override the --config file)."""
     from dlm.console import RichReporter, console
@@ -206,22 +112,8 @@ def train(
     from dlm.train import train as do_train
 
     cfg = load_train_config(config) if config else TrainConfig()
-    flags = dict(data=data, out_dir=out_dir, preset=preset, objective=objective,
-                 max_steps=max_steps,
-                 batch_size=batch_size, lr=lr, vocab_size=vocab_size, prompt_len=prompt_len,
-                 response_len=response_len, eval_every=eval_every, save_every=save_every,
-                 seed=seed, device=device, bf16=bf16, init_from=init_from, seq_len=seq_len,
-                 context=context, drop_long=drop_long, cfg_dropout=cfg_dropout,
-                 block_size=block_size, grad_accum=grad_accum, parallel=parallel,
-                 compile=compile, activation_checkpointing=activation_checkpointing,
-                 log_every=log_every, length_head=length_head, length_weight=length_weight,
-                 anneal_steps=anneal_steps, dropout=dropout, weight_decay=weight_decay)
-    for name, value in flags.items():
-        if value is not None:
-            setattr(cfg, name, value)
-    for name, value in dict(padding=padding, rainbow_pads=rainbow_pads).items():
-        if value is not None:
-            setattr(cfg.diffusion, name, value)
+    flags = flags or {}
+    apply_flags(cfg, flags, TRAIN_FLAGS)
     cfg.diffusion.__post_init__()  # a flag's value is checked like the file's
     if dry_run:
         info = do_dry_run(cfg)
@@ -230,7 +122,7 @@ def train(
         for key, value in info.items():
             console.print(f"{key}: {value}")
         return
-    if resume is not None and any(v is not None for v in flags.values()):
+    if resume is not None and flags:
         console.print("[yellow]--resume continues the saved run's config; other flags are "
                       "ignored[/yellow]")
     result = do_train(cfg, RichReporter(), resume=resume)
@@ -258,12 +150,12 @@ def generate(
 
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"])
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"))
     constraints = Constraints.parse(force, require)
     replies = lm.generate(prompt, config, n=n, on_step=recorder.add, constraints=constraints)
     for i, reply in enumerate(replies):
         p = prompt[i // n]
-        if sampling["trace"]:
+        if sampling.get("trace"):
             print_trace(p, recorder.steps, lm.tokenizer, row=i)
         else:
             console.print(f"[bold]> {p}[/bold]")
@@ -296,9 +188,9 @@ def infill(
     source = read_template(text, template)
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.infill(source, prompt, config, max_span, recorder.add)
-    if sampling["trace"]:
+    if sampling.get("trace"):
         recorder.crop(result.start)
         print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
     if result.prompt is not None and result.prompt != prompt:
@@ -333,9 +225,9 @@ def edit(
 
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
-    recorder = TraceRecorder(lm.tokenizer, sampling["trace_file"], stop_at_eos=False)
+    recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)
-    if sampling["trace"]:
+    if sampling.get("trace"):
         recorder.crop(result.start)
         print_trace(prompt or "(plain text)", recorder.steps, lm.tokenizer, stop_at_eos=False)
     print_edit(result)
@@ -355,7 +247,8 @@ def chat(
     from dlm.console import chat_repl
 
     lm = load_model(ckpt, device)
-    chat_repl(lm, sample_config(lm, sampling), delay, sampling["trace"], sampling["trace_file"])
+    chat_repl(lm, sample_config(lm, sampling), delay, sampling.get("trace", False),
+              sampling.get("trace_file"))
 
 
 @app.command()

@@ -73,8 +73,9 @@ def compare_markdown(a: Run, b: Run) -> str:
     for (key, va), vb in zip(fa.items(), fb.values(), strict=True):
         ratio = vb / va if va and vb is not None else None
         lines.append(f"| {key} | {_fmt(va)} | {_fmt(vb)} | {_fmt(ratio)} |")
-    if a.report["objective"] != b.report["objective"]:
-        d, r = (a, b) if a.report["objective"] != "ar" else (b, a)
+    a_bound, b_bound = (run.report["likelihood"]["is_bound"] for run in (a, b))
+    if a_bound != b_bound:  # a bound against an exact likelihood
+        d, r = (a, b) if a_bound else (b, a)
         ratio = d.report["likelihood"]["perplexity"] / r.report["likelihood"]["perplexity"]
         lines += ["", f"Perplexity ratio diffusion bound / AR: **{ratio:.3f}** "
                   "(MDLM reports about 1.21 on LM1B at 33B tokens)."]

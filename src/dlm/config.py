@@ -219,10 +219,10 @@ class TrainConfig:
     preset: str = "tiny"
     """Model size preset: tiny, small or base."""
     objective: str = "diffusion"
-    """diffusion (masked diffusion, bidirectional), block (BD3-LM block diffusion: masked
-    diffusion within blocks of `block_size`, blocks left to right) or ar (the
-    autoregressive baseline: the same Transformer with a causal mask and next-token loss
-    on the same tokens)."""
+    """What the run trains (`dlm.objectives`): diffusion (masked diffusion, bidirectional),
+    block (BD3-LM: masked diffusion within blocks of `block_size`, blocks left to right),
+    uniform (uniform-noise diffusion) or ar (the autoregressive baseline: the same
+    Transformer with a causal mask and next-token loss on the same tokens)."""
     block_size: int = 4
     """objective block: tokens per block (L'); must divide prompt_len and response_len
     (chat data) or the packed length (text). Smaller blocks are closer to AR, larger to

@@ -22,7 +22,14 @@ from typing import Any
 from dlm.config import SampleConfig, TrainConfig, from_dict
 from dlm.evaluate import Likelihood, likelihood
 from dlm.metrics import self_bleu
-from dlm.quality import Quality, generation_quality, run_suite, samples_of, steps_sweep
+from dlm.quality import (
+    Quality,
+    generation_quality,
+    load_judge,
+    run_suite,
+    samples_of,
+    steps_sweep,
+)
 
 
 @dataclass
@@ -122,7 +129,7 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     import tempfile
 
     from dlm.data.shards import read_jsonl_examples
-    from dlm.train import prepare_data
+    from dlm.run_data import prepare_data
 
     cfg = from_dict(TrainConfig, lm.meta.get("train", {}), f"{lm.source} train config")
     if data:
@@ -148,18 +155,15 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, device)
-    judge_lm = DiffusionLM.load(judge, device) if judge else None
-    if judge_lm is not None and judge_lm.objective != "ar":
-        from dlm.errors import ConfigError
-
-        raise ConfigError(f"{judge}: the judge must be an AR model (dlm train --objective ar)")
+    judge_lm = load_judge(judge, device)
     val, histories, references, cfg = held_out(lm, data, val_examples)
     lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
                     cfg.diffusion.eps)
     histories, references = histories[:prompts], references[:prompts]
     length = lm.default_length
     base = config or SampleConfig(length=length)
-    steps_list = [length] if lm.objective == "ar" else (sweep or steps_sweep(length))
+    left_to_right = lm.objective.one_call_per_token  # steps do not apply
+    steps_list = [length] if left_to_right else (sweep or steps_sweep(length))
     rows, examples = [], []
     for steps in steps_list:
         quality, replies = generation_quality(lm, histories,
@@ -178,15 +182,15 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             scores.append(self_bleu(samples_of(lm, history, diversity_samples, config)))
         diversity = {"self_bleu": sum(scores) / len(scores), "samples": diversity_samples,
                      "prompts": len(scores), "temperature": 1.0}
-    steps = min(length, 16) if lm.objective != "ar" else length
+    steps = length if left_to_right else min(length, 16)
     suite = run_suite(lm, SampleConfig(length=length, steps=steps), judge_lm)
-    meta = {"checkpoint": str(lm.source), "objective": lm.objective,
-            **({"block_size": lm.block_size} if lm.objective == "block" else {}),
+    meta = {"checkpoint": str(lm.source), "objective": lm.objective.name,
+            **({"block_size": lm.block_size} if lm.block_size else {}),
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
     head = {}
-    if lm.objective == "diffusion" and getattr(lm.model, "length_head", None) is not None:
+    if lm.objective.length_head and getattr(lm.model, "length_head", None) is not None:
         from dlm.evaluate import length_accuracy
 
         head = length_accuracy(lm, val, cfg.batch_size)

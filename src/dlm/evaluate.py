@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,9 @@ from dlm.diffusion.padding import reply_lengths
 from dlm.diffusion.shift import as_denoiser
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
+
+if TYPE_CHECKING:
+    from dlm.objectives import Objective
 
 
 @torch.no_grad()
@@ -69,15 +73,19 @@ def evaluate_nelbo(
 
 
 def per_reply_token(nats_per_token: float, data: EncodedSet, tok: DLMTokenizer,
-                    objective: str = "diffusion") -> float:
+                    objective: Objective | str = "diffusion") -> float:
     """A per-canvas-token figure re-expressed per reply token (the reply's text and its
     closing eos). The padding is a fixed function of the reply, so the canvas's NELBO
     bounds -log p(reply) too: per reply token it compares across padding modes, and
     with AR's exact NLL of the same canvas."""
+    from dlm.objectives import get_objective
+
+    objective = get_objective(objective) if isinstance(objective, str) else objective
+    # a causal model cannot predict a text row's first token: it is not scored
+    unscored = objective.needs.causal and not data.prompts.shape[1]
     canvas = 0
     for batch in iter_batches(data, 256, tok.pad_id):  # `batch` padding trims each batch
-        canvas += int(batch.maskable.sum()) - (batch.ids.shape[0] if objective == "ar"
-                                               and not data.prompts.shape[1] else 0)
+        canvas += int(batch.maskable.sum()) - (batch.ids.shape[0] if unscored else 0)
     lengths = reply_lengths(data.responses, tok.end_ids)
     reply = int((lengths + 1).clamp(max=data.responses.shape[1]).sum())
     return nats_per_token * canvas / max(reply, 1)
@@ -106,25 +114,17 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
                schedule: str = "linear", eps: float = 1e-3) -> Likelihood:
     """NELBO with `draws` antithetic passes (diffusion) or exact NLL (AR) on `data`, with
     perplexity and bits per byte of the response text."""
-    from dlm.autoregressive import evaluate_ar_nll
     from dlm.diffusion import get_schedule
-    from dlm.metrics import bits_per_byte, mean_and_stderr
+    from dlm.metrics import bits_per_byte
 
-    tok, device = lm.tokenizer, lm.device
+    tok, objective = lm.tokenizer, lm.objective
     text_bytes = sum(len(tok.decode_response(row.tolist()).encode("utf-8"))
                      for row in data.responses)
-    if lm.objective == "ar":
-        nll, stderr, k = evaluate_ar_nll(lm.model, data, tok.pad_id, batch_size, device), 0.0, 1
-        n, r = data.responses.shape
-        # every response token is predicted, the first from the prompt; text rows have none
-        tokens = n * r if data.prompts.shape[1] else n * (r - 1)
-    else:
-        values = nelbo_draws(lm.model, data, get_schedule(schedule), tok, batch_size, draws,
-                             eps, seed, device, lm.block_size)
-        (nll, stderr), k = mean_and_stderr(values), draws
-        tokens = int(data.responses.numel())
-    return Likelihood(lm.objective, nll, stderr, k, math.exp(min(nll, 50)),
-                      lm.objective != "ar", bits_per_byte(nll, tokens, text_bytes), tokens,
+    held = objective.held_out(lm.model, data, tok, get_schedule(schedule), draws, batch_size,
+                              seed, eps, lm.device, lm.block_size)
+    nll, tokens = held.nats_per_token, objective.scored_tokens(data)
+    return Likelihood(objective.name, nll, held.stderr, held.draws, math.exp(min(nll, 50)),
+                      not held.exact, bits_per_byte(nll, tokens, text_bytes), tokens,
                       text_bytes)
 
 

@@ -22,33 +22,13 @@ from huggingface_hub import ModelHubMixin
 
 from dlm.checkpoint import load_checkpoint, save_checkpoint
 from dlm.config import SampleConfig
-from dlm.control import Constraints, Edit, Infill, apply_constraints, edit, infill
+from dlm.control import Constraints, Edit, Infill, edit, infill
 from dlm.diffusion.shift import as_denoiser
 from dlm.errors import ConfigError
 from dlm.model import Transformer
-from dlm.sampling import Canvas, Step, denoise, final_tokens, reply_canvas
-from dlm.sampling.ar import ar_decode
-from dlm.sampling.block import block_decode
+from dlm.objectives import Objective, get_objective
+from dlm.sampling import Canvas, Step, denoise, final_tokens
 from dlm.tokenizer import DLMTokenizer
-
-
-def sized_canvas(canvas: Canvas, lengths: torch.Tensor, tok: DLMTokenizer) -> Canvas:
-    """A reply canvas cut per row to its predicted length: the positions past a row's
-    length are given (eos, then the rainbow pads where the model has them, as in
-    training) and eos may not be sampled before them, so each reply has its length."""
-    tokens = canvas.tokens.clone()
-    B, T = tokens.shape
-    offset = torch.arange(T - canvas.start, device=tokens.device)[None, :] - lengths[:, None]
-    reply = tokens[:, canvas.start:]
-    reply[offset == 0] = tok.eos_id
-    if tok.pad_cycle:
-        cycle = torch.tensor(tok.pad_cycle, device=tokens.device)
-        pads = cycle[(offset - 1).clamp(min=0) % len(cycle)]
-        reply[offset > 0] = pads[offset > 0]
-    else:
-        reply[offset > 0] = tok.eos_id
-    no_eos = tokens == canvas.mask_id
-    return dataclasses.replace(canvas, tokens=tokens, no_eos=no_eos)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -85,10 +65,12 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
 
     def __init__(self, model: Transformer, tokenizer: DLMTokenizer, max_prompt_len: int = 32,
                  default_length: int = 32, lowercase: bool = False,
-                 objective: str = "diffusion"):
+                 objective: str | Objective = "diffusion"):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.objective = objective  # "ar": the autoregressive baseline, decoded left to right
-        self.block_size = 0  # objective "block": BD3-LM's block length (set by `load`)
+        # how it was trained, hence how it samples and what it can do (`dlm.objectives`)
+        self.objective = (get_objective(objective) if isinstance(objective, str)
+                          else objective)
+        self.block_size = 0  # a block-wise objective's block length (set by `load`)
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
@@ -104,8 +86,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  train.get("response_len", 32), train.get("lowercase", False),
                  ckpt.meta.get("objective", "diffusion"))
         lm.source, lm.meta = ckpt.path, ckpt.meta
-        if lm.objective == "block":
-            lm.block_size = int(train.get("block_size", 4))
+        lm.block_size = lm.objective.block_size(train)
         return lm
 
     # ---- hub layout (the mixin's save_pretrained / from_pretrained / push_to_hub call these)
@@ -114,7 +95,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  "response_len": self.default_length, "lowercase": self.lowercase}
         meta = {k: v for k, v in self.meta.items()
                 if k not in ("model", "format_version", "dlm_version")}
-        meta["objective"] = self.objective
+        meta["objective"] = self.objective.name
         save_checkpoint(save_directory, self.model, self.tokenizer, {**meta, "train": train})
 
     @classmethod
@@ -176,33 +157,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         config = self.resolve_length(config or SampleConfig(length=self.default_length))
         prompt, key_padding = self._prompt_batch(histories)
         generator = self._generator(config)
-        tok = self.tokenizer
-        if self.objective == "ar":
-            if constraints:
-                raise ConfigError("forced and required words need a diffusion checkpoint; an "
-                                  "autoregressive one writes strictly left to right")
-            return final_tokens(ar_decode(self.model, prompt, key_padding, config,
-                                          tok.mask_id, tok.eos_id, generator), on_step)
-        if self.objective == "block":
-            if constraints:
-                raise ConfigError("forced and required words need a full-attention diffusion "
-                                  "checkpoint; a block diffusion one writes block by block")
-            return final_tokens(block_decode(self.model, prompt, key_padding, config,
-                                             self.block_size, tok.mask_id, tok.eos_id,
-                                             tok.pad_id, tok.never_generated, generator),
-                                on_step)
-        lengths = None
-        if config.length == "auto":
-            lengths = self.predict_lengths(prompt, key_padding, config, generator)  # (B,)
-            config = dataclasses.replace(config, length=int(lengths.max()))
-        canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
-                              tok.never_generated, tuple(tok.pad_cycle))
-        if lengths is not None:
-            canvas = sized_canvas(canvas, lengths, tok)
-        if constraints:
-            canvas = apply_constraints(self.denoiser, canvas, constraints, tok, self.lowercase)
-        start = canvas.start
-        steps = (step.crop(start) for step in denoise(self.denoiser, canvas, config, generator))
+        steps = self.objective.reply_steps(self, prompt, key_padding, config, generator,
+                                           constraints)
         return final_tokens(steps, on_step)
 
     def predict_lengths(self, prompt: torch.Tensor, key_padding: torch.Tensor | None,
@@ -222,7 +178,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
 
     def resolve_length(self, config: SampleConfig) -> SampleConfig:
         """`length="auto"` stays for a model with a length head; others get their default."""
-        if config.length == "auto" and (self.objective != "diffusion"
+        if config.length == "auto" and (not self.objective.length_head
                                         or getattr(self.model, "length_head", None) is None):
             return dataclasses.replace(config, length=self.default_length)
         return config
@@ -236,11 +192,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     def fill(self, canvas: Canvas, config: SampleConfig,
              on_step: Callable[[Step], None] | None = None) -> torch.Tensor:
         """Fill every mask of `canvas` (B, T), given tokens unchanged (infill, edit)."""
-        if self.objective != "diffusion":
-            kind = "an autoregressive" if self.objective == "ar" else "a block diffusion"
-            raise ConfigError(f"this is {kind} checkpoint: it writes left to right and "
-                              "cannot fill masks anywhere; use a full-attention diffusion "
-                              "checkpoint")
+        self.objective.refuse_fill()
         return final_tokens(denoise(self.denoiser, canvas, config, self._generator(config)),
                             on_step)
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dlm.objectives import get_objective
+
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     with path.open() as f:
@@ -70,7 +72,7 @@ def plot_sweep(reports: dict[str, dict[str, Any]], out: Path) -> Path:
         sweep = report["sweep"]
         steps = [q["steps"] for q in sweep]
         style = dict(marker="o", label=name)
-        if report["objective"] == "ar":  # one left-to-right pass: a reference line
+        if get_objective(report["objective"]).one_call_per_token:  # one pass: a line
             style = dict(linestyle="--", label=f"{name} (AR)")
             steps = [1, max(max(q["steps"] for r in reports.values() for q in r["sweep"]), 2)]
             sweep = sweep * 2

@@ -76,6 +76,20 @@ class Quality:
     """Its standard error over the prompts: a gap above two of them is beyond chance."""
 
 
+def load_judge(path, device: str = "auto"):
+    """The AR judge at `path` (None for None): a causal model trained with
+    `--objective ar`, never one of the models it judges."""
+    if not path:
+        return None
+    from dlm.errors import ConfigError
+    from dlm.pipeline import DiffusionLM
+
+    judge = DiffusionLM.load(path, device)
+    if not judge.objective.needs.causal:
+        raise ConfigError(f"{path}: the judge must be an AR model (dlm train --objective ar)")
+    return judge
+
+
 def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
               batch_size: int = 32) -> tuple[float, int]:
     """Summed next-token NLL (nats) of the replies (each with its closing eos) under the
@@ -137,7 +151,8 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         gap, gap_se = relevance_gap(replies, references)
     token_lists = [tok.encode(r) if r else [] for r in replies]
     quality = Quality(
-        steps=config.steps if lm.objective != "ar" else config.length, replies=len(replies),
+        steps=config.length if lm.objective.one_call_per_token else config.steps,
+        replies=len(replies),
         gen_ppl=gen_ppl, entropy=unigram_entropy(token_lists),
         distinct_1=distinct_n(replies, 1), distinct_2=distinct_n(replies, 2),
         repetition=repetition_rate(replies),

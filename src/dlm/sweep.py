@@ -168,13 +168,12 @@ def run_sweep(ckpt, judge=None, prompts: int = 128, configs: list[SampleConfig] 
     from dlm.errors import ConfigError
     from dlm.eval_report import held_out
     from dlm.pipeline import DiffusionLM
+    from dlm.quality import load_judge
 
     lm = DiffusionLM.load(ckpt, device)
-    if lm.objective == "ar":
+    if lm.objective.one_call_per_token:
         raise ConfigError(f"{ckpt}: the sampling sweep is for diffusion checkpoints")
-    judge_lm = DiffusionLM.load(judge, device) if judge else None
-    if judge_lm is not None and judge_lm.objective != "ar":
-        raise ConfigError(f"{judge}: the judge must be an AR model (dlm train --objective ar)")
+    judge_lm = load_judge(judge, device)
     _, histories, _, _ = held_out(lm, data, prompts)
     histories = histories[:prompts]
     configs = configs or sweep_grid(32, ["low_confidence"], [4, 8, 16, 32], [0.0], [0.9])

@@ -19,41 +19,29 @@ from typing import Any
 
 import torch
 
-from dlm.autoregressive import OBJECTIVES, ar_loss, evaluate_ar_nll
-from dlm.checkpoint import load_checkpoint, save_checkpoint
-from dlm.config import SampleConfig, TrainConfig, from_dict, model_preset, to_dict
+from dlm.checkpoint import save_checkpoint
+from dlm.config import SampleConfig, TrainConfig, to_dict
 from dlm.data import (
     Batch,
     EncodedSet,
-    Example,
     ReadReport,
-    example_texts,
-    load_examples,
-    split_examples,
 )
-from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
 from dlm.data.shards import (
     ChatSampler,
     PackedSampler,
-    ShardSet,
-    ensure_shards,
-    validation_set,
 )
 from dlm.diffusion import (
     LossOutput,
-    block_diffusion_loss,
-    diffusion_loss,
-    drop_prompts,
     get_schedule,
 )
-from dlm.diffusion.block import align_to_blocks, check_block_size
-from dlm.diffusion.corruption import Noise, draw_noise
+from dlm.diffusion.corruption import Noise
 from dlm.distributed import check_split, close_world, init_world, wrap
-from dlm.errors import CheckpointError, ConfigError, DataError, DLMError
-from dlm.evaluate import evaluate_nelbo
+from dlm.errors import ConfigError, DLMError
 from dlm.failpoints import passage
 from dlm.model import Transformer
+from dlm.objectives import get_objective
 from dlm.pipeline import DiffusionLM, pick_device
+from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 
@@ -153,146 +141,6 @@ def make_optimizer(model: Transformer, cfg: TrainConfig,
                              fused=fused or None)
 
 
-# -------------------------------------------------------------------- data
-@dataclass
-class PreparedData:
-    tokenizer: DLMTokenizer
-    sampler: ChatSampler | PackedSampler
-    """Training batches, read from the token shards."""
-    val: EncodedSet
-    """The fixed validation examples (or text windows) as tensors."""
-    reports: list[ReadReport]
-    kind: str
-    """chat or text (packed pretraining)."""
-    folder: Path
-    """Where the normalised JSONL and the token shards are."""
-
-
-def _write_splits(cfg: TrainConfig, folder: Path) -> tuple[dict[str, Path], list[ReadReport],
-                                                           list[Example]]:
-    """Files (or the embedded corpus) -> seeded split -> `train.jsonl`, `validation.jsonl`."""
-    examples, reports = load_examples(cfg.data, cfg.lowercase, cfg.dedupe, cfg.context)
-    train_ex, val_ex = split_examples(examples, cfg.val_fraction, cfg.seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"train": folder / "train.jsonl", "validation": folder / "validation.jsonl"}
-    write_jsonl(paths["train"], train_ex)
-    write_jsonl(paths["validation"], val_ex)
-    return paths, reports, train_ex
-
-
-def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
-                 say=lambda text: None, reuse: bool = False) -> PreparedData:
-    """Token shards for the run and the samplers over them.
-
-    `cfg.data` is either one directory written by `dlm data` (its tokenizer is used
-    unless one is given) or files, which are read, split (seeded) and written to
-    `OUT_DIR/data/` first; a tokenizer is trained on the training split if none is
-    given. Tokenizing happens once: the shards are reused while the tokenizer and the
-    JSONL stay the same. `reuse`: the split files are already written (by process 0 of
-    a multi-process run) and `tokenizer` is theirs; only read them.
-    """
-    prepared = [d for d in cfg.data if is_prepared(d)]
-    reports: list[ReadReport] = []
-    if prepared:
-        if len(cfg.data) > 1:
-            raise DataError(f"{prepared[0]} is a `dlm data` directory; train on it alone "
-                            "(mix sources with `dlm data --mix`)")
-        folder = Path(prepared[0])
-        paths = {s: folder / f"{s}.jsonl" for s in ("train", "validation")
-                 if (folder / f"{s}.jsonl").is_file()}
-        tokenizer = tokenizer or DLMTokenizer.load(folder / "tokenizer.json")
-        info = json.loads((folder / PREPARED).read_text())
-        say(f"{folder} (from `dlm data`): " + ", ".join(
-            f"{split} {info['examples'][split]:,} examples, {info['tokens'][split]:,} tokens"
-            for split in info.get("tokens", {})))
-        if info.get("config", {}).get("lowercase"):
-            cfg.lowercase = True  # so prompts are lowercased at generation too
-    elif reuse:
-        folder = Path(cfg.out_dir) / "data"
-        paths = {s: folder / f"{s}.jsonl" for s in ("train", "validation")}
-    else:
-        folder = Path(cfg.out_dir) / "data"
-        paths, reports, train_ex = _write_splits(cfg, folder)
-        if tokenizer is None:
-            tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
-    if padding_of(cfg) == "rainbow":  # the pad tokens join the vocabulary
-        tokenizer = tokenizer.with_rainbow(cfg.diffusion.rainbow_pads)
-    cache = shard_dir(folder, tokenizer)
-    ensure_shards(paths, tokenizer, cache, say)
-    shards = ShardSet.open(cache)
-    tok = tokenizer
-    if shards.meta["kind"] == "text":
-        sampler: ChatSampler | PackedSampler = PackedSampler(
-            shards.train, cfg.batch_size, cfg.packed_len, cfg.short_seq_fraction, cfg.seed)
-    else:
-        sampler = ChatSampler(shards.train, cfg.batch_size, cfg.prompt_len, cfg.response_len,
-                              tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed,
-                              padding_of(cfg), pad_cycle(cfg, tok))
-    val = EncodedSet(torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long))
-    if shards.validation is not None and len(shards.validation):
-        val = validation_set(shards.validation, cfg.val_examples, cfg.prompt_len,
-                             cfg.response_len, cfg.packed_len, tok.pad_id, tok.eos_id,
-                             cfg.drop_long, padding_of(cfg), pad_cycle(cfg, tok))
-    return PreparedData(tok, sampler, val, reports, shards.meta["kind"], folder)
-
-
-def padding_of(cfg: TrainConfig) -> str:
-    """The run's padding: `diffusion.padding` for masked diffusion; the AR baseline and
-    block diffusion (which stops at eos, block by block) pad with eos."""
-    return cfg.diffusion.padding if cfg.objective == "diffusion" else "eos"
-
-
-def pad_cycle(cfg: TrainConfig, tok: DLMTokenizer) -> list[int]:
-    """The rainbow pad ids a run pads with (none unless its padding is rainbow)."""
-    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if padding_of(cfg) == "rainbow" else []
-
-
-def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
-    """ModelConfig fields a run sets whatever the model's origin: dropout, the length head."""
-    out: dict[str, Any] = {}
-    if cfg.dropout is not None:
-        out["dropout"] = cfg.dropout
-    if cfg.length_head:
-        out["length_classes"] = cfg.response_len
-    return out
-
-
-def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    overrides = {"vocab_size": vocab_size, "causal": cfg.objective == "ar",
-                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
-                 **run_overrides(cfg), **cfg.model_overrides}
-    return Transformer(model_preset(cfg.preset, **overrides))
-
-
-def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
-                say=lambda text: None) -> Transformer:
-    """A checkpoint's model made ready for this run, every trained weight kept: an AR
-    model becomes a shifted diffusion model (`--objective diffusion`), the vocabulary
-    grows for new special tokens (rainbow pads), dropout and a length head as the run
-    asks. New weights are initialised as in a fresh model."""
-    old = model.config
-    changes = run_overrides(cfg)
-    if old.causal and cfg.objective == "diffusion":
-        changes.update(causal=False, shift=True)
-        say("AR -> diffusion: full attention (annealed from causal over "
-            f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")
-    if vocab_size > old.vocab_size:
-        changes["vocab_size"] = vocab_size
-    if changes.get("length_classes", old.length_classes) == old.length_classes:
-        changes.pop("length_classes", None)
-    if not changes:
-        return model
-    new = Transformer(dataclasses.replace(old, **changes))
-    state = new.state_dict()
-    for name, tensor in model.state_dict().items():
-        if name == "embed.weight":
-            state[name][: tensor.shape[0]] = tensor  # new rows keep their fresh init
-        elif name in state and state[name].shape == tensor.shape:
-            state[name] = tensor
-    new.load_state_dict(state)
-    return new
-
-
 # -------------------------------------------------------------------- the loop
 class Trainer:
     """Holds what a run needs between steps; `run()` is the loop."""
@@ -302,53 +150,10 @@ class Trainer:
         self.world = init_world(cfg.device)
         # one process speaks and writes: the others compute the same thing silently
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
-        if cfg.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {cfg.objective!r}; choose one of "
-                              f"{', '.join(OBJECTIVES)}")
-        if not 0 <= cfg.cfg_dropout < 1:
-            raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
-        state = None
-        if resume is not None:
-            ckpt = load_checkpoint(resume)
-            state = ckpt.train_state()
-            if state is None:
-                raise CheckpointError(
-                    f"{ckpt.path}: no training state to resume from (train_state.pt is "
-                    "missing); start a new run or pass a checkpoint written during training")
-            cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
-            self.data = self._prepare(cfg, ckpt.tokenizer)
-            self.model = ckpt.model
-        elif cfg.init_from is not None:
-            # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
-            ckpt = load_checkpoint(cfg.init_from, best=True)
-            self.data = self._prepare(cfg, ckpt.tokenizer)
-            causal = ckpt.model.config.causal
-            if (causal and cfg.objective == "block") or (not causal and cfg.objective == "ar"):
-                kind = "causal (ar)" if causal else "bidirectional (diffusion)"
-                raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
-                                  f"{cfg.objective} cannot start from it")
-            torch.manual_seed(cfg.seed)
-            self.model = adapt_model(ckpt.model, cfg, self.data.tokenizer.vocab_size,
-                                     self.reporter.on_note)
-            need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
-            if need > self.model.config.max_seq_len:
-                raise ConfigError(
-                    f"prompt_len + response_len = {need} is longer than the "
-                    f"{self.model.config.max_seq_len} positions of {ckpt.path}; shorten them")
-        else:
-            self.data = self._prepare(cfg, None)
-            torch.manual_seed(cfg.seed)
-            self.model = build_model(cfg, self.data.tokenizer.vocab_size)
-        if cfg.anneal_steps and not self.model.config.shift:
-            raise ConfigError("anneal_steps is for a diffusion run started from an AR "
-                              "checkpoint (--init-from AR_CKPT); this model is not one")
-        if cfg.length_head and (cfg.objective != "diffusion" or self.data.kind != "chat"):
-            raise ConfigError("length_head needs chat data and --objective diffusion")
-        if cfg.objective == "block":  # which lengths the blocks tile depends on the data
-            check_block_size(cfg.block_size, (
-                {"prompt_len": cfg.prompt_len, "response_len": cfg.response_len}
-                if self.data.kind == "chat" else
-                {"seq_len" if cfg.seq_len else "prompt_len + response_len": cfg.packed_len}))
+        start = start_run(cfg, self.world, self.reporter.on_note, resume)
+        cfg, self.data, self.model, state = start.cfg, start.data, start.model, start.state
+        self.objective = get_objective(cfg.objective)
+        self.objective.check(cfg, self.data.kind)
         self.cfg = cfg
         self.rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
         self.device = pick_device(cfg.device)
@@ -377,20 +182,6 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
-    def _prepare(self, cfg: TrainConfig, tokenizer: DLMTokenizer | None) -> PreparedData:
-        """Process 0 splits and tokenizes; the others then read what it wrote."""
-        if self.world.is_main:
-            data = prepare_data(cfg, tokenizer, self.reporter.on_note)
-            if self.world.distributed:
-                data.tokenizer.save(data.folder / "tokenizer.json")
-        self.world.barrier()
-        if not self.world.is_main:
-            folder_tok = Path(cfg.out_dir) / "data" / "tokenizer.json"
-            if tokenizer is None and folder_tok.is_file():
-                tokenizer = DLMTokenizer.load(folder_tok)
-            data = prepare_data(cfg, tokenizer, reuse=True)
-        return data
-
     @property
     def sharded(self) -> bool:
         return self.world.distributed and self.cfg.parallel == "fsdp"
@@ -413,84 +204,27 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
+    @property
+    def tokenizer(self) -> DLMTokenizer:
+        return self.data.tokenizer
+
+    @property
+    def data_kind(self) -> str:
+        return self.data.kind
+
     def step_noise(self, batch: Batch) -> Noise | None:
         """The corruption draws of a whole (global) batch, made once per optimiser step."""
-        cfg, d = self.cfg, self.cfg.diffusion
-        if cfg.objective == "ar":
-            return None
-        width, blocks = batch.ids.shape[1], 1
-        if cfg.objective == "block":
-            width = align_to_blocks(batch.ids, batch.maskable, batch.key_padding,
-                                    cfg.block_size)[0].shape[1]
-            blocks = width // cfg.block_size
-        return draw_noise(batch.ids.shape[0], width, d.eps, d.antithetic, self.noise,
-                          self.device, blocks,
-                          drop=cfg.objective == "diffusion" and cfg.cfg_dropout > 0)
+        return self.objective.noise(self, batch)
 
     def loss(self, batch: Batch, noise: Noise | None = None,
-             normalizer: int | None = None) -> LossOutput:
-        """One Monte Carlo draw of the NELBO of `batch`, or the AR baseline's next-token loss
-        (what train_step and dry_run share). `noise`, `normalizer`: this share's draws and
-        the whole batch's token count, when `batch` is a share of a larger one."""
-        d, mask_id, model = self.cfg.diffusion, self.data.tokenizer.mask_id, self.engine
+             normalizer: float | None = None) -> LossOutput:
+        """The objective's training loss of `batch` (one Monte Carlo draw of a diffusion
+        bound, or AR's next-token loss; what train_step and dry_run share). `noise`,
+        `normalizer`: this share's draws and the whole batch's token count, when `batch`
+        is a share of a larger one."""
         noise = noise if noise is not None else self.step_noise(batch)
         with self.autocast():
-            if self.cfg.objective == "ar":
-                return ar_loss(model, batch.ids, batch.maskable, batch.key_padding, normalizer)
-            if self.cfg.objective == "block":
-                return block_diffusion_loss(model, batch.ids, batch.maskable,
-                                            batch.key_padding, self.schedule, mask_id,
-                                            self.cfg.block_size, d.eps, d.antithetic,
-                                            noise=noise, normalizer=normalizer)
-            ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg.cfg_dropout,
-                               mask_id, draw=noise.drop_draw)
-            maskable = batch.maskable
-            if self.model.config.shift:  # nothing precedes position 0 to predict it
-                maskable = maskable.clone()
-                maskable[:, 0] = False
-            out = diffusion_loss(self.denoiser(ids.shape[1]), ids, maskable, batch.key_padding,
-                                 self.schedule, mask_id, d.eps, d.antithetic, noise=noise,
-                                 normalizer=normalizer, token_weight=self.token_weight(batch))
-            if self.model.length_head is not None:
-                out.loss = out.loss + self.cfg.length_weight * self.length_loss(batch)
-            return out
-
-    def denoiser(self, width: int):
-        """What the diffusion loss calls: the engine, its logits aligned when the model is
-        shifted, and while annealing from AR the causal-OR-random attention mask."""
-        from dlm.diffusion.shift import Shifted, annealed_mask
-
-        if not self.model.config.shift:
-            return self.engine
-        shifted = Shifted(self.engine)
-        if self.step >= self.cfg.anneal_steps:
-            return shifted
-        mask = annealed_mask(width, self.step / self.cfg.anneal_steps, self.noise, self.device)
-        return lambda ids, key_padding, select: shifted(ids, key_padding, select,
-                                                        attn_mask=mask)
-
-    def token_weight(self, batch: Batch) -> torch.Tensor | None:
-        """eos_weight padding: the per-position loss weights (None in other modes)."""
-        from dlm.diffusion.padding import padding_weights
-
-        if padding_of(self.cfg) != "eos_weight" or self.data.kind != "chat":
-            return None
-        return padding_weights(batch.ids, batch.maskable, self.data.tokenizer.eos_id)
-
-    def length_loss(self, batch: Batch) -> torch.Tensor:
-        """Cross-entropy of the length head on the prompt alone (the response is not shown,
-        as at sampling), summed over these rows and divided by the global batch's rows."""
-        import torch.nn.functional as F
-
-        from dlm.diffusion.padding import reply_lengths
-
-        P = int((~batch.maskable[0]).sum())  # prompt columns come first
-        prompt = batch.ids[:, :P]
-        padding = None if batch.key_padding is None else batch.key_padding[:, :P]
-        lengths = reply_lengths(batch.ids[:, P:], self.data.tokenizer.end_ids)
-        target = (lengths.clamp(1, self.model.config.length_classes) - 1)  # (B,)
-        logits = self.engine(prompt, padding, head="length").float()  # (B, classes)
-        return F.cross_entropy(logits, target, reduction="sum") / self.cfg.batch_size
+            return self.objective.loss(self, batch, noise, normalizer)
 
     def train_step(self) -> dict[str, Any]:
         """One optimiser step over the global batch; returns loss and gradient norm as
@@ -506,10 +240,10 @@ class Trainer:
             group["lr"] = lr
         batch = self.sampler.next()  # the global batch, on the host
         noise = self.step_noise(batch)
-        shifted = cfg.objective == "ar" or self.model.config.shift  # position 0 not scored
-        target = batch.maskable[:, 1:] if shifted else batch.maskable
+        scored = self.objective.scores_first_token(self.model)
+        target = batch.maskable if scored else batch.maskable[:, 1:]
         normalizer: float = max(int(target.sum()), 1)
-        weights = self.token_weight(batch) if cfg.objective == "diffusion" else None
+        weights = self.objective.loss_weights(self, batch)
         if weights is not None:
             normalizer = float(weights[batch.maskable].sum())
         pin = self.device.type == "cuda"
@@ -555,31 +289,9 @@ class Trainer:
 
     # ---- evaluation and checkpoints
     def validation_nelbo(self) -> dict[str, float]:
-        """Diffusion: the NELBO (4 draws of t) and its perplexity bound. AR: the exact NLL
-        and perplexity, under the same keys' meaning (`val_nll`, `val_ppl`)."""
-        from dlm.evaluate import per_reply_token
-
-        tok = self.data.tokenizer
-        if self.cfg.objective == "ar":
-            with self.autocast():
-                nll = evaluate_ar_nll(self.model, self.data.val, tok.pad_id,
-                                      self.cfg.batch_size, self.device)
-            out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
-            if self.data.kind == "chat":  # what compares with diffusion's per reply token
-                out["val_nll_reply"] = per_reply_token(nll, self.data.val, tok, "ar")
-            return out
-        with self.autocast():
-            nelbo = evaluate_nelbo(self.model, self.data.val, self.schedule, self.data.tokenizer,
-                                   batch_size=self.cfg.batch_size, draws=4,
-                                   eps=self.cfg.diffusion.eps, seed=self.cfg.seed,
-                                   device=self.device,
-                                   block_size=self.cfg.block_size
-                                   if self.cfg.objective == "block" else 0)
-        out = {"val_nelbo": nelbo, "val_ppl_bound": math.exp(min(nelbo, 50))}
-        if self.data.kind == "chat":  # what compares across padding modes and with AR
-            out["val_nelbo_reply"] = per_reply_token(nelbo, self.data.val, tok,
-                                                     self.cfg.objective)
-        return out
+        """The objective's held-out figures: diffusion's NELBO (4 draws of t) and its
+        perplexity bound, or AR's exact NLL and perplexity (`Objective.validation`)."""
+        return self.objective.validation(self, self.data.val)
 
     def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
         self.model.eval()
@@ -588,7 +300,7 @@ class Trainer:
         samples = []
         lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
                          self.cfg.lowercase, self.cfg.objective)
-        lm.block_size = self.cfg.block_size if self.cfg.objective == "block" else 0
+        lm.block_size = self.objective.block_size(vars(self.cfg))
         prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
         for prompt in prompts:
             steps: list[Step] = []

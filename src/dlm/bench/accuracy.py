@@ -31,7 +31,7 @@ def bf16_accuracy(ckpt: str, device: torch.device, val_examples: int = 500,
             results[name] = (likelihood(lm, val, draws=draws, seed=0),
                              lm.reply_ids(histories, config))
     (l32, r32), (l16, r16) = results["float32"], results["bf16"]
-    return {"what": "bf16-accuracy", "checkpoint": str(ckpt), "objective": lm.objective,
+    return {"what": "bf16-accuracy", "checkpoint": str(ckpt), "objective": lm.objective.name,
             "val_examples": len(val), "draws": draws,
             "nll_float32": l32.nats_per_token, "nll_bf16": l16.nats_per_token,
             "stderr_float32": l32.stderr,

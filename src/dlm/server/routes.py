@@ -218,7 +218,7 @@ def models(request: Request) -> dict:
     state = request.app.state
     return {"object": "list", "data": [{"id": state.model_name, "object": "model",
                                         "created": state.created, "owned_by": "dlm",
-                                        "objective": state.lm.objective}]}
+                                        "objective": state.lm.objective.name}]}
 
 
 @router.post("/chat/completions")

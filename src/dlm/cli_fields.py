@@ -1,0 +1,123 @@
+"""Command-line flags made from a config dataclass's fields and their attribute docstrings
+(as litgpt makes its flags), so a new setting is one edit: its field, type, default and
+docstring in `dlm.config`. A command lists which fields it takes; the checks stay in the
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import typer
+
+SCALARS = (int, float, str, bool)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right after it in the class body)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, after in zip(body, body[1:], strict=False):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def flag_type(annotation: Any) -> Any | None:
+    """The type a flag parses for a field of this type (None: not a flag, e.g. a dict)."""
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = [a for a in args if a is not type(None)]
+        if all(k in SCALARS for k in kinds) and kinds:
+            return str if len(kinds) > 1 else kinds[0]  # int | str: parsed by the field's check
+        return None
+    if annotation in SCALARS:
+        return annotation
+    if typing.get_origin(annotation) is list and args == (str,):
+        return list[str]
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    name: str
+    """The option's parameter name (`--max-steps` for max_steps)."""
+    path: tuple[str, ...]
+    """Where its value goes in the config (("diffusion", "padding") for a nested field)."""
+    type: Any
+    help: str
+
+
+def flags_of(cls: type, fields: Sequence[str], nested: str | None = None) -> list[Flag]:
+    """Flags for `fields` of `cls` (in that order); `nested`: the attribute of the outer
+    config that holds a `cls`."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    out = []
+    for name in fields:
+        kind = flag_type(hints[name])
+        if kind is None:
+            raise TypeError(f"{cls.__name__}.{name}: {hints[name]} cannot be a flag")
+        if name not in docs:
+            raise TypeError(f"{cls.__name__}.{name} has no docstring to be its --help")
+        out.append(Flag(name, (nested, name) if nested else (name,), kind, docs[name]))
+    return out
+
+
+def all_flags(cls: type, nested: str | None = None, skip: Sequence[str] = ()) -> list[Flag]:
+    """A flag for every field of `cls` that can be one (dicts and sub-configs cannot)."""
+    hints = typing.get_type_hints(cls)
+    return flags_of(cls, [f.name for f in dataclasses.fields(cls) if f.name not in skip
+                          and flag_type(hints[f.name]) is not None], nested)
+
+
+def with_flags(flags: Sequence[Flag], into: str = "flags") -> Callable:
+    """A Typer command that also takes `flags`; it receives the ones given (not None) as
+    `into: dict[str, Any]` (flag name -> value), for `apply_flags` or its own use."""
+
+    def decorate(func: Callable) -> Callable:
+        hints = typing.get_type_hints(func, include_extras=True)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+               for p in inspect.signature(func).parameters.values() if p.name != into]
+        taken = {p.name for p in own}
+        clash = [f.name for f in flags if f.name in taken]
+        if clash:
+            raise TypeError(f"{func.__name__}: flags {clash} are also its own parameters")
+        generated = [inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[f.type | None, typer.Option(help=f.help)]) for f in flags]
+
+        @functools.wraps(func)
+        def command(**kwargs):
+            given = {f.name: kwargs.pop(f.name) for f in flags}
+            return func(**kwargs, **{into: {k: v for k, v in given.items() if v is not None}})
+
+        params = [*own, *generated]
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+def apply_flags(config: Any, given: dict[str, Any], flags: Sequence[Flag]) -> None:
+    """Set each given flag's value on `config` (nested fields on their sub-config)."""
+    paths = {f.name: f.path for f in flags}
+    for name, value in given.items():
+        target = config
+        for attribute in paths[name][:-1]:
+            target = getattr(target, attribute)
+        setattr(target, paths[name][-1], value)

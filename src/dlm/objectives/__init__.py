@@ -1,0 +1,33 @@
+"""The objectives dlm trains, behind one interface (`Objective`, in `base.py`).
+
+A new objective is one file here, its test and one line in `REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from dlm.errors import ConfigError
+from dlm.objectives.ar import Autoregressive
+from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
+from dlm.objectives.block import BlockDiffusion
+from dlm.objectives.mdlm import MaskedDiffusion
+from dlm.objectives.uniform import UniformDiffusion
+
+REGISTRY: dict[str, Objective] = {o.name: o for o in (
+    MaskedDiffusion(),
+    BlockDiffusion(),
+    Autoregressive(),
+    UniformDiffusion(),
+)}
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective called `name` (a ConfigError listing them otherwise)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown objective {name!r}; choose one of "
+                          + ", ".join(f"{n} ({o.summary})" for n, o in REGISTRY.items())
+                          ) from None
+
+
+__all__ = ["REGISTRY", "HeldOut", "Needs", "Objective", "TrainingRun", "get_objective"]

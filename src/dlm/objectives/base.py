@@ -1,0 +1,178 @@
+"""What an objective is to the rest of dlm: the one interface that training, evaluation,
+the pipeline, the sweep, the quality report and the server ask, instead of branching on
+an objective's name (SEDD's noise / loss / sampling split, diffusers' model / scheduler /
+pipeline cut).
+
+An objective says
+- what its model needs: causal or bidirectional attention, time conditioning, token or
+  embedding input (`Needs`);
+- its training noise and loss for a batch (`noise`, `loss`);
+- its likelihood on held-out data and its kind (`held_out`: exact, or an upper bound over
+  K draws with a standard error);
+- its sampler: a generator of the `Step`s that traces, the server and the sweep consume
+  (`reply_steps`);
+- what else it can do: infill and edit (`can_fill`), take forced and required words
+  (`can_constrain`), train a length head (`length_head`).
+
+Adding one is a file in this package, its test and a line in `REGISTRY`
+(`dlm/objectives/__init__.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import torch
+
+from dlm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dlm.config import SampleConfig, TrainConfig
+    from dlm.data import Batch, EncodedSet
+    from dlm.diffusion import LossOutput, Noise, Schedule
+    from dlm.model import Transformer
+    from dlm.sampling import Step
+    from dlm.tokenizer import DLMTokenizer
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the model must offer an objective."""
+
+    causal: bool
+    """Causal attention (left to right) rather than bidirectional."""
+    time: bool = False
+    """A time / noise-level input (adaLN); masked diffusion infers it from the masks."""
+    inputs: str = "tokens"
+    """"tokens" (ids) or "embeddings" (continuous diffusion)."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """An objective's likelihood on held-out data, with its kind."""
+
+    nats_per_token: float
+    stderr: float
+    """Standard error over the `draws` passes (0 when exact)."""
+    draws: int
+    exact: bool
+    """True: the exact NLL. False: an upper bound (exp of it bounds the perplexity)."""
+
+
+class TrainingRun(Protocol):
+    """What a loss may ask of the run it is part of (`dlm.train.Trainer` is one)."""
+
+    cfg: TrainConfig
+    engine: Any  # the module the step calls (DDP / FSDP / compiled around the model)
+    model: Transformer
+    schedule: Schedule
+    noise: torch.Generator
+    device: torch.device
+    step: int
+
+    @property
+    def tokenizer(self) -> DLMTokenizer: ...
+    @property
+    def data_kind(self) -> str: ...
+    def autocast(self): ...
+
+
+class Objective:
+    """The interface; see the module docstring. Subclasses set the class attributes and
+    override the methods their objective has."""
+
+    name: ClassVar[str]
+    needs: ClassVar[Needs]
+    summary: ClassVar[str]
+    """One line for `--help` and errors."""
+    can_fill: ClassVar[bool] = False
+    """Fills masks anywhere (infill, edit): needs full attention."""
+    can_constrain: ClassVar[bool] = False
+    """Takes forced and required words."""
+    length_head: ClassVar[bool] = False
+    """May train and use a reply-length head."""
+    prompt_dropout: ClassVar[bool] = False
+    """Drops prompts during training for classifier-free guidance (`cfg_dropout`)."""
+    one_call_per_token: ClassVar[bool] = False
+    """Decodes one token per model call: `steps` does not apply; the sweep has one row."""
+    refusal: ClassVar[str] = ""
+    """Why it cannot fill or constrain, said to a user who asks."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<objective {self.name}: {self.summary}>"
+
+    # ---- the model and the data
+    def padding(self, cfg: TrainConfig) -> str:
+        """How the run pads replies (`dlm.diffusion.padding`)."""
+        return "eos"
+
+    def can_start_from(self, causal: bool) -> bool:
+        """Whether a checkpoint with this attention can be fine-tuned into this objective."""
+        return causal == self.needs.causal
+
+    def model_changes(self, causal: bool) -> dict[str, Any]:
+        """ModelConfig changes that make a checkpoint of that attention this objective's."""
+        return {}
+
+    def check(self, cfg: TrainConfig, data_kind: str) -> None:
+        """Refuse settings this objective cannot train with (ConfigError naming them)."""
+        if cfg.length_head and not (self.length_head and data_kind == "chat"):
+            raise ConfigError("length_head needs chat data and --objective diffusion")
+
+    def block_size(self, train: dict) -> int:
+        """The block length its sampler and bound use (0: not block-wise)."""
+        return 0
+
+    def scores_first_token(self, model: Transformer) -> bool:
+        """Whether the loss scores position 0 (nothing precedes it in a causal or shifted
+        model, so those do not)."""
+        return not (self.needs.causal or model.config.shift)
+
+    # ---- training
+    def noise(self, run: TrainingRun, batch: Batch) -> Noise | None:
+        """The corruption draws of a whole batch, made once per optimiser step."""
+        return None
+
+    def loss_weights(self, run: TrainingRun, batch: Batch) -> torch.Tensor | None:
+        """Per-position loss weights (None: every scored token counts once)."""
+        return None
+
+    def loss(self, run: TrainingRun, batch: Batch, noise: Noise | None,
+             normalizer: float | None) -> LossOutput:
+        raise NotImplementedError
+
+    def validation(self, run: TrainingRun, val: EncodedSet) -> dict[str, float]:
+        """The figures of a training evaluation (`val_*` keys of metrics.jsonl)."""
+        raise NotImplementedError
+
+    # ---- evaluation
+    def held_out(self, model: Transformer, data: EncodedSet, tok: DLMTokenizer,
+                 schedule: Schedule, draws: int, batch_size: int, seed: int, eps: float,
+                 device: torch.device | str, block_size: int = 0) -> HeldOut:
+        raise NotImplementedError
+
+    def scored_tokens(self, data: EncodedSet) -> int:
+        """How many response tokens `held_out` scores (for bits per byte)."""
+        return int(data.responses.numel())
+
+    # ---- sampling
+    def reply_steps(self, lm, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+                    config: SampleConfig, generator: torch.Generator | None,
+                    constraints=None) -> Iterator[Step]:
+        """The denoising (or left-to-right) steps of replies to a (B, P) prompt batch;
+        the last step's tokens are the (B, L) reply canvases."""
+        raise NotImplementedError
+
+    def refuse_fill(self) -> None:
+        if not self.can_fill:
+            raise ConfigError(self.refusal or f"a {self.name} checkpoint cannot fill masks")
+
+    def refuse_constraints(self) -> None:
+        if not self.can_constrain:
+            raise ConfigError(self.refusal or f"a {self.name} checkpoint takes no constraints")
+

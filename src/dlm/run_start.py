@@ -1,0 +1,139 @@
+"""How a training run starts: from scratch, resumed from its own checkpoint, or from
+another run's weights (`init_from`: fine-tuning, or an AR model turned into a diffusion
+one). Each gives the run's settings, its data, its model and (resumed) the training
+state to restore; nothing here steps or saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlm.checkpoint import load_checkpoint
+from dlm.config import TrainConfig, from_dict, model_preset
+from dlm.distributed import World
+from dlm.errors import CheckpointError, ConfigError
+from dlm.model import Transformer
+from dlm.objectives import get_objective
+from dlm.run_data import PreparedData, prepare_data
+from dlm.tokenizer import DLMTokenizer
+
+
+@dataclass
+class RunStart:
+    cfg: TrainConfig
+    """The run's settings (a resumed run's own, from its checkpoint)."""
+    data: PreparedData
+    model: Transformer
+    state: dict[str, Any] | None
+    """The training state to restore (optimiser, sampler, noise RNG, step): resume only."""
+
+
+def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
+              resume: str | Path | None = None) -> RunStart:
+    """The run's start; settings that cannot train are refused before any work."""
+    get_objective(cfg.objective)  # refuse an unknown one before any work
+    if not 0 <= cfg.cfg_dropout < 1:
+        raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
+    state = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        state = ckpt.train_state()
+        if state is None:
+            raise CheckpointError(
+                f"{ckpt.path}: no training state to resume from (train_state.pt is "
+                "missing); start a new run or pass a checkpoint written during training")
+        cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
+        data = prepare_everywhere(cfg, world, say, ckpt.tokenizer)
+        model = ckpt.model
+    elif cfg.init_from is not None:
+        # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
+        ckpt = load_checkpoint(cfg.init_from, best=True)
+        data = prepare_everywhere(cfg, world, say, ckpt.tokenizer)
+        causal = ckpt.model.config.causal
+        if not get_objective(cfg.objective).can_start_from(causal):
+            kind = "causal (ar)" if causal else "bidirectional (diffusion)"
+            raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
+                              f"{cfg.objective} cannot start from it")
+        torch.manual_seed(cfg.seed)
+        model = adapt_model(ckpt.model, cfg, data.tokenizer.vocab_size, say)
+        need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
+        if need > model.config.max_seq_len:
+            raise ConfigError(
+                f"prompt_len + response_len = {need} is longer than the "
+                f"{model.config.max_seq_len} positions of {ckpt.path}; shorten them")
+    else:
+        data = prepare_everywhere(cfg, world, say, None)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, data.tokenizer.vocab_size)
+    if cfg.anneal_steps and not model.config.shift:
+        raise ConfigError("anneal_steps is for a diffusion run started from an AR "
+                          "checkpoint (--init-from AR_CKPT); this model is not one")
+    return RunStart(cfg, data, model, state)
+
+
+def prepare_everywhere(cfg: TrainConfig, world: World, say,
+                   tokenizer: DLMTokenizer | None) -> PreparedData:
+    """Process 0 splits and tokenizes; the others then read what it wrote."""
+    if world.is_main:
+        data = prepare_data(cfg, tokenizer, say)
+        if world.distributed:
+            data.tokenizer.save(data.folder / "tokenizer.json")
+    world.barrier()
+    if not world.is_main:
+        folder_tok = Path(cfg.out_dir) / "data" / "tokenizer.json"
+        if tokenizer is None and folder_tok.is_file():
+            tokenizer = DLMTokenizer.load(folder_tok)
+        data = prepare_data(cfg, tokenizer, reuse=True)
+    return data
+
+
+def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
+    """ModelConfig fields a run sets whatever the model's origin: dropout, the length head."""
+    out: dict[str, Any] = {}
+    if cfg.dropout is not None:
+        out["dropout"] = cfg.dropout
+    if cfg.length_head:
+        out["length_classes"] = cfg.response_len
+    return out
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
+    overrides = {"vocab_size": vocab_size,
+                 "causal": get_objective(cfg.objective).needs.causal,
+                 "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
+                 **run_overrides(cfg), **cfg.model_overrides}
+    return Transformer(model_preset(cfg.preset, **overrides))
+
+
+def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
+                say=lambda text: None) -> Transformer:
+    """A checkpoint's model made ready for this run, every trained weight kept: an AR
+    model becomes a shifted diffusion model (`--objective diffusion`), the vocabulary
+    grows for new special tokens (rainbow pads), dropout and a length head as the run
+    asks. New weights are initialised as in a fresh model."""
+    old = model.config
+    changes = run_overrides(cfg)
+    changes.update(get_objective(cfg.objective).model_changes(old.causal))
+    if changes.get("shift") and not old.shift:
+        say("AR -> diffusion: full attention (annealed from causal over "
+            f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")
+    if vocab_size > old.vocab_size:
+        changes["vocab_size"] = vocab_size
+    if changes.get("length_classes", old.length_classes) == old.length_classes:
+        changes.pop("length_classes", None)
+    if not changes:
+        return model
+    new = Transformer(dataclasses.replace(old, **changes))
+    state = new.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name == "embed.weight":
+            state[name][: tensor.shape[0]] = tensor  # new rows keep their fresh init
+        elif name in state and state[name].shape == tensor.shape:
+            state[name] = tensor
+    new.load_state_dict(state)
+    return new

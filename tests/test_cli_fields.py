@@ -1,0 +1,90 @@
+"""Flags from config fields and their docstrings (`dlm.cli_fields`): one edit per setting."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dlm.cli_fields import Flag, all_flags, apply_flags, field_docs, flags_of, with_flags
+from dlm.config import DiffusionConfig, TrainConfig
+
+
+@dataclass
+class Inner:
+    rate: float = 0.5
+    """How often."""
+
+
+@dataclass
+class Settings:
+    steps: int = 3
+    """How many
+    steps to take."""
+    name: str | None = None
+    """Who."""
+    words: list[str] = field(default_factory=list)
+    """Some words."""
+    loud: bool = False
+    """Shout."""
+    table: dict = field(default_factory=dict)
+    """Not a flag."""
+    inner: Inner = field(default_factory=Inner)
+    """Nested."""
+
+
+def test_docstrings_are_read_and_only_flaggable_fields_become_flags():
+    assert field_docs(Settings)["steps"] == "How many steps to take."
+    names = [f.name for f in all_flags(Settings)]
+    assert names == ["steps", "name", "words", "loud"]  # no dict, no sub-config
+    with pytest.raises(TypeError, match="Settings.table"):
+        flags_of(Settings, ["table"])
+
+
+def test_a_command_takes_the_flags_and_receives_only_those_given():
+    seen = {}
+    app = typer.Typer()
+
+    flags_ = [*all_flags(Settings), *all_flags(Inner, nested="inner")]
+
+    @app.command()
+    @with_flags(flags_)
+    def run(config: str = "x", flags: dict | None = None):
+        settings = Settings()
+        apply_flags(settings, flags, flags_)
+        seen.update(config=config, settings=settings, flags=flags)
+
+    result = CliRunner().invoke(app, ["--steps", "7", "--words", "a", "--words", "b",
+                                      "--loud", "--rate", "0.25", "--config", "y"])
+    assert result.exit_code == 0, result.output
+    s = seen["settings"]
+    assert (s.steps, s.words, s.loud, s.inner.rate, s.name) == (7, ["a", "b"], True, 0.25, None)
+    assert set(seen["flags"]) == {"steps", "words", "loud", "rate"}
+    assert seen["config"] == "y"
+    help_text = CliRunner().invoke(app, ["--help"]).output
+    assert "How many steps to take." in help_text and "How often." in help_text
+
+
+def test_every_sample_setting_is_a_flag_of_the_sampling_commands():
+    from dlm.cli import SAMPLING_FLAGS
+    from dlm.config import SampleConfig
+
+    names = {f.name for f in SAMPLING_FLAGS}
+    assert {f.name for f in dataclasses.fields(SampleConfig)} <= names
+    assert {"trace", "trace_file"} <= names
+
+
+def test_every_train_setting_is_a_dlm_train_flag_with_its_docstring():
+    from dlm.cli import TRAIN_FLAGS
+
+    by_name = {f.name: f for f in TRAIN_FLAGS}
+    docs = field_docs(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("diffusion", "model_overrides"):  # a sub-config and a dict
+            continue
+        assert by_name[f.name] == Flag(f.name, (f.name,), by_name[f.name].type, docs[f.name])
+    for f in dataclasses.fields(DiffusionConfig):
+        assert by_name[f.name].path == ("diffusion", f.name)
