@@ -88,37 +88,50 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 
 
 class StopCutter:
-    """A stream's text deltas, cut before the first stop string (OpenAI's `stop`).
+    """A stream's text deltas, cut before the first stop string (OpenAI's `stop`), so that
+    the deltas add up to exactly `cut_at_stop` of the whole text.
 
-    A stop string can arrive split over deltas, so the tail of what has come that could
-    still begin one is held back until the next delta says whether it does; nothing
-    after a stop string is ever sent."""
+    A stop string can arrive split over deltas, and a longer one may begin before a
+    shorter one that has already arrived; so text from the earliest position where a
+    stop could still begin is held back until later deltas (or the end) decide."""
 
     def __init__(self, stops: list[str]):
-        self.stops = stops
-        self.held = ""
+        self.stops = [s for s in stops if s]
+        self.text = ""  # everything fed so far (a reply: at most max_tokens of text)
+        self.sent = 0  # how much of it has been returned
         self.stopped = False
 
+    def pending(self, end: int) -> int:
+        """The earliest position in [sent, end) where the text so far is a proper prefix
+        of a stop string (one that may still complete there), else `end`."""
+        longest = max(len(s) for s in self.stops)
+        for j in range(max(self.sent, len(self.text) - longest + 1), end):
+            tail = self.text[j:]
+            if any(len(s) > len(tail) and s.startswith(tail) for s in self.stops):
+                return j
+        return end
+
     def feed(self, text: str) -> str:
-        """The part of `text` (after what was held) that is safe to send now."""
+        """The part of what has come that is safe to send now."""
         if self.stopped:
             return ""
         if not self.stops:
             return text
-        text = self.held + text
-        cut, self.stopped = cut_at_stop(text, self.stops)
-        if self.stopped:
-            self.held = ""
-            return cut
-        keep = max((k for s in self.stops for k in range(1, len(s))
-                    if text.endswith(s[:k])), default=0)
-        self.held = text[len(text) - keep:] if keep else ""
-        return text[: len(text) - keep]
+        self.text += text
+        cut, found = cut_at_stop(self.text, self.stops)
+        safe = self.pending(len(cut))
+        self.stopped = found and safe == len(cut)  # no earlier stop can still complete
+        out, self.sent = self.text[self.sent:safe], safe
+        return out
 
     def flush(self) -> str:
-        """At the end of the reply: what was held back (no stop string came)."""
-        held, self.held = self.held, ""
-        return "" if self.stopped else held
+        """At the end of the reply: what was held back, up to a stop string if one is
+        there after all."""
+        if self.stopped or not self.stops:
+            return ""
+        cut, self.stopped = cut_at_stop(self.text, self.stops)
+        out, self.sent = cut[self.sent:], len(cut)
+        return out
 
 
 def finish_reason(ids: list[int], eos_id: int) -> str:
