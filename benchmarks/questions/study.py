@@ -221,8 +221,8 @@ def q_steps(study: Study, lm, ar, judge, histories, references) -> tuple[str, di
     rows = [{"steps": s, **measure(lm, histories, references, judge, steps=s)} for s in grid]
     ar_row = measure(ar, histories, references, judge)
     plot(study.report / "steps.png", grid,
-         {h: [r[k] for r in rows] for h, k, *_ in QUALITY[:4]}, "denoising steps",
-         {"AR twin": {h: ar_row[k] for h, k, *_ in QUALITY[:4]}}, log_x=True)
+         {h: [r[k] for r in rows] for h, k, *_ in QUALITY[:5]}, "denoising steps",
+         {"AR twin": {h: ar_row[k] for h, k, *_ in QUALITY[:5]}}, log_x=True)
     answer = answer_steps({"rows": rows, "ar": ar_row})
     body = (f"Model: the shipped `{lm.source}` with its decoding defaults (`dlm.defaults`: "
             "greedy, eos allow, repetition penalty 1.2, the canvas sized by its length head; "
@@ -381,7 +381,8 @@ def q_relevance(study: Study, judge) -> tuple[str, dict]:
     answer = answer_relevance({"rows": rows})
     body = (f"Run: `{run}` (question 3's mix model), a snapshot every 100 steps; "
             f"{len(histories)} validation prompts, its decoding defaults.\n\n"
-            + table(rows, [("step", "step", "d"), *QUALITY]))
+            + table(rows, [("step", "step", "d"), *QUALITY[:2],
+                           ("shuffled F1", "f1_shuffled", ".3f"), *QUALITY[2:]]))
     return section("5. Grammar vs relevance", "Can validation samples separate surface "
                    "grammar from actual response relevance?", answer, body, "relevance.png",
                    quotes(histories, references, {f"step {r['step']}": r["replies"]
