@@ -10,77 +10,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from dlm.data import EncodedSet, iter_batches, make_batch
-from dlm.diffusion import Schedule, block_diffusion_loss, diffusion_loss
 from dlm.diffusion.padding import reply_lengths
-from dlm.diffusion.shift import as_denoiser
-from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 
 if TYPE_CHECKING:
     from dlm.objectives import Objective
 
 
-@torch.no_grad()
-def nelbo_draws(
-    model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
-    batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
-    device: torch.device | str = "cpu", block_size: int = 0,
-) -> list[float]:
-    """The NELBO in nats per maskable token of each of `draws` passes over `data`, each
-    with its own (antithetic) draws of t: their spread gives the standard error.
-
-    The noise generator is reseeded each call, so successive evaluations of a
-    run compare the model, not the luck of the draw.
-    """
-    generator = torch.Generator(device).manual_seed(seed + 12345)
-    was_training = model.training
-    model.eval()
-    values = []
-    for _ in range(draws):
-        total, tokens = 0.0, 0
-        for batch in iter_batches(data, batch_size, tok.pad_id):
-            batch = batch.to(device)
-            maskable = batch.maskable
-            if getattr(model.config, "shift", False):  # nothing precedes position 0
-                maskable = maskable.clone()
-                maskable[:, 0] = False
-            if block_size:  # BD3-LM: the bound of blocks left to right
-                out = block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
-                                           schedule, tok.mask_id, block_size, eps, True,
-                                           generator)
-            else:
-                out = diffusion_loss(as_denoiser(model), batch.ids, maskable, batch.key_padding,
-                                     schedule, tok.mask_id, eps, True, generator)
-            total += float(out.loss) * out.n_tokens
-            tokens += out.n_tokens
-        values.append(total / max(tokens, 1))
-    model.train(was_training)
-    return values
-
-
-def evaluate_nelbo(
-    model: Transformer, data: EncodedSet, schedule: Schedule, tok: DLMTokenizer,
-    batch_size: int = 64, draws: int = 4, eps: float = 1e-3, seed: int = 0,
-    device: torch.device | str = "cpu", block_size: int = 0,
-) -> float:
-    """Mean NELBO in nats per maskable token over `draws` Monte Carlo draws of t.
-
-    exp(result) bounds the perplexity of the responses (eos padding included).
-    """
-    values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device,
-                         block_size)
-    return sum(values) / len(values)
-
-
 def per_reply_token(nats_per_token: float, data: EncodedSet, tok: DLMTokenizer,
-                    objective: Objective | str = "diffusion") -> float:
+                    objective: Objective) -> float:
     """A per-canvas-token figure re-expressed per reply token (the reply's text and its
     closing eos). The padding is a fixed function of the reply, so the canvas's NELBO
     bounds -log p(reply) too: per reply token it compares across padding modes, and
     with AR's exact NLL of the same canvas."""
-    from dlm.objectives import get_objective
-
-    objective = get_objective(objective) if isinstance(objective, str) else objective
     # a causal model cannot predict a text row's first token: it is not scored
     unscored = objective.needs.causal and not data.prompts.shape[1]
     canvas = 0

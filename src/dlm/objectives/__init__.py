@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
-from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
+from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective, TrainingRun
 from dlm.objectives.block import BlockDiffusion
 from dlm.objectives.mdlm import MaskedDiffusion
 from dlm.objectives.uniform import UniformDiffusion
@@ -30,4 +30,12 @@ def get_objective(name: str) -> Objective:
                           ) from None
 
 
-__all__ = ["REGISTRY", "HeldOut", "Needs", "Objective", "TrainingRun", "get_objective"]
+__all__ = [
+    "REGISTRY",
+    "BoundObjective",
+    "HeldOut",
+    "Needs",
+    "Objective",
+    "TrainingRun",
+    "get_objective",
+]

@@ -176,3 +176,57 @@ class Objective:
         if not self.can_constrain:
             raise ConfigError(self.refusal or f"a {self.name} checkpoint takes no constraints")
 
+
+
+class BoundObjective(Objective):
+    """An objective whose held-out figure is an upper bound estimated by Monte Carlo: it
+    says what one draw of its loss is on a batch (`bound_loss`); the passes, their
+    standard error and the training evaluation are shared."""
+
+    def bound_loss(self, model: Transformer, batch: Batch, tok: DLMTokenizer,
+                   schedule: Schedule, eps: float, generator: torch.Generator,
+                   block_size: int) -> LossOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
+                 block_size: int = 0) -> HeldOut:
+        """`draws` passes over `data`, each with its own (antithetic) draws: their spread
+        is the standard error. The generator is reseeded each call, so successive
+        evaluations of a run compare the model, not the luck of the draw."""
+        from dlm.data import iter_batches
+        from dlm.metrics import mean_and_stderr
+
+        generator = torch.Generator(device).manual_seed(seed + 12345)
+        was_training = model.training
+        model.eval()
+        values = []
+        for _ in range(draws):
+            total, tokens = 0.0, 0
+            for batch in iter_batches(data, batch_size, tok.pad_id):
+                out = self.bound_loss(model, batch.to(device), tok, schedule, eps, generator,
+                                      block_size)
+                total += float(out.loss) * out.n_tokens
+                tokens += out.n_tokens
+            values.append(total / max(tokens, 1))
+        model.train(was_training)
+        mean, stderr = mean_and_stderr(values)
+        return HeldOut(mean, stderr, draws, exact=False)
+
+    def validation(self, run: TrainingRun, val: EncodedSet) -> dict[str, float]:
+        """The bound (4 draws), its perplexity bound and, for chat, the figure per reply
+        token (comparable across paddings and with AR's exact NLL)."""
+        import math
+
+        from dlm.evaluate import per_reply_token
+
+        with run.autocast():
+            bound = self.held_out(run.model, val, run.tokenizer, run.schedule, 4,
+                                  run.cfg.batch_size, run.cfg.seed, run.cfg.diffusion.eps,
+                                  run.device, self.block_size(vars(run.cfg)))
+        out = {"val_nelbo": bound.nats_per_token,
+               "val_ppl_bound": math.exp(min(bound.nats_per_token, 50))}
+        if run.data_kind == "chat":
+            out["val_nelbo_reply"] = per_reply_token(bound.nats_per_token, val,
+                                                     run.tokenizer, self)
+        return out

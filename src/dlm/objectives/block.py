@@ -10,12 +10,11 @@ from __future__ import annotations
 from dlm.diffusion import block_diffusion_loss
 from dlm.diffusion.block import align_to_blocks, check_block_size
 from dlm.diffusion.corruption import draw_noise
-from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
-from dlm.objectives.mdlm import bound_validation
+from dlm.objectives.base import BoundObjective, Needs, TrainingRun
 from dlm.sampling.block import block_decode
 
 
-class BlockDiffusion(Objective):
+class BlockDiffusion(BoundObjective):
     name = "block"
     needs = Needs(causal=False)  # block-causal masks are built per call, not by the model
     summary = "block diffusion, BD3-LM (blocks left to right, diffusion within each)"
@@ -46,18 +45,9 @@ class BlockDiffusion(Objective):
                                     run.schedule, run.tokenizer.mask_id, run.cfg.block_size,
                                     d.eps, d.antithetic, noise=noise, normalizer=normalizer)
 
-    def validation(self, run: TrainingRun, val) -> dict[str, float]:
-        return bound_validation(self, run, val)
-
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
-        from dlm.evaluate import nelbo_draws
-        from dlm.metrics import mean_and_stderr
-
-        values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device,
-                             block_size)
-        mean, stderr = mean_and_stderr(values)
-        return HeldOut(mean, stderr, draws, exact=False)
+    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
+        return block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
+                                    schedule, tok.mask_id, block_size, eps, True, generator)
 
     def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
         if constraints:

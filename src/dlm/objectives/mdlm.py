@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from dlm.diffusion import diffusion_loss
 from dlm.diffusion.corruption import draw_noise, drop_prompts
 from dlm.diffusion.padding import padding_weights, reply_lengths
-from dlm.diffusion.shift import Shifted, annealed_mask
-from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
+from dlm.diffusion.shift import Shifted, annealed_mask, as_denoiser
+from dlm.objectives.base import BoundObjective, Needs, TrainingRun
 from dlm.sampling import Canvas, denoise, reply_canvas
 
 
@@ -43,7 +43,7 @@ def sized_canvas(canvas: Canvas, lengths: torch.Tensor, tok) -> Canvas:
     return dataclasses.replace(canvas, tokens=tokens, no_eos=no_eos)
 
 
-class MaskedDiffusion(Objective):
+class MaskedDiffusion(BoundObjective):
     name = "diffusion"
     needs = Needs(causal=False)
     summary = "masked (absorbing-state) diffusion, MDLM / LLaDA"
@@ -85,18 +85,14 @@ class MaskedDiffusion(Objective):
             out.loss = out.loss + run.cfg.length_weight * length_loss(run, batch)
         return out
 
-    def validation(self, run: TrainingRun, val) -> dict[str, float]:
-        return bound_validation(self, run, val)
-
     # ---- evaluation
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
-        from dlm.evaluate import nelbo_draws
-        from dlm.metrics import mean_and_stderr
-
-        values = nelbo_draws(model, data, schedule, tok, batch_size, draws, eps, seed, device)
-        mean, stderr = mean_and_stderr(values)
-        return HeldOut(mean, stderr, draws, exact=False)
+    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
+        maskable = batch.maskable
+        if getattr(model.config, "shift", False):  # nothing precedes position 0
+            maskable = maskable.clone()
+            maskable[:, 0] = False
+        return diffusion_loss(as_denoiser(model), batch.ids, maskable, batch.key_padding,
+                              schedule, tok.mask_id, eps, True, generator)
 
     # ---- sampling
     def reply_steps(self, lm, prompt, key_padding, config, generator,
@@ -141,22 +137,3 @@ def length_loss(run: TrainingRun, batch) -> torch.Tensor:
     logits = run.engine(prompt, padding, head="length").float()  # (B, classes)
     return F.cross_entropy(logits, target, reduction="sum") / run.cfg.batch_size
 
-
-def bound_validation(objective: Objective, run: TrainingRun, val) -> dict[str, float]:
-    """A diffusion bound's training evaluation: the NELBO (4 draws of t), its perplexity
-    bound and, for chat, the figure per reply token (comparable across paddings and
-    with AR's exact NLL)."""
-    import math
-
-    from dlm.evaluate import per_reply_token
-
-    with run.autocast():
-        nelbo = objective.held_out(run.model, val, run.tokenizer, run.schedule, 4,
-                                   run.cfg.batch_size, run.cfg.seed, run.cfg.diffusion.eps,
-                                   run.device, objective.block_size(vars(run.cfg)))
-    out = {"val_nelbo": nelbo.nats_per_token,
-           "val_ppl_bound": math.exp(min(nelbo.nats_per_token, 50))}
-    if run.data_kind == "chat":
-        out["val_nelbo_reply"] = per_reply_token(nelbo.nats_per_token, val, run.tokenizer,
-                                                 objective)
-    return out

@@ -32,11 +32,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from dlm.data import iter_batches
 from dlm.diffusion import LossOutput, Schedule
 from dlm.diffusion.corruption import Noise, draw_noise
-from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
-from dlm.objectives.mdlm import bound_validation
+from dlm.objectives.base import BoundObjective, Needs, TrainingRun
 from dlm.sampling import Step
 
 
@@ -147,7 +145,7 @@ def uniform_decode(denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
         yield Step(reply.clone(), changed, confidence, k + 1, steps, nfe=k + 1)
 
 
-class UniformDiffusion(Objective):
+class UniformDiffusion(BoundObjective):
     name = "uniform"
     needs = Needs(causal=False)
     summary = "uniform-noise discrete diffusion in continuous time (UDLM / DUO)"
@@ -165,30 +163,9 @@ class UniformDiffusion(Objective):
                             run.schedule, run.model.config.vocab_size, d.eps, d.antithetic,
                             noise=noise, normalizer=normalizer)
 
-    def validation(self, run: TrainingRun, val) -> dict[str, float]:
-        return bound_validation(self, run, val)
-
-    @torch.no_grad()
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
-        from dlm.metrics import mean_and_stderr
-
-        generator = torch.Generator(device).manual_seed(seed + 12345)
-        was_training = model.training
-        model.eval()
-        values = []
-        for _ in range(draws):
-            total, tokens = 0.0, 0
-            for batch in iter_batches(data, batch_size, tok.pad_id):
-                batch = batch.to(device)
-                out = uniform_loss(model, batch.ids, batch.maskable, batch.key_padding,
-                                   schedule, model.config.vocab_size, eps, True, generator)
-                total += float(out.loss) * out.n_tokens
-                tokens += out.n_tokens
-            values.append(total / max(tokens, 1))
-        model.train(was_training)
-        mean, stderr = mean_and_stderr(values)
-        return HeldOut(mean, stderr, draws, exact=False)
+    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
+        return uniform_loss(model, batch.ids, batch.maskable, batch.key_padding, schedule,
+                            model.config.vocab_size, eps, True, generator)
 
     def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
         from dlm.diffusion import get_schedule
