@@ -46,6 +46,10 @@ class ModelConfig:
     length_classes: int = 0
     """A length head: predicts the reply's token length (1..length_classes) from the
     prompt (0 = none)."""
+    time_conditioning: bool = False
+    """adaLN: every block's norms are shifted, scaled and gated by an embedding of the
+    noise level (SEDD's and MDLM's DiT). Set by objectives whose input does not tell the
+    noise level (score entropy, Gaussian diffusion); masked diffusion stays time-free."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -162,10 +166,15 @@ class SampleConfig:
     written so far. eos is exempt."""
     no_repeat_ngram: int = 0
     """AR only: never write an n-gram of this size twice in a reply (0 = off)."""
+    predictor: str = "tweedie"
+    """Score-entropy models (sedd-*): the reverse step, tweedie (tau-leaping with the
+    Tweedie denoiser, exact for one step of the learned score) or euler (first order)."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
     def __post_init__(self) -> None:
+        if self.predictor not in ("tweedie", "euler"):
+            raise ConfigError(f"predictor must be tweedie or euler, got {self.predictor!r}")
         if self.repetition_penalty <= 0:
             raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.no_repeat_ngram < 0:

@@ -1,8 +1,10 @@
 """The Transformer denoiser: ids in, logits for every position out.
 
 Bidirectional by default (the diffusion denoiser); `causal=True` makes the same
-network the autoregressive baseline. It knows nothing of time, noise or sampling:
-for absorbing diffusion the number of masks already tells the noise level.
+network the autoregressive baseline. By default it knows nothing of time, noise or
+sampling: for absorbing diffusion the number of masks already tells the noise level.
+Objectives whose input does not tell it ask for `time_conditioning` (adaLN, as in DiT),
+and continuous diffusion feeds vectors (`embeds`) instead of ids.
 """
 
 from __future__ import annotations
@@ -130,16 +132,50 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+class TimeEmbedding(nn.Module):
+    """The noise level t in [0, 1] (B,) as a (B, d_model) vector: sinusoids of 1000 t
+    (DiT's timestep embedding) through a two-layer MLP."""
+
+    def __init__(self, d_model: int, frequencies: int = 128):
+        super().__init__()
+        self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(
+            frequencies).float() / frequencies), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * frequencies, d_model), nn.SiLU(),
+                                 nn.Linear(d_model, d_model))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = 1000.0 * t.float()[:, None] * self.freqs[None, :]  # (B, F)
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], -1))
+
+
+def modulation(cfg: ModelConfig, parts: int) -> nn.Linear | None:
+    """adaLN's projection of the time embedding into `parts` (B, C) shifts / scales /
+    gates (zero-initialised by the Transformer)."""
+    return nn.Linear(cfg.d_model, parts * cfg.d_model) if cfg.time_conditioning else None
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.norm1, self.norm2 = nn.RMSNorm(cfg.d_model), nn.RMSNorm(cfg.d_model)
         self.attn, self.mlp = Attention(cfg, layer), SwiGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
+        self.adaln = modulation(cfg, 6)
 
-    def forward(self, x, cos, sin, attn_mask=None, cache=None, start=0):
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask, cache, start))
-        return x + self.drop(self.mlp(self.norm2(x)))
+    def forward(self, x, cos, sin, attn_mask=None, cache=None, start=0, cond=None):
+        if self.adaln is None or cond is None:
+            x = x + self.drop(self.attn(self.norm1(x), cos, sin, attn_mask, cache, start))
+            return x + self.drop(self.mlp(self.norm2(x)))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(cond).chunk(6, dim=-1)
+        h = self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, attn_mask, cache,
+                      start)
+        x = x + self.drop(h * (1 + gate1[:, None]))
+        h = self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + self.drop(h * (1 + gate2[:, None]))
 
 
 class Transformer(nn.Module):
@@ -152,6 +188,8 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model)
+        self.time_embed = TimeEmbedding(cfg.d_model) if cfg.time_conditioning else None
+        self.final_adaln = modulation(cfg, 2)
         # reply length in tokens (class c = length c + 1), from the pooled prompt
         self.length_head = (nn.Linear(cfg.d_model, cfg.length_classes)
                             if cfg.length_classes else None)
@@ -163,6 +201,11 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith(("proj.weight", "down.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        # adaLN starts at zero, so a fresh time-conditioned model is the time-free one
+        # (scales and gates enter as 1 + value) and learns how much t matters.
+        for name, p in self.named_parameters():
+            if "adaln." in name:
+                nn.init.zeros_(p)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -181,7 +224,8 @@ class Transformer(nn.Module):
                 select: torch.Tensor | None = None, cache: KVCache | None = None,
                 start: int | None = None, positions: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | BlockMask | None = None,
-                head: str = "tokens") -> torch.Tensor:
+                head: str = "tokens", time: torch.Tensor | None = None,
+                embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T).
 
         key_padding: optional (B, T) bool, True for real tokens; pad positions are
@@ -199,8 +243,16 @@ class Transformer(nn.Module):
         with key_padding; or a flex-attention `BlockMask` that already holds both.
         head: "tokens", or "length": ids are a prompt alone and the result is the length
         head's logits (B, length_classes) from the mean of its real positions.
+        time: (B,) noise levels in [0, 1], for a model with `time_conditioning` (required
+        there, refused elsewhere: a time-free model would silently ignore it).
+        embeds: (B, T, d_model) input vectors instead of ids (continuous diffusion over
+        embeddings); ids is then None.
         """
-        B, T = ids.shape
+        if (time is None) == (self.time_embed is not None):
+            raise ValueError("this model is time-conditioned: pass time=" if time is None
+                             else "this model is time-free: it takes no time input")
+        B, T = (ids if embeds is None else embeds[..., 0]).shape
+        device = (ids if embeds is None else embeds).device
         if start is None:
             start = cache.length if cache is not None else 0
         elif cache is None and start:
@@ -214,19 +266,19 @@ class Transformer(nn.Module):
         if isinstance(attn_mask, torch.Tensor):
             # each query also sees itself, so a padded query row is never all -inf
             itself = torch.zeros_like(attn_mask)
-            itself[:, start : start + T] = torch.eye(T, dtype=torch.bool, device=ids.device)
+            itself[:, start : start + T] = torch.eye(T, dtype=torch.bool, device=device)
             mask = attn_mask[None, None] | itself  # (1, 1, T, S)
             if key_padding is not None:
                 mask = (mask & key_padding[:, None, None, :]) | itself
         elif attn_mask is None and (key_padding is not None or (
                 cache is not None and self.config.causal and (T > 1 or S > start + T))):
             real = (key_padding if key_padding is not None
-                    else torch.ones(B, S, dtype=torch.bool, device=ids.device))
+                    else torch.ones(B, S, dtype=torch.bool, device=device))
             mask = real[:, None, None, :]  # (B, 1, 1, S) broadcast over heads, queries
             if self.config.causal:
                 # query i (at position start + i) sees keys up to its own position
-                keys = torch.arange(S, device=ids.device)
-                queries = torch.arange(start, start + T, device=ids.device)
+                keys = torch.arange(S, device=device)
+                queries = torch.arange(start, start + T, device=device)
                 causal = keys[None, :] <= queries[:, None]  # (T, S)
                 # Each position also sees itself, so a left-pad query row is never all -inf.
                 itself = keys[None, :] == queries[:, None]
@@ -235,21 +287,25 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
-        x = self.embed(ids)  # (B, T, C)
+        x = self.embed(ids) if embeds is None else embeds  # (B, T, C)
+        cond = None if time is None else self.time_embed(time.to(device))  # (B, C)
         recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             if recompute:  # keep only each block's input; recompute its inside in backward
-                x = checkpoint(block, x, cos, sin, mask, cache, start, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, mask, cache, start, cond,
+                               use_reentrant=False)
             else:
-                x = block(x, cos, sin, mask, cache, start)
+                x = block(x, cos, sin, mask, cache, start, cond)
         if cache is not None:
             cache.length = S
         x = self.norm(x)
+        if cond is not None:
+            x = modulate(x, *self.final_adaln(cond).chunk(2, dim=-1))
         if head == "length":
             if self.length_head is None:
                 raise ValueError("this model has no length head")
             real = (key_padding if key_padding is not None
-                    else torch.ones(B, T, dtype=torch.bool, device=ids.device))
+                    else torch.ones(B, T, dtype=torch.bool, device=device))
             weights = real[..., None].to(x.dtype)  # (B, T, 1)
             pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, C)
             return self.length_head(pooled)  # (B, classes)

@@ -103,8 +103,9 @@ def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    overrides = {"vocab_size": vocab_size,
-                 "causal": get_objective(cfg.objective).needs.causal,
+    needs = get_objective(cfg.objective).needs
+    overrides = {"vocab_size": vocab_size, "causal": needs.causal,
+                 "time_conditioning": needs.time,
                  "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
                  **run_overrides(cfg), **cfg.model_overrides}
     return Transformer(model_preset(cfg.preset, **overrides))
@@ -118,7 +119,10 @@ def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
     asks. New weights are initialised as in a fresh model."""
     old = model.config
     changes = run_overrides(cfg)
-    changes.update(get_objective(cfg.objective).model_changes(old.causal))
+    objective = get_objective(cfg.objective)
+    changes.update(objective.model_changes(old.causal))
+    if objective.needs.time and not old.time_conditioning:
+        changes["time_conditioning"] = True  # adaLN starts at zero: the same function
     if changes.get("shift") and not old.shift:
         say("AR -> diffusion: full attention (annealed from causal over "
             f"{cfg.anneal_steps} steps), shifted logits (position i predicts i + 1)")

@@ -10,6 +10,7 @@ from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective, TrainingRun
 from dlm.objectives.block import BlockDiffusion
 from dlm.objectives.mdlm import MaskedDiffusion
+from dlm.objectives.sedd import ScoreEntropy
 from dlm.objectives.uniform import UniformDiffusion
 
 REGISTRY: dict[str, Objective] = {o.name: o for o in (
@@ -17,6 +18,8 @@ REGISTRY: dict[str, Objective] = {o.name: o for o in (
     BlockDiffusion(),
     Autoregressive(),
     UniformDiffusion(),
+    ScoreEntropy("absorbing"),
+    ScoreEntropy("uniform"),
 )}
 
 

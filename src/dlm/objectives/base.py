@@ -188,6 +188,15 @@ class BoundObjective(Objective):
                    block_size: int) -> LossOutput:
         raise NotImplementedError
 
+    def noise(self, run: TrainingRun, batch: Batch) -> Noise | None:
+        """One time per row and one uniform per position (objectives drawing more, such
+        as prompt dropout or block times, override it)."""
+        from dlm.diffusion.corruption import draw_noise
+
+        d = run.cfg.diffusion
+        return draw_noise(batch.ids.shape[0], batch.ids.shape[1], d.eps, d.antithetic,
+                          run.noise, run.device)
+
     @torch.no_grad()
     def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
                  block_size: int = 0) -> HeldOut:
@@ -230,3 +239,11 @@ class BoundObjective(Objective):
             out["val_nelbo_reply"] = per_reply_token(bound.nats_per_token, val,
                                                      run.tokenizer, self)
         return out
+
+
+def trained_schedule(lm) -> Schedule:
+    """The noise schedule a loaded model was trained with (its samplers step along it)."""
+    from dlm.diffusion import get_schedule
+
+    return get_schedule(lm.meta.get("train", {}).get("diffusion", {}).get("schedule",
+                                                                          "linear"))

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from dlm.diffusion import LossOutput, Schedule
 from dlm.diffusion.corruption import Noise, draw_noise
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun
+from dlm.objectives.base import BoundObjective, Needs, TrainingRun, trained_schedule
 from dlm.sampling import Step
 
 
@@ -56,26 +56,43 @@ def corrupt_uniform(ids: torch.Tensor, maskable: torch.Tensor, alpha: torch.Tens
     return torch.where(hit, new, ids)
 
 
+def odds_shift(alpha: torch.Tensor, N: int) -> torch.Tensor:
+    """c = log(N alpha / (1 - alpha)) (M, 1): log x̄_y - log(1 - alpha) =
+    softplus(c + log x_y), tiny but exact as alpha -> 0, where every ratio tends to 1."""
+    a = alpha.double()
+    return (torch.log(N * a) - torch.log1p(-a)).float()[:, None]
+
+
+def true_log_ratios(clean: torch.Tensor, noisy: torch.Tensor, c: torch.Tensor,
+                    N: int) -> torch.Tensor:
+    """log r_y = log q(y | x) - log q(z | x) (M, N) at positions holding z = noisy, for
+    the clean tokens x (M,); 0 at y = z."""
+    v = torch.zeros(clean.shape[0], N, device=clean.device).scatter_(
+        1, clean[:, None], F.softplus(c).expand(-1, 1).contiguous())
+    return v - v.gather(1, noisy[:, None])
+
+
+def ratio_divergence(log_model: torch.Tensor, log_true: torch.Tensor,
+                     scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum_y [r̂_y - r_y - r_y log(r̂_y / r_y)] (M,) from log r̂ and log r
+    (M, N): the Bregman divergence both this ELBO and SEDD's score entropy are made of.
+    Each bracket is r_y (e^d - 1 - d) with d = log(r̂_y / r_y), >= 0, with its own
+    series near d = 0 so that nearly equal ratios do not cancel."""
+    d = log_model - log_true
+    excess = torch.where(d.abs() < 1e-3, d * d / 2 * (1 + d / 3), torch.expm1(d) - d)
+    return scale.float() * (log_true.exp() * excess).sum(-1)
+
+
 def uniform_terms(logits: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor,
                   alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The NELBO integrand at M positions (module docstring): logits (M, V) of x_theta,
     the noisy and clean tokens (M,), alpha_t and beta_t (M,). Returns (M,) nats.
-
-    Computed in log-odds so that neither end of the schedule cancels: with
-    c = log(N alpha / (1 - alpha)), log x̄_θ,y - log(1 - alpha) = softplus(c + log p_y)
-    (tiny but exact as alpha -> 0, where every ratio tends to 1), and each bracket is
-    r_y (e^d - 1 - d) with d = log(r̂_y / r_y), which is >= 0 and has its own series
-    near d = 0."""
+    Computed in log-odds so that neither end of the schedule cancels."""
     N = logits.shape[1]
-    a = alpha.double()
-    c = (torch.log(N * a) - torch.log1p(-a)).float()[:, None]  # (M, 1)
+    c = odds_shift(alpha, N)
     u = F.softplus(c + logits.float().log_softmax(-1))  # (M, N): the model's, shifted
-    v = torch.zeros_like(u).scatter_(1, clean[:, None], F.softplus(c))  # the truth's
-    z = noisy[:, None]
-    log_r = v - v.gather(1, z)  # log r_y; 0 at y = z
-    d = (u - u.gather(1, z)) - log_r  # log(r̂_y / r_y); 0 at y = z
-    excess = torch.where(d.abs() < 1e-3, d * d / 2 * (1 + d / 3), torch.expm1(d) - d)
-    return beta.float() / N * (log_r.exp() * excess).sum(-1)
+    log_model = u - u.gather(1, noisy[:, None])
+    return ratio_divergence(log_model, true_log_ratios(clean, noisy, c, N), beta / N)
 
 
 def uniform_loss(denoiser, ids: torch.Tensor, maskable: torch.Tensor,
@@ -152,11 +169,6 @@ class UniformDiffusion(BoundObjective):
     refusal = ("this is a uniform-noise diffusion checkpoint: it has no mask to fill "
                "(infill, edit and forced words need masked diffusion)")
 
-    def noise(self, run: TrainingRun, batch):
-        d = run.cfg.diffusion
-        return draw_noise(batch.ids.shape[0], batch.ids.shape[1], d.eps, d.antithetic,
-                          run.noise, run.device)
-
     def loss(self, run: TrainingRun, batch, noise, normalizer):
         d = run.cfg.diffusion
         return uniform_loss(run.engine, batch.ids, batch.maskable, batch.key_padding,
@@ -168,12 +180,9 @@ class UniformDiffusion(BoundObjective):
                             model.config.vocab_size, eps, True, generator)
 
     def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
-        from dlm.diffusion import get_schedule
-
         if constraints:
             self.refuse_constraints()
-        schedule = get_schedule(lm.meta.get("train", {}).get("diffusion", {}).get(
-            "schedule", "linear"))
+        schedule = trained_schedule(lm)
         banned = (*lm.tokenizer.never_generated, lm.tokenizer.mask_id)
         return uniform_decode(lm.denoiser, prompt, key_padding, int(config.length),
                               config.steps, schedule, lm.model.config.vocab_size, banned,
