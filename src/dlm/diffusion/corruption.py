@@ -42,10 +42,15 @@ class Noise:
     """(B, T) uniforms: a token is masked where its draw is below the mask rate."""
     drop_draw: torch.Tensor | None = None
     """(B,) uniforms for classifier-free guidance's prompt dropout (None: no dropout)."""
+    gauss: torch.Tensor | None = None
+    """(B, T, C) standard normals: Gaussian diffusion's noise (None: a discrete one)."""
 
     def rows(self, lo: int, hi: int) -> Noise:
-        return Noise(self.times[lo:hi], self.mask_draw[lo:hi],
-                     None if self.drop_draw is None else self.drop_draw[lo:hi])
+        def cut(x):
+            return None if x is None else x[lo:hi]
+
+        return Noise(self.times[lo:hi], self.mask_draw[lo:hi], cut(self.drop_draw),
+                     cut(self.gauss))
 
 
 def draw_noise(rows: int, length: int, eps: float = 1e-3, antithetic: bool = True,

@@ -9,6 +9,7 @@ from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective, TrainingRun
 from dlm.objectives.block import BlockDiffusion
+from dlm.objectives.continuous import ContinuousDiffusion
 from dlm.objectives.mdlm import MaskedDiffusion
 from dlm.objectives.sedd import ScoreEntropy
 from dlm.objectives.uniform import UniformDiffusion
@@ -20,6 +21,7 @@ REGISTRY: dict[str, Objective] = {o.name: o for o in (
     UniformDiffusion(),
     ScoreEntropy("absorbing"),
     ScoreEntropy("uniform"),
+    ContinuousDiffusion(),
 )}
 
 
