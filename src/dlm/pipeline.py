@@ -161,6 +161,17 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                                            constraints)
         return final_tokens(steps, on_step)
 
+    @torch.inference_mode()
+    def unconditional_ids(self, n: int, config: SampleConfig,
+                          on_step: Callable[[Step], None] | None = None) -> torch.Tensor:
+        """`n` samples (n, config.length) from nothing but a document boundary (the eos
+        that joins a text model's packed documents), for generative perplexity and
+        entropy: the same start for every objective, AR included."""
+        prompt = torch.full((n, 1), self.tokenizer.eos_id, device=self.device)
+        steps = self.objective.reply_steps(self, prompt, None, config,
+                                           self._generator(config))
+        return final_tokens(steps, on_step)
+
     def predict_lengths(self, prompt: torch.Tensor, key_padding: torch.Tensor | None,
                         config: SampleConfig | None = None,
                         generator: torch.Generator | None = None) -> torch.Tensor:

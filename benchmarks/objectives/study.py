@@ -1,0 +1,186 @@
+"""Every objective on one text corpus, with the same tokens, model and seed: one table.
+
+    python benchmarks/objectives/study.py            # trains what is missing, then measures
+    python benchmarks/objectives/study.py --smoke    # everything at toy size (a minute)
+
+Data: TinyStories (lowercased, ../shared/data/tinystories/tiny_stories_lowercase.txt)
+through `dlm data` with a 4,096-token BPE (runs/objectives/text). Each objective trains
+configs/NAME.json (only `objective` differs, and BD3-LM's block size); the judge is a
+separate AR model (configs/judge.json: another seed, three times the tokens), never one
+of the compared models. For each model:
+- held-out likelihood with its kind (exact, or a bound with K draws and its standard
+  error; `dlm.evaluate.likelihood`) and bits per byte;
+- unconditional samples (`DiffusionLM.unconditional_ids`: `--samples` texts of 124 tokens
+  after a document boundary, temperature 1, float64 sampling; masked diffusion with the
+  random commit rule, i.e. ancestral order) at 32/128/256 steps: the judge's perplexity
+  (± its standard error over the samples, delta method) and the mean per-sample token
+  entropy (MDLM's and ReMDM's convention: low entropy flags repetitive samples that a
+  low perplexity would flatter), and seconds per sample.
+Writes results.json and README.md beside this file (or under --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dlm import DataConfig, DiffusionLM, SampleConfig, prepare
+from dlm.config import TrainConfig, load_train_config
+from dlm.eval_report import held_out
+from dlm.evaluate import likelihood
+from dlm.metrics import mean_and_stderr, ratio_stderr
+from dlm.train import train
+
+HERE = Path(__file__).parent
+CONFIGS = HERE / "configs"
+CORPUS = Path("../shared/data/tinystories/tiny_stories_lowercase.txt")
+COMPARED = ["ar", "mdlm", "bd3lm-4", "sedd-absorbing", "sedd-uniform", "uniform",
+            "continuous"]
+STEPS = [32, 128, 256]
+LENGTH = 124  # + the boundary token, within the 128 positions the models were trained on
+# (block diffusion rounds the canvas up to whole blocks of 4)
+
+
+def data(work: Path) -> Path:
+    out = work / "text"
+    if not (out / "train").exists():
+        if not CORPUS.is_file():
+            raise SystemExit(f"{CORPUS} is missing: this study reads ../shared/data")
+        prepare(DataConfig(sources=[str(CORPUS)], out_dir=str(out), vocab_size=4096))
+    return out
+
+
+def trained(name: str, work: Path, smoke: bool) -> tuple[Path, float | None]:
+    """configs/NAME.json trained into `work` unless done there (resumed if interrupted);
+    its training minutes when trained by this invocation."""
+    cfg: TrainConfig = load_train_config(CONFIGS / f"{name}.json")
+    cfg.data, cfg.out_dir = [str(work / "text")], str(work / name)
+    if smoke:
+        cfg.max_steps, cfg.eval_every, cfg.save_every, cfg.val_examples = 6, 3, 3, 64
+    out = Path(cfg.out_dir)
+    last = out / "last" / "config.json"
+    if last.is_file() and json.loads(last.read_text())["step"] >= cfg.max_steps:
+        return out, None
+    started = time.perf_counter()
+    train(TrainConfig(), resume=out) if last.is_file() else train(cfg)
+    return out, (time.perf_counter() - started) / 60
+
+
+def judged(judge: DiffusionLM, samples: torch.Tensor) -> tuple[float, float]:
+    """The judge's perplexity of (n, L) sample ids after the boundary token, ± its
+    standard error over the samples (delta method on the pooled NLL)."""
+    eos = torch.full((samples.shape[0], 1), judge.tokenizer.eos_id)
+    ids = torch.cat([eos, samples.cpu()], 1).to(judge.device)
+    with torch.no_grad():
+        logits = judge.model(ids[:, :-1]).float()
+    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none").sum(1)
+    nlls, counts = nll.tolist(), [samples.shape[1]] * samples.shape[0]
+    ppl = math.exp(sum(nlls) / sum(counts))
+    return ppl, ppl * ratio_stderr(nlls, counts)
+
+
+def token_entropy(row: list[int]) -> float:
+    counts = Counter(row)
+    total = sum(counts.values())
+    return -sum(c / total * math.log(c / total) for c in counts.values())
+
+
+def samples_row(lm: DiffusionLM, judge: DiffusionLM, steps: int, n: int) -> dict:
+    config = SampleConfig(length=LENGTH, steps=steps, temperature=1.0, rule="random",
+                          trim_eos=False, seed=0)
+    started = time.perf_counter()
+    ids = lm.unconditional_ids(n, config)
+    seconds = (time.perf_counter() - started) / n
+    ppl, ppl_se = judged(judge, ids)
+    entropy, entropy_se = mean_and_stderr([token_entropy(r) for r in ids.tolist()])
+    return {"steps": steps, "gen_ppl": ppl, "gen_ppl_se": ppl_se, "entropy": entropy,
+            "entropy_se": entropy_se, "seconds_per_sample": seconds,
+            "example": lm.tokenizer.decode(ids[0].tolist())[:300]}
+
+
+def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> dict:
+    lm = DiffusionLM.load(run)
+    val, _, _, cfg = held_out(lm, None, 1000)
+    lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
+                    cfg.diffusion.eps)
+    steps = [LENGTH] if lm.objective.one_call_per_token else STEPS
+    return {"name": name, "objective": lm.objective.name, "summary": lm.objective.summary,
+            "parameters": lm.model.num_parameters(), "nats_per_token": lk.nats_per_token,
+            "stderr": lk.stderr, "draws": lk.draws, "bound": lk.is_bound,
+            "bits_per_byte": lk.bits_per_byte, "tokens": lk.tokens,
+            "text_bytes": lk.text_bytes,
+            "samples": [samples_row(lm, judge, s, n) for s in steps]}
+
+
+def report(results: dict) -> str:
+    lines = ["# Every objective on one corpus", "",
+             f"Written by `python benchmarks/objectives/study.py` on {results['date']} "
+             f"({results['machine']}). Data: {results['data']}. Judge: "
+             f"{results['judge']}.", "",
+             "| objective | likelihood, nats/token | kind | PPL | bits/byte | steps | "
+             "judged PPL of samples | entropy | s/sample |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        kind = f"bound, K = {r['draws']}" if r["bound"] else "exact"
+        se = f" ± {r['stderr']:.3f}" if r["bound"] else ""
+        ppl = ("≤ " if r["bound"] else "") + f"{math.exp(min(r['nats_per_token'], 50)):.1f}"
+        for i, s in enumerate(r["samples"]):
+            head = (f"| {r['name']} | {r['nats_per_token']:.3f}{se} | {kind} | {ppl} | "
+                    f"{'≤ ' if r['bound'] else ''}{r['bits_per_byte']:.3f} |" if i == 0
+                    else "| | | | | |")
+            lines.append(f"{head} {s['steps']} | {s['gen_ppl']:.1f} ± {s['gen_ppl_se']:.1f} "
+                         f"| {s['entropy']:.2f} ± {s['entropy_se']:.2f} | "
+                         f"{s['seconds_per_sample']:.3f} |")
+    lines += ["", "Samples (the first of each model at its most steps, 300 characters):", ""]
+    for r in results["rows"]:
+        lines.append(f"- **{r['name']}**: {r['samples'][-1]['example']!r}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/objectives"))
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", nargs="*", help="measure only these models")
+    args = parser.parse_args()
+    if args.smoke:
+        args.samples, args.draws = 4, 2
+        STEPS[:] = [4, 8]
+    torch.manual_seed(0)
+    data(args.work)
+    minutes = {}
+    runs = {}
+    for name in ["judge", *COMPARED]:
+        runs[name], minutes[name] = trained(name, args.work, args.smoke)
+    judge = DiffusionLM.load(runs["judge"])
+    names = args.only or COMPARED
+    rows = [measured(n, runs[n], judge, args.samples, args.draws) for n in names]
+    import platform
+
+    results = {"date": time.strftime("%Y-%m-%d"),
+               "machine": f"{platform.processor() or platform.machine()}, "
+                          f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+               "data": f"{CORPUS} via `dlm data` (4,096-token BPE)",
+               "judge": f"{runs['judge']} (configs/judge.json)",
+               "training_minutes": minutes, "rows": rows,
+               "median_seconds": statistics.median(s["seconds_per_sample"] for r in rows
+                                                   for s in r["samples"])}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "README.md").write_text(report(results))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
