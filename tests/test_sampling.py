@@ -257,10 +257,20 @@ def test_sample_reports_every_state_to_the_callback():
 
 @pytest.mark.parametrize("field,value,message", [
     ("rule", "best", "unknown commit rule"), ("eos", "never", "eos must be one of"),
-    ("threshold", 0.0, "threshold"), ("remask", 1.0, "remask"), ("cfg_scale", -1, "cfg_scale")])
-def test_bad_sample_config_is_refused(field, value, message):
-    with pytest.raises(ConfigError, match=message):
+    ("threshold", 0.0, "threshold"), ("remask", 1.0, "remask"), ("cfg_scale", -1, "cfg_scale"),
+    ("temperature", float("nan"), "temperature"), ("temperature", float("inf"), "finite"),
+    ("cfg_scale", float("nan"), "cfg_scale"), ("seed", 2**64, "64-bit")])
+def test_bad_sample_config_is_refused_naming_its_field(field, value, message):
+    with pytest.raises(ConfigError, match=message) as caught:
         SampleConfig(**{field: value})
+    assert caught.value.field == field
+
+
+def test_a_tiny_temperature_samples_like_greedy_instead_of_overflowing():
+    from dlm.sampling.rules import sample_tokens
+
+    logits = torch.tensor([[1.0, 3.0, float("-inf"), 2.0]])
+    assert sample_tokens(logits, 1e-320)[0].tolist() == [1]
 
 
 def test_threshold_with_deferred_eos_commits_words_first_then_the_sure_eos_at_once():

@@ -6,11 +6,9 @@ dataclasses.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import inspect
-import textwrap
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -18,22 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+from dlm.field_docs import field_docs
+
 SCALARS = (int, float, str, bool)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring (the string literal right after it in the class body)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
-        for node, after in zip(body, body[1:], strict=False):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
-                docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
 
 
 def flag_type(annotation: Any) -> Any | None:

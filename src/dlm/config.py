@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -173,42 +174,47 @@ class SampleConfig:
     """Seed for reproducible samples."""
 
     def __post_init__(self) -> None:
-        if self.predictor not in ("tweedie", "euler"):
-            raise ConfigError(f"predictor must be tweedie or euler, got {self.predictor!r}")
-        if self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if self.no_repeat_ngram < 0:
-            raise ConfigError(f"no_repeat_ngram must be >= 0, got {self.no_repeat_ngram}")
-        if self.length != "auto" and (not isinstance(self.length, int) or self.length < 1):
-            raise ConfigError(f"length must be a number of tokens >= 1 or 'auto', got "
-                              f"{self.length!r}")
-        if self.length_margin < 0:
-            raise ConfigError(f"length_margin must be >= 0, got {self.length_margin}")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.block_length < 0:
-            raise ConfigError(f"block_length must be >= 0, got {self.block_length}")
-        if self.top_k < 0:
-            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
         from dlm.sampling.rules import RULES
 
-        if self.rule not in RULES:
-            raise ConfigError(f"unknown commit rule {self.rule!r}; choose one of "
-                              f"{', '.join(RULES)}")
-        if self.eos not in EOS_MODES:
-            raise ConfigError(f"eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}")
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
-        if not 0 <= self.remask < 1:
-            raise ConfigError(f"remask must be in [0, 1), got {self.remask}")
-        if self.cfg_scale < 0:
-            raise ConfigError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
-        if self.cache not in ("none", "prefix", "dual"):
-            raise ConfigError(f"cache must be one of none, prefix, dual, got {self.cache!r}")
+        # Each check says what is allowed (so NaN, which fails every comparison, is refused)
+        # and names its field, which the server answers with as the error's `param`.
+        checks = (
+            ("predictor", self.predictor in ("tweedie", "euler"),
+             f"predictor must be tweedie or euler, got {self.predictor!r}"),
+            ("repetition_penalty", self.repetition_penalty > 0,
+             f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            ("no_repeat_ngram", self.no_repeat_ngram >= 0,
+             f"no_repeat_ngram must be >= 0, got {self.no_repeat_ngram}"),
+            ("length", self.length == "auto" or (isinstance(self.length, int)
+                                                 and self.length >= 1),
+             f"length must be a number of tokens >= 1 or 'auto', got {self.length!r}"),
+            ("length_margin", self.length_margin >= 0,
+             f"length_margin must be >= 0, got {self.length_margin}"),
+            ("steps", self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
+            # finite: an infinite temperature turns the -inf of filtered logits into NaN
+            ("temperature", 0 <= self.temperature < math.inf,
+             f"temperature must be >= 0 and finite, got {self.temperature}"),
+            ("top_p", 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            ("block_length", self.block_length >= 0,
+             f"block_length must be >= 0, got {self.block_length}"),
+            ("top_k", self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
+            ("rule", self.rule in RULES,
+             f"unknown commit rule {self.rule!r}; choose one of {', '.join(RULES)}"),
+            ("eos", self.eos in EOS_MODES,
+             f"eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}"),
+            ("threshold", 0 < self.threshold <= 1,
+             f"threshold must be in (0, 1], got {self.threshold}"),
+            ("remask", 0 <= self.remask < 1, f"remask must be in [0, 1), got {self.remask}"),
+            ("cfg_scale", self.cfg_scale >= 0, f"cfg_scale must be >= 0, got {self.cfg_scale}"),
+            ("cache", self.cache in ("none", "prefix", "dual"),
+             f"cache must be one of none, prefix, dual, got {self.cache!r}"),
+            # what torch.Generator.manual_seed takes (a larger one overflowed mid-request)
+            ("seed", self.seed is None or -(2**63) <= self.seed < 2**64,
+             f"seed must be a 64-bit integer (-2**63 to 2**64 - 1), got {self.seed}"),
+        )
+        for name, ok, message in checks:
+            if not ok:
+                raise ConfigError(message, name)
 
 
 @dataclass

@@ -6,7 +6,12 @@ class DLMError(Exception):
 
 
 class ConfigError(DLMError):
-    """A setting is missing, unknown or out of range."""
+    """A setting is missing, unknown or out of range; `field` names it where one setting
+    is at fault (the server answers with it as the error's `param`)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DataError(DLMError):

@@ -42,7 +42,10 @@ def sample_tokens(
     probs = logits.softmax(-1)
     if temperature == 0.0:
         return filter_logits(logits, top_k, top_p).argmax(-1), probs
-    filtered = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+    # shifted to a maximum of 0 first (the softmax is the same), so a tiny temperature
+    # cannot overflow a logit to inf, which made the probabilities NaN
+    tempered = (logits - logits.amax(-1, keepdim=True)) / temperature
+    filtered = filter_logits(tempered, top_k, top_p).softmax(-1)
     flat = filtered.reshape(-1, filtered.shape[-1])
     tokens = torch.multinomial(flat, 1, generator=generator).view(filtered.shape[:-1])
     return tokens, probs

@@ -35,7 +35,7 @@ from dlm.server.routes import router
 STATIC = resources.files("dlm.server") / "static"
 log = logging.getLogger("dlm.server")
 # Validation errors answered 400 with the field as `param` (others are 422s)
-REFUSED_FIELDS = {"extra_forbidden": "unsupported_parameter",
+REFUSED_FIELDS = {"extra_forbidden": "unsupported_parameter", "not_served": "unsupported_parameter",
                   "not_implemented": "unsupported_parameter", "stop_too_many": "invalid_value",
                   "stop_empty": "invalid_value", "conflict": "invalid_value"}
 

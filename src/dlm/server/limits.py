@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from dlm.config import SampleConfig, ServeConfig
+from dlm.errors import ConfigError
+from dlm.server.sample_fields import SERVED, given_settings, request_name
 from dlm.server.schemas import DiffusionSettings
 
 
@@ -32,8 +34,9 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 
 def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
                   rainbow: bool = True) -> SampleConfig:
-    """The sampler settings for a request: its fields, the server's defaults (`dlm.defaults`;
-    `rainbow`: the model was trained with rainbow pads), the limits."""
+    """The sampler settings for a request: the fields it set, else the server's defaults
+    (`dlm.defaults`; `rainbow`: the model was trained with rainbow pads), within the
+    limits. A value SampleConfig refuses is a 422 naming its request field."""
     from dlm.defaults import DIFFUSION, EOS_PADDED
 
     # A fixed canvas, also for a model with a length head: sized by the head, 14.5% of the
@@ -42,40 +45,38 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: i
     length = req.max_tokens or default_length
     check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
     check_count(req.n, limits.max_n, "n", "max_n")
-    steps = req.steps or length  # the measured default: one step per reply token
-    check_count(steps, limits.max_steps, "steps", "max_steps")
-    block = min(req.block_length if req.block_length is not None
-                else DIFFUSION["block_length"], length)
-    rule = req.commit_rule or DIFFUSION["rule"]
-
-    def pick(value, name):  # the request's field, else the measured default
-        return value if value is not None else DIFFUSION[name]
-
-    return SampleConfig(
-        length=length, steps=min(steps, length) if rule != "threshold" else steps,
-        temperature=pick(req.temperature, "temperature"),
-        top_p=req.top_p if req.top_p is not None else 1.0,
-        block_length=0 if block == length else block, rule=rule,
-        threshold=req.threshold if req.threshold is not None else 0.9,
-        remask=pick(req.remask, "remask"),
-        cfg_scale=min(req.cfg_scale or 0.0, limits.max_cfg_scale),
-        repetition_penalty=DIFFUSION["repetition_penalty"],
-        eos=req.eos or (DIFFUSION["eos"] if rainbow else EOS_PADDED), seed=req.seed)
+    settings = {**DIFFUSION, "eos": DIFFUSION["eos"] if rainbow else EOS_PADDED,
+                "steps": length,  # the measured default: one step per reply token
+                **given_settings(req), "length": length}
+    check_count(settings["steps"], limits.max_steps, "steps", "max_steps")
+    # Clamped (and reported back by `effective`): a step must commit a token, except under
+    # the threshold rule, whose steps are an upper bound; a block as long as the reply is
+    # no block; guidance beyond the server's limit.
+    if settings["rule"] != "threshold":
+        settings["steps"] = min(settings["steps"], length)
+    block = min(settings["block_length"], length)
+    settings["block_length"] = 0 if block == length else block
+    if "cfg_scale" in settings:
+        settings["cfg_scale"] = min(settings["cfg_scale"], limits.max_cfg_scale)
+    try:
+        return SampleConfig(**settings)
+    except ConfigError as exc:
+        name = request_name(exc.field) if exc.field else "body"
+        raise RequestError(422, name, f"{name}: {exc}", "invalid_value") from None
 
 
 def effective(config: SampleConfig) -> dict:
-    """The settings a reply was made with (after defaults and clamping)."""
-    keep = ("length", "steps", "block_length", "rule", "threshold", "temperature", "top_p",
-            "remask", "cfg_scale", "eos", "seed")
-    return {k: v for k, v in asdict(config).items() if k in keep}
+    """The settings a reply was made with (after defaults and clamping): its length and
+    every field a request may set."""
+    return {k: v for k, v in asdict(config).items() if k == "length" or k in SERVED}
 
 
 def batch_key(config: SampleConfig) -> tuple | None:
-    """Requests with equal keys can share a batch; a seeded one never does (its sample
-    must not depend on who else was in the batch)."""
+    """Requests with equal keys (every SampleConfig field equal) can share a batch; a
+    seeded one never does (its sample must not depend on who else was in the batch)."""
     if config.seed is not None:
         return None
-    return tuple(sorted(effective(config).items()))
+    return tuple(sorted(asdict(config).items()))
 
 
 def check_prompt_tokens(n_tokens: int, limits: ServeConfig, param: str) -> None:

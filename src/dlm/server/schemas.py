@@ -1,27 +1,26 @@
 """Request bodies of the HTTP API, validated by pydantic.
 
 The OpenAI fields keep their OpenAI names and meanings; the diffusion settings are extra
-body fields (`extra_body=` in the official client). Domain errors (a negative step count,
-an unknown commit rule) are 422s naming the field; the server's own limits are checked
-in `limits.py`, so one place says what this server allows.
+body fields (`extra_body=` in the official client), made from SampleConfig's fields and
+docstrings (`sample_fields.py`). Domain errors (a negative step count, an unknown commit
+rule) are 422s naming the field, checked by SampleConfig; the server's own limits are
+checked in `limits.py`, so one place says what this server allows.
 
 No field is dropped without a word: an unknown field is refused (400, `param` names it),
-and an OpenAI field this server does not implement is accepted only at the value that
-changes nothing (`logprobs: false`, `presence_penalty: 0`, `tools: []`, ...); any other
-value is a 400 naming it. Metadata that changes no reply (`user`, `metadata`, `store`) is
-accepted.
+a SampleConfig field the server does not serve is refused with the reason, and an OpenAI
+field this server does not implement is accepted only at the value that changes nothing
+(`logprobs: false`, `presence_penalty: 0`, `tools: []`, ...); any other value is a 400
+naming it. Metadata that changes no reply (`user`, `metadata`, `store`) is accepted.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from dlm.sampling.rules import RULES
-
-CommitRule = Literal[tuple(RULES)]  # type: ignore[valid-type]
+from dlm.server.sample_fields import request_fields, why_not_served
 
 
 class Strict(BaseModel):
@@ -49,26 +48,12 @@ NOT_IMPLEMENTED: dict[str, tuple[Any, ...]] = {
 MAX_STOP = 4  # as OpenAI
 
 
-class DiffusionSettings(BaseModel):
-    """How the reply is denoised; every field optional (the server's defaults apply).
-    Other fields are kept only to be checked against NOT_IMPLEMENTED, then refused."""
+class OpenAISettings(BaseModel):
+    """The OpenAI fields every generating route takes (the diffusion settings are added to
+    them in DiffusionSettings). Other fields are kept only to be checked, then refused."""
 
     model_config = ConfigDict(extra="allow")
 
-    steps: int | None = Field(None, ge=1, description="Denoising steps (model calls).")
-    block_length: int | None = Field(None, ge=0, description="Semi-autoregressive blocks "
-                                     "(0: the whole reply at once).")
-    commit_rule: CommitRule | None = Field(None, description="Which masks to commit.")
-    threshold: float | None = Field(None, gt=0, le=1, description="threshold rule: commit "
-                                    "tokens at least this sure.")
-    cfg_scale: float | None = Field(None, ge=0, description="Classifier-free guidance.")
-    remask: float | None = Field(None, ge=0, lt=1, description="ReMDM revision share.")
-    seed: int | None = Field(None, description="Seed for a reproducible reply.")
-    eos: Literal["allow", "defer", "ban"] | None = Field(
-        None, description="defer (the default: words settle before eos); allow; ban "
-        "(exactly max_tokens).")
-    temperature: float | None = Field(None, ge=0, le=5)
-    top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, description="Reply canvas length.")
     n: int = Field(1, ge=1, description="Replies per request.")
     stop: str | list[str] | None = Field(None, description="Up to 4 strings: the reply "
@@ -84,6 +69,9 @@ class DiffusionSettings(BaseModel):
     @model_validator(mode="after")
     def refuse_what_is_not_implemented(self):
         for name, value in (self.model_extra or {}).items():
+            if (reason := why_not_served(name)) is not None:
+                raise PydanticCustomError("not_served", "{field} is not a field this server "
+                                          "takes: {reason}", {"field": name, "reason": reason})
             if name not in NOT_IMPLEMENTED:
                 raise PydanticCustomError("extra_forbidden", "{field} is not a field this "
                                           "server takes", {"field": name})
@@ -109,6 +97,11 @@ class DiffusionSettings(BaseModel):
     @property
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+DiffusionSettings = create_model(
+    "DiffusionSettings", __base__=OpenAISettings, **request_fields(),
+    __doc__="How the reply is denoised; every field optional (the server's defaults apply).")
 
 
 class ChatMessage(Strict):
