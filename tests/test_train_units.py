@@ -1,0 +1,111 @@
+"""The units a training run is made of, each on its own, without a Trainer: one optimiser
+step (`dlm.optimizer_step`), the evaluation of a run (`dlm.run_eval`) and its
+checkpoints (`dlm.run_checkpoint`)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlm.config import TrainConfig
+from dlm.diffusion import get_schedule
+from dlm.distributed import World
+from dlm.model import Transformer
+from dlm.objectives import get_objective
+from dlm.optimizer_step import Diverged, OptimizerStep, make_optimizer
+from dlm.run_data import PreparedData
+from dlm.run_start import start_run
+from tests.conftest import tiny_train_config
+
+
+@dataclass
+class TinyRun:
+    """The `TrainingRun` an objective asks, over a tiny model in one CPU process."""
+
+    cfg: TrainConfig
+    model: Transformer
+    data: PreparedData
+    step: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __post_init__(self):
+        self.engine = self.model
+        self.schedule = get_schedule(self.cfg.diffusion.schedule)
+        self.noise = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.objective = get_objective(self.cfg.objective)
+
+    @property
+    def tokenizer(self):
+        return self.data.tokenizer
+
+    @property
+    def data_kind(self) -> str:
+        return self.data.kind
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def loss(self, batch, noise, normalizer):
+        return self.objective.loss(self, batch, noise, normalizer)
+
+
+def tiny_run(out_dir: Path, data: Path, **overrides) -> TinyRun:
+    start = start_run(tiny_train_config(out_dir, data, **overrides), World())
+    return TinyRun(start.cfg, start.model.train(), start.data)
+
+
+def stepper(run: TinyRun, loss=None) -> OptimizerStep:
+    rows = run.cfg.batch_size // run.cfg.grad_accum
+    return OptimizerStep(run, run.objective, make_optimizer(run.model, run.cfg), World(),
+                         rows, loss or run.loss)
+
+
+# ------------------------------------------------------------------ the optimiser step
+@pytest.mark.parametrize("objective", ["diffusion", "ar"])
+def test_two_accumulated_micro_batches_make_the_update_of_one_batch(tmp_path, pairs_tsv,
+                                                                    objective):
+    whole = tiny_run(tmp_path / "whole", pairs_tsv, objective=objective)
+    halves = tiny_run(tmp_path / "halves", pairs_tsv, objective=objective, grad_accum=2)
+    batch = whole.data.sampler.next()
+    one, two = stepper(whole)(batch), stepper(halves)(batch)
+    assert float(one["loss"]) == pytest.approx(float(two["loss"]), rel=1e-5)
+    assert float(one["grad_norm"]) == pytest.approx(float(two["grad_norm"]), rel=1e-4)
+    assert one["lr"] == two["lr"] and one["tokens"] == two["tokens"] == batch.ids.numel()
+    for (name, p), q in zip(whole.model.named_parameters(), halves.model.parameters(),
+                            strict=True):
+        torch.testing.assert_close(p, q, atol=2e-6, rtol=1e-5, msg=name)
+    assert whole.step == 0  # the run, not the step, counts steps
+
+
+def test_a_step_sets_the_scheduled_learning_rate_and_reads_back_numbers(tmp_path, pairs_tsv):
+    from dlm.optimizer_step import lr_at
+
+    run = tiny_run(tmp_path / "run", pairs_tsv)
+    run.step = 3
+    step = stepper(run)
+    metrics = step(run.data.sampler.next())
+    assert metrics["lr"] == lr_at(3, run.cfg)
+    assert all(group["lr"] == lr_at(3, run.cfg) for group in step.optimizer.param_groups)
+    numbers = step.read_back(metrics)
+    assert isinstance(numbers["loss"], float) and isinstance(numbers["grad_norm"], float)
+    assert numbers["loss"] == pytest.approx(float(metrics["loss"]))
+
+
+def test_a_non_finite_loss_is_refused_before_the_update(tmp_path, pairs_tsv):
+    run = tiny_run(tmp_path / "run", pairs_tsv)
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    def poisoned(batch, noise, normalizer):
+        out = run.loss(batch, noise, normalizer)
+        out.loss = out.loss * float("nan")
+        return out
+
+    with pytest.raises(Diverged, match="step 1: the loss is nan") as caught:
+        stepper(run, poisoned)(run.data.sampler.next())
+    assert caught.value.step == 1 and "no checkpoint was written yet" in str(caught.value)
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
