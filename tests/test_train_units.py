@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from dlm.checkpoint import load_checkpoint
 from dlm.config import TrainConfig
 from dlm.diffusion import get_schedule
 from dlm.distributed import World
 from dlm.model import Transformer
 from dlm.objectives import get_objective
 from dlm.optimizer_step import Diverged, OptimizerStep, make_optimizer
-from dlm.run_data import PreparedData
+from dlm.run_checkpoint import RunCheckpoint
+from dlm.run_data import PreparedData, prepare_data
 from dlm.run_start import start_run
 from tests.conftest import tiny_train_config
 
@@ -58,10 +60,10 @@ def tiny_run(out_dir: Path, data: Path, **overrides) -> TinyRun:
     return TinyRun(start.cfg, start.model.train(), start.data)
 
 
-def stepper(run: TinyRun, loss=None) -> OptimizerStep:
+def stepper(run: TinyRun, loss=None, optimizer=None) -> OptimizerStep:
     rows = run.cfg.batch_size // run.cfg.grad_accum
-    return OptimizerStep(run, run.objective, make_optimizer(run.model, run.cfg), World(),
-                         rows, loss or run.loss)
+    return OptimizerStep(run, run.objective, optimizer or make_optimizer(run.model, run.cfg),
+                         World(), rows, loss or run.loss)
 
 
 # ------------------------------------------------------------------ the optimiser step
@@ -109,3 +111,56 @@ def test_a_non_finite_loss_is_refused_before_the_update(tmp_path, pairs_tsv):
     assert caught.value.step == 1 and "no checkpoint was written yet" in str(caught.value)
     for name, tensor in run.model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
+
+
+# ------------------------------------------------------------------ the checkpoints
+def checkpoints_of(run: TinyRun, optimizer, on_save=lambda step, path: None) -> RunCheckpoint:
+    return RunCheckpoint(run.cfg, World(), run.model, optimizer, run.data.sampler, run.noise,
+                         run.tokenizer, on_save)
+
+
+def test_saving_then_restoring_a_run_continues_it_exactly(tmp_path, pairs_tsv):
+    run = tiny_run(tmp_path / "run", pairs_tsv)
+    step = stepper(run)
+    for _ in range(2):  # optimiser moments, a moved sampler and a used noise generator
+        step(run.data.sampler.next())
+        run.step += 1
+    saved: list = []
+    best = {"step": 2, "metric": "val_nelbo", "value": 3.5}
+    path = checkpoints_of(run, step.optimizer, lambda *heard: saved.append(heard)).save(
+        "last", run.step, best)
+    assert path == tmp_path / "run" / "last" and saved == [(2, path)]
+    ckpt = load_checkpoint(path)
+    assert ckpt.meta["step"] == 2 and ckpt.meta["best"] == best
+    assert ckpt.meta["train"]["max_steps"] == run.cfg.max_steps
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[name], tensor), name
+
+    # a resumed process: the checkpoint's weights, a fresh optimiser, sampler and noise
+    fresh_data = prepare_data(run.cfg, run.tokenizer, reuse=True)
+    resumed = TinyRun(run.cfg, ckpt.model.train(), fresh_data)
+    optimizer = make_optimizer(resumed.model, resumed.cfg)
+    resumed.step, resumed_best = checkpoints_of(resumed, optimizer).restore(ckpt.train_state())
+    assert (resumed.step, resumed_best) == (2, best)
+    assert resumed.data.sampler.state_dict() == run.data.sampler.state_dict()
+    assert torch.equal(resumed.noise.get_state(), run.noise.get_state())
+    ours, theirs = step.optimizer.state_dict()["state"], optimizer.state_dict()["state"]
+    assert ours.keys() == theirs.keys()
+    for index in ours:
+        for key, value in ours[index].items():
+            assert torch.equal(theirs[index][key], value), (index, key)
+    # and the next step is the one the uninterrupted run takes, bit for bit
+    step(run.data.sampler.next())
+    stepper(resumed, optimizer=optimizer)(resumed.data.sampler.next())
+    for (name, p), q in zip(run.model.named_parameters(), resumed.model.parameters(),
+                            strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_best_keeps_the_weights_without_a_training_state(tmp_path, pairs_tsv):
+    run = tiny_run(tmp_path / "run", pairs_tsv)
+    best = {"step": 0, "metric": "val_nelbo", "value": 4.0}
+    path = checkpoints_of(run, make_optimizer(run.model, run.cfg)).save("best", 0, best)
+    assert path == tmp_path / "run" / "best"
+    ckpt = load_checkpoint(path)
+    assert ckpt.train_state() is None and ckpt.meta["best"] == best

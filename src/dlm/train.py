@@ -1,7 +1,8 @@
 """Training: the loop that wires a run's units together.
 
 `train(config)` is the whole run. How it starts is `dlm.run_start`, its data
-`dlm.run_data`, one optimiser step `dlm.optimizer_step`.
+`dlm.run_data`, one optimiser step `dlm.optimizer_step`, its checkpoints
+`dlm.run_checkpoint`.
 What the loop reports goes to a `Reporter` (the CLI's draws a Rich progress bar;
 the default says nothing), and every step's figures go to `metrics.jsonl`.
 """
@@ -19,8 +20,7 @@ from typing import Any
 
 import torch
 
-from dlm.checkpoint import save_checkpoint
-from dlm.config import SampleConfig, TrainConfig, to_dict
+from dlm.config import SampleConfig, TrainConfig
 from dlm.data import (
     Batch,
     EncodedSet,
@@ -37,10 +37,10 @@ from dlm.diffusion import (
 from dlm.diffusion.corruption import Noise
 from dlm.distributed import check_split, close_world, init_world, wrap
 from dlm.errors import ConfigError
-from dlm.model import Transformer
 from dlm.objectives import get_objective
 from dlm.optimizer_step import Diverged, OptimizerStep, lr_at, make_optimizer
 from dlm.pipeline import DiffusionLM, pick_device
+from dlm.run_checkpoint import RunCheckpoint
 from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
@@ -143,32 +143,13 @@ class Trainer:
         self.best: dict[str, float] | None = None  # the best validation so far: step, value
         self.optimizer_step = OptimizerStep(self, self.objective, self.optimizer, self.world,
                                             rows_per_micro, self.loss)
+        self.checkpoints = RunCheckpoint(cfg, self.world, self.model, self.optimizer,
+                                         self.sampler, self.noise, self.data.tokenizer,
+                                         self.reporter.on_save)
         if state is not None:
-            self.load_optimizer(state["optimizer"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.noise.set_state(state["noise_rng"])
-            self.step = int(state["step"])
-            self.best = state.get("best")
+            self.step, self.best = self.checkpoints.restore(state)
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
-
-    @property
-    def sharded(self) -> bool:
-        return self.world.distributed and self.cfg.parallel == "fsdp"
-
-    def load_optimizer(self, state: dict[str, Any]) -> None:
-        """Optimiser state saved keyed by parameter name (any number of processes, sharded
-        or not) or, by older checkpoints, by parameter index (one process)."""
-        if all(isinstance(k, int) for k in state.get("state", {})) and not self.sharded:
-            self.optimizer.load_state_dict(state)
-            return
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_optimizer_state_dict,
-        )
-
-        set_optimizer_state_dict(self.model, self.optimizer, state,
-                                 options=StateDictOptions(full_state_dict=True))
 
     # ---- single step
     def autocast(self):
@@ -227,55 +208,9 @@ class Trainer:
         self.model.train()
         return metrics, samples
 
-    def meta(self) -> dict[str, Any]:
-        return {"objective": self.cfg.objective, "train": to_dict(self.cfg), "step": self.step}
-
-    def train_state(self) -> dict[str, Any]:
-        """Global state only (the sampler and noise are the same in every process), so a
-        run resumes with any number of processes."""
-        return {"step": self.step, "optimizer": self.full_optimizer_state(),
-                "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state(),
-                "best": self.best}
-
-    def full_optimizer_state(self) -> dict[str, Any]:
-        """The whole optimiser state keyed by parameter name (FSDP's shards gathered), so
-        any number of processes can load it."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
-        return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(
-            full_state_dict=True, cpu_offload=self.sharded))
-
-    def full_model(self) -> Transformer:
-        """The whole model as one module: FSDP's shards gathered (a collective)."""
-        if not self.sharded:
-            return self.model
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-        )
-
-        state = get_model_state_dict(self.model, options=StateDictOptions(
-            full_state_dict=True, cpu_offload=True))
-        whole = Transformer(self.model.config)
-        if self.world.is_main:
-            whole.load_state_dict(state)
-        return whole
-
     def save(self, which: str = "last") -> Path:
-        """Every process gathers (FSDP); process 0 writes the checkpoint, once. `last/`
-        holds the training state to resume from; `best/` only the weights."""
-        model = self.full_model()
-        state = self.train_state() if which == "last" else None
-        path = self.out_dir / which
-        meta = {**self.meta(), "best": self.best}
-        if self.world.is_main:
-            path = save_checkpoint(path, model, self.data.tokenizer, meta, state)
-            self.reporter.on_save(self.step, path)
-        self.world.barrier()
-        return path
+        """`last/` (to resume from) or `best/` (weights only): `RunCheckpoint.save`."""
+        return self.checkpoints.save(which, self.step, self.best)
 
     def keep_if_best(self, ev: dict[str, float]) -> None:
         """Write `best/` when the validation NELBO (AR: NLL) is the lowest so far."""
