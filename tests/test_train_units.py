@@ -20,6 +20,7 @@ from dlm.objectives import get_objective
 from dlm.optimizer_step import Diverged, OptimizerStep, make_optimizer
 from dlm.run_checkpoint import RunCheckpoint
 from dlm.run_data import PreparedData, prepare_data
+from dlm.run_eval import RunEval, new_best
 from dlm.run_start import start_run
 from tests.conftest import tiny_train_config
 
@@ -112,6 +113,41 @@ def test_a_non_finite_loss_is_refused_before_the_update(tmp_path, pairs_tsv):
     for name, tensor in run.model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
 
+
+
+# ------------------------------------------------------------------ the evaluation
+@pytest.mark.parametrize("objective, keys", [
+    ("diffusion", {"val_nelbo", "val_ppl_bound", "val_nelbo_reply"}),
+    ("ar", {"val_nll", "val_ppl", "val_nll_reply"}),
+])
+def test_an_evaluation_gives_the_objectives_figures_and_a_trace_per_prompt(
+        tmp_path, pairs_tsv, objective, keys):
+    run = tiny_run(tmp_path / "run", pairs_tsv, objective=objective,
+                   val_prompts=["hello", "bye"])
+    assert len(run.data.val)
+    metrics, samples = RunEval(run, run.objective, run.data.val).evaluate()
+    assert set(metrics) == keys and all(isinstance(v, float) for v in metrics.values())
+    assert [prompt for prompt, _ in samples] == ["hello", "bye"]
+    assert all(steps for _, steps in samples)
+    assert run.model.training  # left as the loop needs it
+
+
+def test_an_evaluation_without_validation_data_has_no_figures(tmp_path, pairs_tsv):
+    from dlm.data import EncodedSet
+
+    run = tiny_run(tmp_path / "run", pairs_tsv, val_prompts=[])
+    none = EncodedSet(run.data.val.prompts[:0], run.data.val.responses[:0])
+    assert RunEval(run, run.objective, none).evaluate() == ({}, [])
+
+
+def test_only_a_lower_validation_figure_is_a_new_best():
+    first = new_best({"val_nelbo": 3.0, "val_ppl_bound": 20.0}, None, 10)
+    assert first == {"step": 10, "metric": "val_nelbo", "value": 3.0}
+    assert new_best({"val_nelbo": 3.0}, first, 20) is None  # a tie keeps the earlier one
+    assert new_best({"val_nelbo": 2.5}, first, 20) == {"step": 20, "metric": "val_nelbo",
+                                                      "value": 2.5}
+    assert new_best({"val_nll": 1.0, "val_ppl": 2.7}, None, 5)["metric"] == "val_nll"
+    assert new_best({}, first, 30) is None
 
 # ------------------------------------------------------------------ the checkpoints
 def checkpoints_of(run: TinyRun, optimizer, on_save=lambda step, path: None) -> RunCheckpoint:

@@ -1,8 +1,8 @@
 """Training: the loop that wires a run's units together.
 
 `train(config)` is the whole run. How it starts is `dlm.run_start`, its data
-`dlm.run_data`, one optimiser step `dlm.optimizer_step`, its checkpoints
-`dlm.run_checkpoint`.
+`dlm.run_data`, one optimiser step `dlm.optimizer_step`, its evaluation
+`dlm.run_eval`, its checkpoints `dlm.run_checkpoint`.
 What the loop reports goes to a `Reporter` (the CLI's draws a Rich progress bar;
 the default says nothing), and every step's figures go to `metrics.jsonl`.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dlm.config import SampleConfig, TrainConfig
+from dlm.config import TrainConfig
 from dlm.data import (
     Batch,
     EncodedSet,
@@ -39,8 +39,9 @@ from dlm.distributed import check_split, close_world, init_world, wrap
 from dlm.errors import ConfigError
 from dlm.objectives import get_objective
 from dlm.optimizer_step import Diverged, OptimizerStep, lr_at, make_optimizer
-from dlm.pipeline import DiffusionLM, pick_device
+from dlm.pipeline import pick_device
 from dlm.run_checkpoint import RunCheckpoint
+from dlm.run_eval import RunEval, new_best
 from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
@@ -110,7 +111,10 @@ def open_tensorboard(folder: Path):
 
 # -------------------------------------------------------------------- the loop
 class Trainer:
-    """Holds what a run needs between steps; `run()` is the loop."""
+    """The run: what its objective asks of it (`TrainingRun`: cfg, engine, model, schedule,
+    noise, device, step, tokenizer, data_kind, autocast), the units it wires together (one
+    optimiser step, the evaluation, the checkpoints) and `run()`, the loop: log, evaluate
+    every N, save every N, report."""
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: str | Path | None = None):
@@ -143,6 +147,7 @@ class Trainer:
         self.best: dict[str, float] | None = None  # the best validation so far: step, value
         self.optimizer_step = OptimizerStep(self, self.objective, self.optimizer, self.world,
                                             rows_per_micro, self.loss)
+        self.evaluation = RunEval(self, self.objective, self.data.val)
         self.checkpoints = RunCheckpoint(cfg, self.world, self.model, self.optimizer,
                                          self.sampler, self.noise, self.data.tokenizer,
                                          self.reporter.on_save)
@@ -151,7 +156,7 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
-    # ---- single step
+    # ---- what the objective asks of the run, and one step
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
@@ -185,40 +190,16 @@ class Trainer:
         return {**metrics, "epoch": round(self.sampler.epochs, 4)}
 
     # ---- evaluation and checkpoints
-    def validation_nelbo(self) -> dict[str, float]:
-        """The objective's held-out figures: diffusion's NELBO (4 draws of t) and its
-        perplexity bound, or AR's exact NLL and perplexity (`Objective.validation`)."""
-        return self.objective.validation(self, self.data.val)
-
-    def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
-        self.model.eval()
-        tok = self.data.tokenizer
-        metrics = self.validation_nelbo() if len(self.data.val) else {}
-        samples = []
-        lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
-                         self.cfg.lowercase, self.cfg.objective)
-        lm.block_size = self.objective.block_size(vars(self.cfg))
-        prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
-        for prompt in prompts:
-            steps: list[Step] = []
-            with self.autocast():
-                lm.generate(prompt, SampleConfig(length=self.cfg.response_len, steps=16),
-                            on_step=steps.append)
-            samples.append((prompt, steps))
-        self.model.train()
-        return metrics, samples
-
     def save(self, which: str = "last") -> Path:
         """`last/` (to resume from) or `best/` (weights only): `RunCheckpoint.save`."""
         return self.checkpoints.save(which, self.step, self.best)
 
     def keep_if_best(self, ev: dict[str, float]) -> None:
         """Write `best/` when the validation NELBO (AR: NLL) is the lowest so far."""
-        key = "val_nll" if "val_nll" in ev else "val_nelbo"
-        if key not in ev or (self.best is not None and ev[key] >= self.best["value"]):
-            return
-        self.best = {"step": self.step, "metric": key, "value": ev[key]}
-        self.save("best")
+        best = new_best(ev, self.best, self.step)
+        if best is not None:
+            self.best = best
+            self.save("best")
 
     def log(self, row: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -246,7 +227,7 @@ class Trainer:
         result = TrainResult(self.out_dir, self.out_dir / "last", self.step)
         if self.step == 0 and len(self.data.val):
             # the starting point, so a curve shows how far training brought the NELBO
-            ev = self.validation_nelbo()
+            ev = self.evaluation.validation()
             self.log({"step": 0, **ev})
             result.history.append({"step": 0, **ev})
             self.reporter.on_eval(0, ev, [], self.data.tokenizer)
@@ -264,7 +245,7 @@ class Trainer:
                     self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
                     self.reporter.on_step(self.step, metrics)
                 if last or (cfg.eval_every and self.step % cfg.eval_every == 0):
-                    ev, samples = self.evaluate()
+                    ev, samples = self.evaluation.evaluate()
                     if ev:
                         self.log({"step": self.step, **ev})
                         result.history.append({"step": self.step, **ev})
