@@ -1,13 +1,14 @@
-"""Training: data preparation, the optimiser and its schedule, the loop, resume.
+"""Training: the loop that wires a run's units together.
 
-`train(config)` is the whole run; `lr_at` and `train_step` are the pure pieces.
+`train(config)` is the whole run. How it starts is `dlm.run_start`, its data
+`dlm.run_data`, one optimiser step `dlm.optimizer_step`, its evaluation
+`dlm.run_eval`, its checkpoints `dlm.run_checkpoint`.
 What the loop reports goes to a `Reporter` (the CLI's draws a Rich progress bar;
 the default says nothing), and every step's figures go to `metrics.jsonl`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -19,8 +20,7 @@ from typing import Any
 
 import torch
 
-from dlm.checkpoint import save_checkpoint
-from dlm.config import SampleConfig, TrainConfig, to_dict
+from dlm.config import TrainConfig
 from dlm.data import (
     Batch,
     EncodedSet,
@@ -36,29 +36,19 @@ from dlm.diffusion import (
 )
 from dlm.diffusion.corruption import Noise
 from dlm.distributed import check_split, close_world, init_world, wrap
-from dlm.errors import ConfigError, DLMError
-from dlm.failpoints import passage
-from dlm.model import Transformer
+from dlm.errors import ConfigError
 from dlm.objectives import get_objective
-from dlm.pipeline import DiffusionLM, pick_device
+from dlm.optimizer_step import Diverged, OptimizerStep, lr_at, make_optimizer
+from dlm.pipeline import pick_device
+from dlm.run_checkpoint import RunCheckpoint
+from dlm.run_eval import RunEval, new_best
 from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 
-
-class Diverged(DLMError):
-    """The loss or the gradient norm of a step was NaN or inf; it was not applied."""
-
-    def __init__(self, step: int, loss: float, grad_norm: float, out_dir: Path):
-        last = out_dir / "last"
-        kept = (f"the last good checkpoint is {last} (step "
-                f"{json.loads((last / 'config.json').read_text()).get('step')})"
-                if (last / "config.json").is_file() else "no checkpoint was written yet")
-        super().__init__(f"step {step}: the loss is {loss:g} and the gradient norm "
-                         f"{grad_norm:g}; training stopped before applying it, and {kept}. "
-                         "Lower --lr or keep --grad-clip on, then --resume")
-        self.step = step
-
+# what callers import from here; the optimiser's pieces live in dlm.optimizer_step
+__all__ = ["Diverged", "Reporter", "TrainResult", "Trainer", "dry_run", "lr_at",
+           "make_optimizer", "train"]
 
 # ------------------------------------------------------------------ reporting
 class Reporter:
@@ -85,17 +75,7 @@ class TrainResult:
     """Evaluation rows: step, val_nelbo and val_ppl_bound (diffusion), val_nll and val_ppl (ar)."""
 
 
-# --------------------------------------------------------------- pure pieces
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(cfg.max_steps - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
-
-
+# ------------------------------------------------------------ the run's setup
 def cpu_has_bf16() -> bool:
     """True if this CPU has bf16 matrix instructions (AVX-512 BF16 or AMX), where autocast pays."""
     try:
@@ -129,21 +109,12 @@ def open_tensorboard(folder: Path):
     return SummaryWriter(str(folder))
 
 
-def make_optimizer(model: Transformer, cfg: TrainConfig,
-                   fused: bool = False) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on matrices only (not norms, not embeddings);
-    `fused`: one kernel for all parameters (CUDA)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
-                             fused=fused or None)
-
-
 # -------------------------------------------------------------------- the loop
 class Trainer:
-    """Holds what a run needs between steps; `run()` is the loop."""
+    """The run: what its objective asks of it (`TrainingRun`: cfg, engine, model, schedule,
+    noise, device, step, tokenizer, data_kind, autocast), the units it wires together (one
+    optimiser step, the evaluation, the checkpoints) and `run()`, the loop: log, evaluate
+    every N, save every N, report."""
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: str | Path | None = None):
@@ -155,7 +126,8 @@ class Trainer:
         self.objective = get_objective(cfg.objective)
         self.objective.check(cfg, self.data.kind)
         self.cfg = cfg
-        self.rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
+        # refused before the model moves to its device or is wrapped
+        rows_per_micro = check_split(cfg.batch_size, cfg.grad_accum, self.world)
         self.device = pick_device(cfg.device)
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", self.world.local_rank)
@@ -173,34 +145,18 @@ class Trainer:
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.step = 0
         self.best: dict[str, float] | None = None  # the best validation so far: step, value
+        self.optimizer_step = OptimizerStep(self, self.objective, self.optimizer, self.world,
+                                            rows_per_micro, self.loss)
+        self.evaluation = RunEval(self, self.objective, self.data.val)
+        self.checkpoints = RunCheckpoint(cfg, self.world, self.model, self.optimizer,
+                                         self.sampler, self.noise, self.data.tokenizer,
+                                         self.reporter.on_save)
         if state is not None:
-            self.load_optimizer(state["optimizer"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.noise.set_state(state["noise_rng"])
-            self.step = int(state["step"])
-            self.best = state.get("best")
+            self.step, self.best = self.checkpoints.restore(state)
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
-    @property
-    def sharded(self) -> bool:
-        return self.world.distributed and self.cfg.parallel == "fsdp"
-
-    def load_optimizer(self, state: dict[str, Any]) -> None:
-        """Optimiser state saved keyed by parameter name (any number of processes, sharded
-        or not) or, by older checkpoints, by parameter index (one process)."""
-        if all(isinstance(k, int) for k in state.get("state", {})) and not self.sharded:
-            self.optimizer.load_state_dict(state)
-            return
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_optimizer_state_dict,
-        )
-
-        set_optimizer_state_dict(self.model, self.optimizer, state,
-                                 options=StateDictOptions(full_state_dict=True))
-
-    # ---- single step
+    # ---- what the objective asks of the run, and one step
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
@@ -227,147 +183,23 @@ class Trainer:
             return self.objective.loss(self, batch, noise, normalizer)
 
     def train_step(self) -> dict[str, Any]:
-        """One optimiser step over the global batch; returns loss and gradient norm as
-        device tensors (read back only when logged: no host sync here), lr and tokens.
-
-        Every process draws the same global batch and noise and takes its own rows of
-        each micro-batch; each share's loss is its part of the global sum (divided by
-        the global token count), so the gradients add up to the whole batch's.
-        """
-        cfg, world = self.cfg, self.world
-        lr = lr_at(self.step, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batch = self.sampler.next()  # the global batch, on the host
-        noise = self.step_noise(batch)
-        scored = self.objective.scores_first_token(self.model)
-        target = batch.maskable if scored else batch.maskable[:, 1:]
-        normalizer: float = max(int(target.sum()), 1)
-        weights = self.objective.loss_weights(self, batch)
-        if weights is not None:
-            normalizer = float(weights[batch.maskable].sum())
-        pin = self.device.type == "cuda"
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=self.device)
-        rows = self.rows_per_micro
-        for micro in range(cfg.grad_accum):
-            lo = (micro * world.size + world.rank) * rows
-            share = batch.rows(lo, lo + rows)
-            share = (share.pin_memory() if pin else share).to(self.device)
-            last = micro == cfg.grad_accum - 1
-            no_sync = getattr(self.engine, "no_sync", None)  # DDP: all-reduce once, at the end
-            with no_sync() if (no_sync and not last) else contextlib.nullcontext():
-                out = self.loss(share, None if noise is None else noise.rows(lo, lo + rows),
-                                normalizer)
-                # DDP and FSDP average gradients over processes; the shares are parts of
-                # one sum, so undo the average
-                (out.loss * world.size).backward()
-            total += out.loss.detach()
-        # The norm is computed even with clipping off: a non-finite one must be caught
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        # One scalar read per step (a host sync on a GPU): a NaN or inf step applied would
-        # poison the weights and every checkpoint after them, so it is refused first. The
-        # norm is of the all-reduced gradients, so every process decides alike.
-        norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        if not bool(torch.isfinite(total) & torch.isfinite(norm)):
-            raise Diverged(self.step + 1, float(total), float(norm), self.out_dir)
-        passage("train.step")
-        self.optimizer.step()
+        """One optimiser step over the next global batch (`OptimizerStep`); loss and
+        gradient norm stay device tensors until `OptimizerStep.read_back`."""
+        metrics = self.optimizer_step(self.sampler.next())
         self.step += 1
-        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel(),
-                "epoch": round(self.sampler.epochs, 4)}
-
-    def read_back(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """Device tensors to numbers (a host sync; a collective when distributed: every
-        process calls it at the same steps)."""
-        out = dict(metrics)
-        out["loss"] = float(self.world.sum(metrics["loss"]))
-        norm = metrics["grad_norm"]
-        out["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-        return out
+        return {**metrics, "epoch": round(self.sampler.epochs, 4)}
 
     # ---- evaluation and checkpoints
-    def validation_nelbo(self) -> dict[str, float]:
-        """The objective's held-out figures: diffusion's NELBO (4 draws of t) and its
-        perplexity bound, or AR's exact NLL and perplexity (`Objective.validation`)."""
-        return self.objective.validation(self, self.data.val)
-
-    def evaluate(self) -> tuple[dict[str, float], list[tuple[str, list[Step]]]]:
-        self.model.eval()
-        tok = self.data.tokenizer
-        metrics = self.validation_nelbo() if len(self.data.val) else {}
-        samples = []
-        lm = DiffusionLM(self.model, tok, self.cfg.prompt_len, self.cfg.response_len,
-                         self.cfg.lowercase, self.cfg.objective)
-        lm.block_size = self.objective.block_size(vars(self.cfg))
-        prompts = self.cfg.val_prompts if self.data.kind == "chat" else []
-        for prompt in prompts:
-            steps: list[Step] = []
-            with self.autocast():
-                lm.generate(prompt, SampleConfig(length=self.cfg.response_len, steps=16),
-                            on_step=steps.append)
-            samples.append((prompt, steps))
-        self.model.train()
-        return metrics, samples
-
-    def meta(self) -> dict[str, Any]:
-        return {"objective": self.cfg.objective, "train": to_dict(self.cfg), "step": self.step}
-
-    def train_state(self) -> dict[str, Any]:
-        """Global state only (the sampler and noise are the same in every process), so a
-        run resumes with any number of processes."""
-        return {"step": self.step, "optimizer": self.full_optimizer_state(),
-                "sampler": self.sampler.state_dict(), "noise_rng": self.noise.get_state(),
-                "best": self.best}
-
-    def full_optimizer_state(self) -> dict[str, Any]:
-        """The whole optimiser state keyed by parameter name (FSDP's shards gathered), so
-        any number of processes can load it."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
-        return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(
-            full_state_dict=True, cpu_offload=self.sharded))
-
-    def full_model(self) -> Transformer:
-        """The whole model as one module: FSDP's shards gathered (a collective)."""
-        if not self.sharded:
-            return self.model
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-        )
-
-        state = get_model_state_dict(self.model, options=StateDictOptions(
-            full_state_dict=True, cpu_offload=True))
-        whole = Transformer(self.model.config)
-        if self.world.is_main:
-            whole.load_state_dict(state)
-        return whole
-
     def save(self, which: str = "last") -> Path:
-        """Every process gathers (FSDP); process 0 writes the checkpoint, once. `last/`
-        holds the training state to resume from; `best/` only the weights."""
-        model = self.full_model()
-        state = self.train_state() if which == "last" else None
-        path = self.out_dir / which
-        meta = {**self.meta(), "best": self.best}
-        if self.world.is_main:
-            path = save_checkpoint(path, model, self.data.tokenizer, meta, state)
-            self.reporter.on_save(self.step, path)
-        self.world.barrier()
-        return path
+        """`last/` (to resume from) or `best/` (weights only): `RunCheckpoint.save`."""
+        return self.checkpoints.save(which, self.step, self.best)
 
     def keep_if_best(self, ev: dict[str, float]) -> None:
         """Write `best/` when the validation NELBO (AR: NLL) is the lowest so far."""
-        key = "val_nll" if "val_nll" in ev else "val_nelbo"
-        if key not in ev or (self.best is not None and ev[key] >= self.best["value"]):
-            return
-        self.best = {"step": self.step, "metric": key, "value": ev[key]}
-        self.save("best")
+        best = new_best(ev, self.best, self.step)
+        if best is not None:
+            self.best = best
+            self.save("best")
 
     def log(self, row: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -395,7 +227,7 @@ class Trainer:
         result = TrainResult(self.out_dir, self.out_dir / "last", self.step)
         if self.step == 0 and len(self.data.val):
             # the starting point, so a curve shows how far training brought the NELBO
-            ev = self.validation_nelbo()
+            ev = self.evaluation.validation()
             self.log({"step": 0, **ev})
             result.history.append({"step": 0, **ev})
             self.reporter.on_eval(0, ev, [], self.data.tokenizer)
@@ -407,13 +239,13 @@ class Trainer:
                 tokens_seen += metrics["tokens"]
                 last = self.step == cfg.max_steps
                 if last or self.step % log_every == 0:
-                    metrics = self.read_back(metrics)
+                    metrics = self.optimizer_step.read_back(metrics)
                     elapsed = time.perf_counter() - start
                     metrics["tokens_per_s"] = tokens_seen / max(elapsed, 1e-9)
                     self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
                     self.reporter.on_step(self.step, metrics)
                 if last or (cfg.eval_every and self.step % cfg.eval_every == 0):
-                    ev, samples = self.evaluate()
+                    ev, samples = self.evaluation.evaluate()
                     if ev:
                         self.log({"step": self.step, **ev})
                         result.history.append({"step": self.step, **ev})
