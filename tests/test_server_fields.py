@@ -20,9 +20,10 @@ from tests.server_util import tiny_lm
 HELLO = [{"role": "user", "content": "hello"}]
 # A value for each served field that is valid, not a default and not clamped at max_tokens=8
 SET = dict(steps=3, block_length=4, rule="margin", threshold=0.5, temperature=0.7, top_k=5,
-           top_p=0.9, remask=0.1, eos="ban", cfg_scale=1.5, seed=7)
+           top_p=0.9, remask=0.1, eos="ban", cfg_scale=1.5, predictor="euler", seed=7)
 REFUSED = dict(steps=-2, block_length=-1, rule="loudest", threshold=0.0, temperature=-0.5,
-               top_k=-1, top_p=1.5, remask=1.0, eos="never", cfg_scale=-1.0, seed=2**64)
+               top_k=-1, top_p=1.5, remask=1.0, eos="never", cfg_scale=-1.0, predictor="midpoint",
+               seed=2**64)
 
 
 @pytest.fixture
