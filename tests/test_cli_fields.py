@@ -88,3 +88,19 @@ def test_every_train_setting_is_a_dlm_train_flag_with_its_docstring():
         assert by_name[f.name] == Flag(f.name, (f.name,), by_name[f.name].type, docs[f.name])
     for f in dataclasses.fields(DiffusionConfig):
         assert by_name[f.name].path == ("diffusion", f.name)
+
+
+def test_config_imports_nothing_above_it_and_its_names_match_the_implementations():
+    import ast
+    from pathlib import Path
+
+    import dlm.config as config
+    from dlm.diffusion import padding
+    from dlm.sampling.rules import RULES
+
+    tree = ast.parse(Path(config.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m and m.startswith("dlm")} == {"dlm.errors"}
+    assert tuple(RULES) == config.COMMIT_RULES
+    assert all(f"`{mode}`" in padding.__doc__ for mode in config.PADDINGS)  # each explained

@@ -16,12 +16,20 @@ of the compared models. For each model:
   (± its standard error over the samples, delta method) and the mean per-sample token
   entropy (MDLM's and ReMDM's convention: low entropy flags repetitive samples that a
   low perplexity would flatter), and seconds per sample.
-Writes results.json and README.md beside this file (or under --out).
+With `--chat`, the same objectives on the chat mix (DailyDialog + Dolly open-QA +
+self-instruct seeds, `dlm data` as the README's chat mix; configs/chat-NAME.json, judge
+configs/chat-judge.json): the held-out likelihood per reply token, and replies to
+`--prompts` validation prompts (32 tokens, 32 steps, greedy, the same settings for every
+objective) judged as `dlm eval` judges them (`dlm.quality.generation_quality`): judged
+perplexity ± s.e., unigram F1 against the human reply and its gap over a shuffled
+reference ± s.e., empty replies, distinct-2, seconds per reply.
+Writes results.json (chat.json) and README.md beside this file (or under --out).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -35,13 +43,19 @@ import torch.nn.functional as F
 from dlm import DataConfig, DiffusionLM, SampleConfig, prepare
 from dlm.config import TrainConfig, load_train_config
 from dlm.eval_report import held_out
-from dlm.evaluate import likelihood
+from dlm.evaluate import likelihood, per_reply_token
 from dlm.metrics import mean_and_stderr, ratio_stderr
+from dlm.quality import generation_quality
 from dlm.train import train
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
 CORPUS = Path("../shared/data/tinystories/tiny_stories_lowercase.txt")
+SHARED = Path("../shared/data")
+CHAT_SOURCES = [str(SHARED / "dailydialog/train.zip"), str(SHARED / "dailydialog/validation.zip"),
+                f"dolly={SHARED / 'dolly_open_qa/open_qa.jsonl'}",
+                str(SHARED / "self_instruct/seed_tasks.jsonl")]
+CHAT_MIX = {"dailydialog": 0.7, "dolly": 0.25, "seed_tasks": 0.05}
 COMPARED = ["ar", "mdlm", "bd3lm-4", "sedd-absorbing", "sedd-uniform", "uniform",
             "continuous"]
 STEPS = [32, 128, 256]
@@ -49,20 +63,24 @@ LENGTH = 124  # + the boundary token, within the 128 positions the models were t
 # (block diffusion rounds the canvas up to whole blocks of 4)
 
 
-def data(work: Path) -> Path:
-    out = work / "text"
+def data(work: Path, chat: bool) -> Path:
+    out = work / ("chatmix" if chat else "text")
     if not (out / "train").exists():
-        if not CORPUS.is_file():
-            raise SystemExit(f"{CORPUS} is missing: this study reads ../shared/data")
-        prepare(DataConfig(sources=[str(CORPUS)], out_dir=str(out), vocab_size=4096))
+        if not SHARED.is_dir():
+            raise SystemExit(f"{SHARED} is missing: this study reads ../shared/data")
+        if chat:
+            prepare(DataConfig(sources=CHAT_SOURCES, out_dir=str(out), mix=CHAT_MIX))
+        else:
+            prepare(DataConfig(sources=[str(CORPUS)], out_dir=str(out), vocab_size=4096))
     return out
 
 
-def trained(name: str, work: Path, smoke: bool) -> tuple[Path, float | None]:
+def trained(name: str, work: Path, smoke: bool, chat: bool) -> tuple[Path, float | None]:
     """configs/NAME.json trained into `work` unless done there (resumed if interrupted);
     its training minutes when trained by this invocation."""
     cfg: TrainConfig = load_train_config(CONFIGS / f"{name}.json")
-    cfg.data, cfg.out_dir = [str(work / "text")], str(work / name)
+    cfg.data = [str(work / ("chatmix" if chat else "text"))]
+    cfg.out_dir = str(work / name)
     if smoke:
         cfg.max_steps, cfg.eval_every, cfg.save_every, cfg.val_examples = 6, 3, 3, 64
     out = Path(cfg.out_dir)
@@ -120,6 +138,47 @@ def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> di
             "samples": [samples_row(lm, judge, s, n) for s in steps]}
 
 
+def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:
+    lm = DiffusionLM.load(run)
+    val, histories, references, cfg = held_out(lm, None, 1000)
+    lk = likelihood(lm, val, 8, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
+                    cfg.diffusion.eps)
+    scale = per_reply_token(1.0, val, lm.tokenizer, lm.objective)
+    step = max(len(histories) // prompts, 1)
+    histories, references = histories[::step][:prompts], references[::step][:prompts]
+    config = SampleConfig(length=32, steps=32, eos="defer")
+    quality, replies = generation_quality(lm, histories, config, judge, references=references)
+    return {"name": name, "objective": lm.objective.name,
+            "reply_nats": lk.nats_per_token * scale, "reply_nats_se": lk.stderr * scale,
+            "bound": lk.is_bound, "draws": lk.draws, **dataclasses.asdict(quality),
+            "seconds_per_reply": quality.seconds / len(histories),
+            "examples": [{"prompt": h[-1]["content"], "reply": r, "reference": ref}
+                         for h, r, ref in zip(histories[:3], replies[:3], references[:3],
+                                              strict=False)]}
+
+
+def chat_report(results: dict) -> str:
+    lines = ["## The same objectives on the chat mix", "",
+             f"Data: {results['data']}; judge: {results['judge']}; {results['prompts']} "
+             "validation prompts, replies of 32 tokens in 32 steps, greedy, the same "
+             "settings for every objective.", "",
+             "| objective | likelihood per reply token | judged PPL | F1 | F1 − shuffled | "
+             "empty | distinct-2 | s/reply |", "|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        kind = f" ± {r['reply_nats_se']:.3f} (bound, K = {r['draws']})" if r["bound"] \
+            else " (exact)"
+        lines.append(f"| {r['name']} | {r['reply_nats']:.3f}{kind} | {r['gen_ppl']:.1f} ± "
+                     f"{r['gen_ppl_se']:.1f} | {r['f1']:.3f} | {r['relevance_gap']:+.3f} ± "
+                     f"{r['relevance_gap_se']:.3f} | {r['empty']:.0%} | {r['distinct_2']:.3f} "
+                     f"| {r['seconds_per_reply']:.3f} |")
+    lines += ["", "First reply of each (prompt → reply; human reply):", ""]
+    for r in results["rows"]:
+        e = r["examples"][0]
+        lines.append(f"- **{r['name']}**: {e['prompt'][:80]!r} → {e['reply']!r} "
+                     f"(human: {e['reference'][:80]!r})")
+    return "\n".join(lines) + "\n"
+
+
 def report(results: dict) -> str:
     lines = ["# Every objective on one corpus", "",
              f"Written by `python benchmarks/objectives/study.py` on {results['date']} "
@@ -153,17 +212,32 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", nargs="*", help="measure only these models")
+    parser.add_argument("--chat", action="store_true", help="the chat-mix comparison")
+    parser.add_argument("--prompts", type=int, default=64)
     args = parser.parse_args()
     if args.smoke:
-        args.samples, args.draws = 4, 2
+        args.samples, args.draws, args.prompts = 4, 2, 4
         STEPS[:] = [4, 8]
     torch.manual_seed(0)
-    data(args.work)
+    data(args.work, args.chat)
+    prefix = "chat-" if args.chat else ""
     minutes = {}
     runs = {}
     for name in ["judge", *COMPARED]:
-        runs[name], minutes[name] = trained(name, args.work, args.smoke)
+        runs[name], minutes[name] = trained(prefix + name, args.work, args.smoke, args.chat)
     judge = DiffusionLM.load(runs["judge"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.chat:
+        results = {"date": time.strftime("%Y-%m-%d"), "prompts": args.prompts,
+                   "data": "the chat mix (" + ", ".join(CHAT_SOURCES) + f"; {CHAT_MIX})",
+                   "judge": f"{runs['judge']} (configs/chat-judge.json)",
+                   "training_minutes": minutes,
+                   "rows": [chat_row(n, runs[n], judge, args.prompts)
+                            for n in args.only or COMPARED]}
+        (args.out / "chat.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / "chat.md").write_text(chat_report(results))
+        print(chat_report(results))
+        return
     names = args.only or COMPARED
     rows = [measured(n, runs[n], judge, args.samples, args.draws) for n in names]
     import platform
@@ -176,7 +250,6 @@ def main() -> None:
                "training_minutes": minutes, "rows": rows,
                "median_seconds": statistics.median(s["seconds_per_sample"] for r in rows
                                                    for s in r["samples"])}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "README.md").write_text(report(results))
     print(report(results))

@@ -17,6 +17,15 @@ from dlm.errors import ConfigError
 
 T = TypeVar("T")
 
+# Names the checks below accept; the modules that implement them import them from here,
+# so config.py imports nothing of dlm above it.
+EOS_MODES = ("allow", "defer", "ban")
+COMMIT_RULES = ("low_confidence", "margin", "entropy", "random", "threshold")
+"""The commit rules' names; `dlm.sampling.rules.RULES` implements each (a test checks)."""
+PREDICTORS = ("tweedie", "euler")
+PADDINGS = ("eos", "rainbow", "eos_weight", "batch")
+"""How replies are padded (`dlm.diffusion.padding` implements each)."""
+
 
 @dataclass
 class ModelConfig:
@@ -104,8 +113,6 @@ class DiffusionConfig:
     """rainbow: distinct pad tokens in the cycle (Rainbow Padding: 7 suffice)."""
 
     def __post_init__(self) -> None:
-        from dlm.diffusion.padding import PADDINGS
-
         if self.padding not in PADDINGS:
             raise ConfigError(f"diffusion.padding must be one of {', '.join(PADDINGS)}, "
                               f"got {self.padding!r}")
@@ -114,7 +121,6 @@ class DiffusionConfig:
                               f"{self.rainbow_pads}")
 
 
-EOS_MODES = ("allow", "defer", "ban")
 
 
 @dataclass
@@ -174,12 +180,10 @@ class SampleConfig:
     """Seed for reproducible samples."""
 
     def __post_init__(self) -> None:
-        from dlm.sampling.rules import RULES
-
         # Each check says what is allowed (so NaN, which fails every comparison, is refused)
         # and names its field, which the server answers with as the error's `param`.
         checks = (
-            ("predictor", self.predictor in ("tweedie", "euler"),
+            ("predictor", self.predictor in PREDICTORS,
              f"predictor must be tweedie or euler, got {self.predictor!r}"),
             ("repetition_penalty", self.repetition_penalty > 0,
              f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
@@ -198,8 +202,8 @@ class SampleConfig:
             ("block_length", self.block_length >= 0,
              f"block_length must be >= 0, got {self.block_length}"),
             ("top_k", self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
-            ("rule", self.rule in RULES,
-             f"unknown commit rule {self.rule!r}; choose one of {', '.join(RULES)}"),
+            ("rule", self.rule in COMMIT_RULES,
+             f"unknown commit rule {self.rule!r}; choose one of {', '.join(COMMIT_RULES)}"),
             ("eos", self.eos in EOS_MODES,
              f"eos must be one of {', '.join(EOS_MODES)}, got {self.eos!r}"),
             ("threshold", 0 < self.threshold <= 1,

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import torch
 
-PADDINGS = ("eos", "rainbow", "eos_weight", "batch")
-
 
 def reply_lengths(responses: torch.Tensor, end_ids: torch.Tensor | list[int]) -> torch.Tensor:
     """(B,) tokens before the first end token (eos or a rainbow pad) of each (B, R) row;
