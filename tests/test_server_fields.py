@@ -8,27 +8,37 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
+from dlm import DiffusionLM
 from dlm.config import SampleConfig, ServeConfig
 from dlm.field_docs import field_docs
+from dlm.model import Transformer
 from dlm.server import create_app, sample_fields
 from dlm.server.sample_fields import NOT_SERVED, REQUEST_NAMES, SERVED, request_name
 from dlm.server.schemas import ChatRequest, CompletionRequest, DenoiseRequest
+from tests.conftest import tiny_config
 from tests.server_util import tiny_lm
 
 HELLO = [{"role": "user", "content": "hello"}]
 # A value for each served field that is valid, not a default and not clamped at max_tokens=8
 SET = dict(steps=3, block_length=4, rule="margin", threshold=0.5, temperature=0.7, top_k=5,
-           top_p=0.9, remask=0.1, eos="ban", cfg_scale=1.5, predictor="euler", seed=7)
+           top_p=0.9, remask=0.1, eos="ban", cfg_scale=1.5, predictor="euler",
+           decode="speculative", draft_length=3, draft_steps=2, adaptive_draft=False,
+           max_draft_length=8, seed=7)
 REFUSED = dict(steps=-2, block_length=-1, rule="loudest", threshold=0.0, temperature=-0.5,
                top_k=-1, top_p=1.5, remask=1.0, eos="never", cfg_scale=-1.0, predictor="midpoint",
-               seed=2**64)
+               decode="sideways", draft_length=0, draft_steps=0, adaptive_draft="maybe",
+               max_draft_length=0, seed=2**64)
 
 
 @pytest.fixture
 def lm(tok):
     lm = tiny_lm(tok)
+    torch.manual_seed(1)
+    lm.with_verifier(DiffusionLM(Transformer(tiny_config(tok.vocab_size, causal=True)).eval(),
+                                 tok, objective="ar"))  # for decode speculative
     lm.configs = []  # the SampleConfig of every reply the sampler was asked for
     real = lm.reply_ids
 
@@ -150,3 +160,12 @@ def test_an_unknown_field_is_still_a_400_naming_it(client, route, body):
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "temprature"
     assert "not a field this server takes" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("route, stream", [("/v1/chat/completions", False),
+                                           ("/v1/denoise", True)])
+def test_speculative_on_a_server_without_a_verifier_is_a_422(tok, route, stream):
+    with TestClient(create_app(tiny_lm(tok), ServeConfig())) as c:
+        r = c.post(route, json={"messages": HELLO, "decode": "speculative", "stream": stream})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["param"] == "decode" and "--verifier" in r.text

@@ -125,17 +125,33 @@ def samples_row(lm: DiffusionLM, judge: DiffusionLM, steps: int, n: int) -> dict
 
 
 def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> dict:
+    """The row of one model, kept beside its run (run/measured.json) so that an interrupted
+    study measures only what is missing; a row measured with other settings is redone."""
+    settings = {"samples": n, "draws": draws, "steps": STEPS}
+    cached = run / "measured.json"
+    if cached.is_file() and json.loads(cached.read_text()).get("settings") == settings:
+        return json.loads(cached.read_text())["row"]
     lm = DiffusionLM.load(run)
+    started = time.perf_counter()
     val, _, _, cfg = held_out(lm, None, 1000)
     lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
                     cfg.diffusion.eps)
+    print(f"{name}: likelihood {lk.nats_per_token:.3f} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     steps = [LENGTH] if lm.objective.one_call_per_token else STEPS
-    return {"name": name, "objective": lm.objective.name, "summary": lm.objective.summary,
+    samples = []
+    for s in steps:
+        started = time.perf_counter()
+        samples.append(samples_row(lm, judge, s, n))
+        print(f"{name}: {n} samples at {s} steps in {time.perf_counter() - started:.0f} s",
+              flush=True)
+    row = {"name": name, "objective": lm.objective.name, "summary": lm.objective.summary,
             "parameters": lm.model.num_parameters(), "nats_per_token": lk.nats_per_token,
             "stderr": lk.stderr, "draws": lk.draws, "bound": lk.is_bound,
             "bits_per_byte": lk.bits_per_byte, "tokens": lk.tokens,
-            "text_bytes": lk.text_bytes,
-            "samples": [samples_row(lm, judge, s, n) for s in steps]}
+            "text_bytes": lk.text_bytes, "samples": samples}
+    cached.write_text(json.dumps({"settings": settings, "row": row}, indent=1) + "\n")
+    return row
 
 
 def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:

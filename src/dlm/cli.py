@@ -62,15 +62,18 @@ def sample_config(lm, sampling: dict) -> SampleConfig:
     return chat_decoding(lm, **fields)
 
 
-def load_model(ckpt: Path | None, device: str):
+def load_model(ckpt: Path | None, device: str, verifier: Path | None = None):
     """The checkpoint for a sampling command: a run's `best/` when it has one, said so;
-    without one, the shipped chat model."""
+    without one, the shipped chat model. With `verifier`, that AR checkpoint attached
+    for speculative decoding."""
     from dlm.pipeline import DiffusionLM
     from dlm.shipped import shipped_checkpoint
 
     lm = DiffusionLM.load(ckpt or shipped_checkpoint(), device)
     if note := lm.source_note():
         typer.echo(note, err=True)  # stderr: stdout stays the replies
+    if verifier is not None:
+        lm.with_verifier(verifier)
     return lm
 
 
@@ -87,6 +90,9 @@ def parse_length(text: str | None, lm) -> int | str | None:
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Verifier = Annotated[Path | None, typer.Option(
+    help="AR checkpoint that verifies this model's drafts (--decode speculative): the "
+         "reply is the AR model's, in fewer AR calls.")]
 Judge = Annotated[Path | None, typer.Option(
     help="AR checkpoint that scores the replies (generative perplexity).")]
 
@@ -141,6 +147,7 @@ def generate(
         help="A word the reply must contain, where the model finds it likeliest (repeat).")]
     = None,
     ckpt: ChatCkpt = None,
+    verifier: Verifier = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -148,7 +155,7 @@ def generate(
     from dlm.console import TraceRecorder, console, print_trace
     from dlm.control import Constraints
 
-    lm = load_model(ckpt, device)
+    lm = load_model(ckpt, device, verifier)
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"))
     constraints = Constraints.parse(force, require)
@@ -240,13 +247,14 @@ def edit(
 def chat(
     delay: Annotated[float, typer.Option(help="Seconds to pause per step, to watch it.")] = 0.04,
     ckpt: ChatCkpt = None,
+    verifier: Verifier = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
     """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
     from dlm.console import chat_repl
 
-    lm = load_model(ckpt, device)
+    lm = load_model(ckpt, device, verifier)
     chat_repl(lm, sample_config(lm, sampling), delay, sampling.get("trace", False),
               sampling.get("trace_file"))
 
@@ -278,6 +286,7 @@ def serve(
     shutdown_timeout: Annotated[float, typer.Option(
         help="Seconds open requests get after SIGTERM or Ctrl-C.")] = 5.0,
     ckpt: ChatCkpt = None,
+    verifier: Verifier = None,
     device: Device = "auto",
 ):
     """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /."""
@@ -292,7 +301,7 @@ def serve(
                          shutdown_timeout_s=shutdown_timeout)
     from dlm.shipped import shipped_checkpoint
 
-    run_server(ckpt or shipped_checkpoint(), config, device)
+    run_server(ckpt or shipped_checkpoint(), config, device, verifier=verifier)
 
 
 @app.command()
@@ -522,6 +531,12 @@ def bench(
              "repeated to each --loader-tokens size, and record its memory.")] = None,
     loader_tokens: Annotated[list[int] | None, typer.Option(
         help="Corpus sizes for --loader (repeat). Default: 1M and 50M tokens.")] = None,
+    speculative: Annotated[list[int] | None, typer.Option(
+        help="Also: speculative decoding with --ckpt drafting and --ar-ckpt verifying, at "
+             "this draft length k (repeat; adaptive k is added), against AR at identical "
+             "output.")] = None,
+    draft_steps: Annotated[list[int] | None, typer.Option(
+        help="--speculative: drafter calls per draft (repeat). Default: 1.")] = None,
     device: Device = "auto",
 ):
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
@@ -559,7 +574,7 @@ def bench(
             batch or ([1, 64] if dev.type == "cuda" else [1, 8]),
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
             seq_len, bf16, activation_checkpointing, repeats,
-            [str(p) for p in accuracy or []], say)
+            [str(p) for p in accuracy or []], say, speculative, draft_steps)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

@@ -23,6 +23,7 @@ EOS_MODES = ("allow", "defer", "ban")
 COMMIT_RULES = ("low_confidence", "margin", "entropy", "random", "threshold")
 """The commit rules' names; `dlm.sampling.rules.RULES` implements each (a test checks)."""
 PREDICTORS = ("tweedie", "euler")
+DECODES = ("diffusion", "speculative")  # speculative: a diffusion drafter, an AR verifier
 PADDINGS = ("eos", "rainbow", "eos_weight", "batch")
 """How replies are padded (`dlm.diffusion.padding` implements each)."""
 
@@ -176,6 +177,19 @@ class SampleConfig:
     predictor: str = "tweedie"
     """Score-entropy models (sedd-*): the reverse step, tweedie (tau-leaping with the
     Tweedie denoiser, exact for one step of the learned score) or euler (first order)."""
+    decode: str = "diffusion"
+    """diffusion: the model's own sampler; speculative: the model drafts, an AR verifier
+    (`--verifier`) keeps what it agrees with, so the reply is the verifier's (greedy:
+    identical; sampling: distributed as its), in fewer verifier calls."""
+    draft_length: int = 4
+    """speculative: tokens drafted per round (k), the first round's when adaptive."""
+    draft_steps: int = 1
+    """speculative: drafter calls per draft (at most one per drafted token)."""
+    adaptive_draft: bool = True
+    """speculative: k doubles while whole drafts are kept, and drops to one past the
+    longest kept run after a refusal."""
+    max_draft_length: int = 16
+    """speculative: the largest k adaptive drafting reaches."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
@@ -183,6 +197,15 @@ class SampleConfig:
         # Each check says what is allowed (so NaN, which fails every comparison, is refused)
         # and names its field, which the server answers with as the error's `param`.
         checks = (
+            ("decode", self.decode in DECODES,
+             f"decode must be one of {', '.join(DECODES)}, got {self.decode!r}"),
+            ("draft_length", self.draft_length >= 1,
+             f"draft_length must be >= 1, got {self.draft_length}"),
+            ("draft_steps", self.draft_steps >= 1,
+             f"draft_steps must be >= 1, got {self.draft_steps}"),
+            ("max_draft_length", self.max_draft_length >= self.draft_length,
+             f"max_draft_length must be >= draft_length ({self.draft_length}), got "
+             f"{self.max_draft_length}"),
             ("predictor", self.predictor in PREDICTORS,
              f"predictor must be tweedie or euler, got {self.predictor!r}"),
             ("repetition_penalty", self.repetition_penalty > 0,

@@ -93,6 +93,13 @@ class KVCache:
         visible = max(self.length, end)
         return self.keys[layer][:, :, :visible], self.values[layer][:, :, :visible]
 
+    def truncate(self, length: int) -> None:
+        """Forget every position from `length` on (speculative decoding's rollback after a
+        rejected draft): the next forward writes there and attends over `length` only."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} positions to {length}")
+        self.length = length
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
@@ -238,7 +245,9 @@ class Transformer(nn.Module):
         to the cache's length), written into the cache, and every query attends over
         all S positions written so far (causal models: those up to its own).
         positions: optional (T,) rotary position of each token (block diffusion feeds
-        x_t and x_0 side by side, both at positions 0..L-1).
+        x_t and x_0 side by side, both at positions 0..L-1), or (B, T), one per row
+        (speculative decoding: rows that accepted fewer draft tokens have gaps in the
+        cache, so a row's position is not its cache slot).
         attn_mask: optional (T, S) bool, True where a query may see a key, combined
         with key_padding; or a flex-attention `BlockMask` that already holds both.
         head: "tokens", or "length": ids are a prompt alone and the result is the length
@@ -287,6 +296,8 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+            if positions.dim() == 2:  # (B, T, hd/2) -> (B, 1, T, hd/2), broadcast over heads
+                cos, sin = cos[:, None], sin[:, None]
         x = self.embed(ids) if embeds is None else embeds  # (B, T, C)
         cond = None if time is None else self.time_embed(time.to(device))  # (B, C)
         recompute = self.checkpointing and self.training and torch.is_grad_enabled()

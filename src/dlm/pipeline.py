@@ -75,6 +75,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
         self.meta: dict = {}  # its config.json, kept when saved again
+        self.verifier: DiffusionLM | None = None  # the AR model of `decode="speculative"`
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", best: bool = True) -> DiffusionLM:
@@ -148,6 +149,53 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             key_padding = None
         return prompt.to(self.device), None if key_padding is None else key_padding.to(self.device)
 
+    def with_verifier(self, verifier: DiffusionLM | str | Path) -> DiffusionLM:
+        """Attach the autoregressive model that `SampleConfig(decode="speculative")` verifies
+        this model's drafts with (a loaded model or a checkpoint path); returns self.
+        Refused unless this model drafts (full attention), the verifier is causal, and
+        both share one tokenizer (the drafts are its ids)."""
+        if not isinstance(verifier, DiffusionLM):
+            verifier = DiffusionLM.load(verifier, str(self.device))
+        if not self.objective.can_fill:
+            raise ConfigError(f"this model ({self.objective.name}) cannot draft for "
+                              "speculative decoding: drafting fills masks anywhere in a "
+                              "full-attention canvas; use a masked-diffusion checkpoint")
+        if not (verifier.model.config.causal and verifier.objective.one_call_per_token):
+            raise ConfigError(f"the verifier {verifier.source or ''} is not an "
+                              "autoregressive checkpoint (objective "
+                              f"{verifier.objective.name}); train one with --objective ar")
+        if verifier.tokenizer.hf.to_str() != self.tokenizer.hf.to_str():
+            raise ConfigError(f"the verifier {verifier.source or ''} has another tokenizer "
+                              f"than this model {self.source or ''} (vocabularies "
+                              f"{verifier.tokenizer.vocab_size} and {self.tokenizer.vocab_size}"
+                              "): speculative decoding needs both to read the same ids; train "
+                              "them on one `dlm data` directory")
+        verifier.model.to(self.device)
+        self.verifier = verifier
+        return self
+
+    def _steps(self, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+               config: SampleConfig, constraints: Constraints | None = None):
+        """The step generator of `config.decode`: the objective's sampler, or speculative."""
+        generator = self._generator(config)
+        if config.decode != "speculative":
+            return self.objective.reply_steps(self, prompt, key_padding, config, generator,
+                                              constraints)
+        from dlm.sampling.speculative import speculative_decode
+
+        if self.verifier is None:
+            raise ConfigError("decode speculative needs a verifier: pass --verifier AR_CKPT "
+                              "(Python: lm.with_verifier(path))", "decode")
+        if constraints:
+            raise ConfigError("speculative decoding takes no forced or required words: the "
+                              "verifier writes left to right")
+        if config.length == "auto":  # the verifier ends the reply; the length is a bound
+            config = dataclasses.replace(config, length=self.default_length)
+        tok = self.tokenizer
+        return speculative_decode(self.denoiser, self.verifier.model, prompt, key_padding,
+                                  config, tok.mask_id, tok.eos_id, tok.never_generated,
+                                  tuple(tok.pad_cycle), generator)
+
     @torch.inference_mode()
     def reply_ids(
         self, histories: Sequence[Sequence[dict[str, str]]], config: SampleConfig | None = None,
@@ -156,10 +204,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
         config = self.resolve_length(config or SampleConfig(length=self.default_length))
         prompt, key_padding = self._prompt_batch(histories)
-        generator = self._generator(config)
-        steps = self.objective.reply_steps(self, prompt, key_padding, config, generator,
-                                           constraints)
-        return final_tokens(steps, on_step)
+        return final_tokens(self._steps(prompt, key_padding, config, constraints), on_step)
 
     @torch.inference_mode()
     def unconditional_ids(self, n: int, config: SampleConfig,
@@ -168,9 +213,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         that joins a text model's packed documents), for generative perplexity and
         entropy: the same start for every objective, AR included."""
         prompt = torch.full((n, 1), self.tokenizer.eos_id, device=self.device)
-        steps = self.objective.reply_steps(self, prompt, None, config,
-                                           self._generator(config))
-        return final_tokens(steps, on_step)
+        return final_tokens(self._steps(prompt, None, config), on_step)
 
     def predict_lengths(self, prompt: torch.Tensor, key_padding: torch.Tensor | None,
                         config: SampleConfig | None = None,

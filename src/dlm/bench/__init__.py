@@ -4,7 +4,9 @@ diffusion against the AR baseline, the training loader, and a peer project side 
 from dlm.bench.generation import bench_generation
 from dlm.bench.report import BenchReport
 from dlm.bench.run import run_bench
+from dlm.bench.speculative import bench_speculative
 from dlm.bench.training import bench_training, flops_per_token, matmul_peak
 
-__all__ = ["BenchReport", "bench_generation", "bench_training", "flops_per_token",
+__all__ = ["BenchReport", "bench_generation", "bench_speculative", "bench_training",
+           "flops_per_token",
            "matmul_peak", "run_bench"]

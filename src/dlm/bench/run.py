@@ -49,7 +49,9 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               lengths: list[int], batches: list[int], ckpt: str | None = None,
               ar_ckpt: str | None = None, train_batch: int = 8, seq_len: int = 256,
               bf16: bool = False, checkpointing: bool = False, repeats: int = 3,
-              accuracy: list[str] | None = None, say=lambda text: None) -> BenchReport:
+              accuracy: list[str] | None = None, say=lambda text: None,
+              speculative: list[int] | None = None,
+              draft_steps: list[int] | None = None) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -60,7 +62,7 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
         meta.update(matmul_peak_flops=peak, peak_source=source)
         for r in rows:
             say(f"training {r['preset']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}")
-    if generate_preset is not None or ckpt is not None:
+    if generate_preset is not None:
         prompt_len = 16
         diffusion, ar, label, prompts, vocab = bench_models(
             generate_preset or "small", prompt_len + max(lengths), ckpt, ar_ckpt, device,
@@ -72,8 +74,29 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
         if ckpt is None:
             notes.append("Threshold decoding is left out: with fresh weights its number of "
                          "calls means nothing (pass trained --ckpt and --ar-ckpt).")
+    if speculative:
+        results += speculative_rows(ckpt, ar_ckpt, device, lengths, batches, speculative,
+                                    draft_steps or [1], repeats, say)
+        meta["speculative_models"] = f"{ckpt} drafts, {ar_ckpt} verifies"
     for ckpt_path in accuracy or []:
         results.append(bf16_accuracy(ckpt_path, device))
         say(f"bf16 accuracy of {ckpt_path}: {results[-1]['relative_difference']:+.2%}")
     meta["notes"] = notes
     return BenchReport(results, run_meta(device, **meta))
+
+
+def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device,
+                     lengths: list[int], batches: list[int], ks: list[int],
+                     draft_steps: list[int], repeats: int, say) -> list[dict[str, Any]]:
+    """The speculative table: trained --ckpt drafting for trained --ar-ckpt."""
+    from dlm.bench.speculative import bench_speculative
+    from dlm.eval_report import held_out
+    from dlm.pipeline import DiffusionLM
+
+    if ckpt is None or ar_ckpt is None:
+        raise ConfigError("--speculative needs trained --ckpt (the drafter) and --ar-ckpt "
+                          "(the verifier), trained on one tokenizer")
+    lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
+    _, histories, _, _ = held_out(lm, None, max(batches))
+    return bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
+                             repeats, say=say)

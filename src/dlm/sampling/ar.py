@@ -22,6 +22,28 @@ from dlm.sampling.rules import (
 from dlm.sampling.sampler import Step
 
 
+def next_token_logits(logits: torch.Tensor, written: torch.Tensor, config: SampleConfig,
+                      mask_id: int, eos_id: int) -> torch.Tensor:
+    """The verifier's rules on the logits (B, V) of the next token after `written` (B, N)
+    reply tokens (-1 where a row has written fewer): never the mask, eos banned when asked,
+    the repetition penalty and the no-repeat-n-gram ban. AR decoding and speculative
+    verification both apply exactly these, so they draw from the same distribution."""
+    logits = logits.clone()
+    logits[:, mask_id] = float("-inf")  # the mask token is never text
+    if config.eos == "ban":  # the reply runs to exactly `length` tokens
+        logits[:, eos_id] = float("-inf")
+    if config.repetition_penalty != 1.0:
+        logits = penalise_repeats(logits, seen_tokens(written, logits.shape[-1], (eos_id,)),
+                                  config.repetition_penalty)
+    if config.no_repeat_ngram:
+        rows = [[t for t in row if t >= 0] for row in written.tolist()]
+        bans = repeated_ngram_bans(rows, config.no_repeat_ngram, logits.shape[-1],
+                                   logits.device)
+        bans[:, eos_id] = False  # a reply may always end
+        logits = logits.masked_fill(bans, float("-inf"))
+    return logits
+
+
 @torch.no_grad()
 def ar_decode(
     model: Transformer, prompt: torch.Tensor, key_padding: torch.Tensor | None,
@@ -46,17 +68,7 @@ def ar_decode(
     logits = model(prompt, real, cache=cache)[:, -1]  # (B, V)
     done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
     for i in range(L):
-        logits[:, mask_id] = float("-inf")  # the mask token is never text
-        if config.eos == "ban":  # the reply runs to exactly `length` tokens
-            logits[:, eos_id] = float("-inf")
-        if config.repetition_penalty != 1.0:
-            logits = penalise_repeats(logits, seen_tokens(canvas[:, :i], logits.shape[-1],
-                                                          (eos_id,)), config.repetition_penalty)
-        if config.no_repeat_ngram:
-            bans = repeated_ngram_bans(canvas[:, :i].tolist(), config.no_repeat_ngram,
-                                       logits.shape[-1], logits.device)
-            bans[:, eos_id] = False  # a reply may always end
-            logits = logits.masked_fill(bans, float("-inf"))
+        logits = next_token_logits(logits, canvas[:, :i], config, mask_id, eos_id)
         tokens, probs = sample_tokens(logits, config.temperature, config.top_k, config.top_p,
                                       generator)  # (B,), (B, V)
         tokens = torch.where(done, torch.full_like(tokens, eos_id), tokens)

@@ -42,13 +42,24 @@ def sample_tokens(
     probs = logits.softmax(-1)
     if temperature == 0.0:
         return filter_logits(logits, top_k, top_p).argmax(-1), probs
-    # shifted to a maximum of 0 first (the softmax is the same), so a tiny temperature
-    # cannot overflow a logit to inf, which made the probabilities NaN
-    tempered = (logits - logits.amax(-1, keepdim=True)) / temperature
-    filtered = filter_logits(tempered, top_k, top_p).softmax(-1)
+    filtered = token_distribution(logits, temperature, top_k, top_p)
     flat = filtered.reshape(-1, filtered.shape[-1])
     tokens = torch.multinomial(flat, 1, generator=generator).view(filtered.shape[:-1])
     return tokens, probs
+
+
+def token_distribution(logits: torch.Tensor, temperature: float = 0.0, top_k: int = 0,
+                       top_p: float = 1.0) -> torch.Tensor:
+    """(..., V) float64: the distribution `sample_tokens` draws from (one-hot on the
+    argmax when greedy), which speculative decoding's acceptance rule compares."""
+    logits = logits.double()
+    if temperature == 0.0:
+        choice = filter_logits(logits, top_k, top_p).argmax(-1, keepdim=True)
+        return torch.zeros_like(logits).scatter_(-1, choice, 1.0)
+    # shifted to a maximum of 0 first (the softmax is the same), so a tiny temperature
+    # cannot overflow a logit to inf, which made the probabilities NaN
+    tempered = (logits - logits.amax(-1, keepdim=True)) / temperature
+    return filter_logits(tempered, top_k, top_p).softmax(-1)
 
 
 def seen_tokens(tokens: torch.Tensor, vocab: int, exempt: tuple[int, ...] = ()) -> torch.Tensor:

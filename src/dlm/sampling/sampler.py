@@ -42,7 +42,11 @@ class Step:
     token when it was committed (0 for masks and given tokens). step_index: 0 is
     the start; `steps` is the step budget. remasked: (B, L) bool, committed tokens
     this step masked again for revision. nfe: model calls so far (2 per step with
-    classifier-free guidance).
+    classifier-free guidance; drafter and verifier calls in speculative decoding).
+    Speculative decoding only: drafted, (B, L) bool, positions holding a draft token
+    not yet verified (shown in `tokens`); rejected, (B, L) bool, positions whose draft
+    the verifier refused this step (their token is now the verifier's own).
+    verifier_calls: the verifier's forwards so far.
     """
 
     tokens: torch.Tensor
@@ -52,18 +56,25 @@ class Step:
     steps: int
     remasked: torch.Tensor | None = None
     nfe: int = 0
+    drafted: torch.Tensor | None = None
+    rejected: torch.Tensor | None = None
+    verifier_calls: int = 0
+
+    def _select(self, index) -> Step:
+        def part(x):
+            return None if x is None else x[index]
+
+        return Step(self.tokens[index], self.newly_committed[index], self.confidences[index],
+                    self.step_index, self.steps, part(self.remasked), self.nfe,
+                    part(self.drafted), part(self.rejected), self.verifier_calls)
 
     def crop(self, start: int) -> Step:
         """The same state from position `start` on (a reply without its prompt)."""
-        return Step(self.tokens[:, start:], self.newly_committed[:, start:],
-                    self.confidences[:, start:], self.step_index, self.steps,
-                    None if self.remasked is None else self.remasked[:, start:], self.nfe)
+        return self._select((slice(None), slice(start, None)))
 
     def rows(self, first: int, end: int) -> Step:
         """The same state for rows [first, end) only (one request of a shared batch)."""
-        return Step(self.tokens[first:end], self.newly_committed[first:end],
-                    self.confidences[first:end], self.step_index, self.steps,
-                    None if self.remasked is None else self.remasked[first:end], self.nfe)
+        return self._select(slice(first, end))
 
 
 @dataclass

@@ -14,14 +14,18 @@ from dlm.server.app import create_app
 
 
 def serve(ckpt: str | Path, config: ServeConfig | None = None, device: str = "auto",
-          log_level: str = "info") -> None:
-    """Load `ckpt` and serve it with uvicorn until interrupted."""
+          log_level: str = "info", verifier: str | Path | None = None) -> None:
+    """Load `ckpt` and serve it with uvicorn until interrupted; with `verifier`, that AR
+    checkpoint beside it, for requests with `decode: speculative`."""
     import uvicorn
 
     from dlm.pipeline import DiffusionLM
 
     config = config or ServeConfig()
-    app = create_app(DiffusionLM.load(ckpt, device), config)
+    lm = DiffusionLM.load(ckpt, device)
+    if verifier is not None:
+        lm.with_verifier(verifier)
+    app = create_app(lm, config)
     # Open requests get `shutdown_timeout_s` after SIGTERM or Ctrl-C, then are cut: a
     # stream must not keep the server up forever.
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level,

@@ -33,10 +33,11 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 
 
 def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
-                  rainbow: bool = True) -> SampleConfig:
+                  rainbow: bool = True, verifier: bool = False) -> SampleConfig:
     """The sampler settings for a request: the fields it set, else the server's defaults
     (`dlm.defaults`; `rainbow`: the model was trained with rainbow pads), within the
-    limits. A value SampleConfig refuses is a 422 naming its request field."""
+    limits. A value SampleConfig refuses is a 422 naming its request field, as is
+    speculative decoding on a server without a `verifier`."""
     from dlm.defaults import DIFFUSION, EOS_PADDED
 
     # A fixed canvas, also for a model with a length head: sized by the head, 14.5% of the
@@ -58,6 +59,10 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: i
     settings["block_length"] = 0 if block == length else block
     if "cfg_scale" in settings:
         settings["cfg_scale"] = min(settings["cfg_scale"], limits.max_cfg_scale)
+    if settings.get("decode") == "speculative" and not verifier:
+        raise RequestError(422, "decode", "decode: this server has no verifier for "
+                           "speculative decoding (started without --verifier AR_CKPT)",
+                           "invalid_value")
     try:
         return SampleConfig(**settings)
     except ConfigError as exc:

@@ -1,0 +1,141 @@
+"""Speculative decoding against AR decoding with its KV cache, at identical output.
+
+The verifier's greedy reply is the reference; speculative decoding (the diffusion model
+drafting, the verifier keeping what it agrees with) must give the same ids, so the speed
+comes at no cost in quality, and the table says per cell whether every reply matched.
+Per cell: tokens/s and its ratio to AR's, the verifier's calls per reply token (AR: 1),
+the drafter's calls, the share of drafted tokens kept and the mean kept per round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dlm.bench.generation import reply_tokens
+from dlm.bench.report import renders, timed
+from dlm.config import SampleConfig
+from dlm.sampling import Step
+
+
+@dataclass
+class Rounds:
+    """Draft statistics of one speculative call, read from its steps."""
+
+    drafted: int = 0
+    kept: int = 0
+    rounds: int = 0  # (row, round) pairs
+    verifier_calls: int = 0
+    nfe: int = 0
+    _last_drafted: torch.Tensor | None = None
+
+    def add(self, step: Step) -> None:
+        if step.drafted is not None:
+            self._last_drafted = step.drafted.sum(1)
+            return
+        if step.rejected is None or self._last_drafted is None:
+            return
+        drafted = self._last_drafted
+        committed = step.newly_committed.sum(1)
+        refused = step.rejected.any(1)
+        # a refusal commits the kept drafts and the correction; else all drafts (and the
+        # free token, unless the reply ended)
+        kept = torch.where(refused, committed - 1, torch.minimum(committed, drafted))
+        active = drafted > 0
+        self.drafted += int(drafted[active].sum())
+        self.kept += int(kept[active].sum())
+        self.rounds += int(active.sum())
+        self.verifier_calls, self.nfe = step.verifier_calls, step.nfe
+
+
+def speculative_settings(ks: list[int], draft_steps: list[int]) -> list[tuple[str, dict]]:
+    """(label, SampleConfig fields) of each speculative variant: fixed k at each draft
+    step count, and adaptive k from the smallest."""
+    out = [(f"k = {k}, {d} draft step{'s' if d > 1 else ''}",
+            {"draft_length": k, "draft_steps": d, "adaptive_draft": False,
+             "max_draft_length": max(k, 16)}) for d in draft_steps for k in ks]
+    out.append((f"adaptive k (from {min(ks)}, up to 16), 1 draft step",
+                {"draft_length": min(ks), "draft_steps": 1, "adaptive_draft": True,
+                 "max_draft_length": 16}))
+    return out
+
+
+def bench_speculative(lm, verifier, histories: list, device: torch.device, lengths: list[int],
+                      batches: list[int], ks: list[int], draft_steps: list[int],
+                      repeats: int = 3, budget_s: float = 30.0,
+                      say=lambda text: None) -> list[dict[str, Any]]:
+    """One row per (length, batch, variant), AR first. `lm` drafts (a DiffusionLM with
+    full attention), `verifier` is the AR DiffusionLM; greedy replies to `histories`."""
+    lm.with_verifier(verifier)
+    eos = lm.tokenizer.eos_id
+    limit = min(lm.model.config.max_seq_len, verifier.model.config.max_seq_len)
+    rows: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        verifier.reply_ids(histories[:1], SampleConfig(length=8))  # warm-up
+        lm.reply_ids(histories[:1], SampleConfig(length=8, decode="speculative"))
+        for length in lengths:
+            width = lm._prompt_batch(histories[: max(batches)])[0].shape[1]
+            if width + length > limit:
+                say(f"length {length}: skipped, prompt ({width}) + reply exceed {limit} "
+                    "positions")
+                continue
+            for batch in batches:
+                chats = histories[:batch]
+                ar_config = SampleConfig(length=length)
+                s, reference = timed(lambda c=chats, a=ar_config: verifier.reply_ids(c, a),
+                                     device, repeats, budget_s)
+                made = reply_tokens(reference, eos)
+                ar_tps = made / s["median"]
+                base = {"what": "speculative", "length": length, "batch": batch,
+                        "prompt_len": width}
+                rows.append({**base, "variant": "AR + KV cache", "latency_s": s,
+                             "reply_tokens": made, "tokens_per_s": ar_tps, "ratio": 1.0,
+                             "verifier_calls_per_token": 1.0, "identical": batch})
+                say(f"length {length}, batch {batch}: AR {ar_tps:,.0f} tok/s")
+                for label, fields in speculative_settings(ks, draft_steps):
+                    config = SampleConfig(length=length, decode="speculative", **fields)
+                    stats = Rounds()
+                    s, ids = timed(lambda c=chats, g=config: lm.reply_ids(c, g), device,
+                                   repeats, budget_s)
+                    lm.reply_ids(chats, config, stats.add)  # once more, counted
+                    made = reply_tokens(ids, eos)
+                    tps = made / s["median"]
+                    identical = sum(bool(torch.equal(a, b)) for a, b in zip(ids, reference,
+                                                                            strict=True))
+                    per_row = made / batch
+                    rows.append({**base, "variant": label, "config": vars(config),
+                                 "latency_s": s, "reply_tokens": made, "tokens_per_s": tps,
+                                 "ratio": tps / ar_tps,
+                                 "verifier_calls_per_token": stats.verifier_calls / per_row,
+                                 "drafter_calls": stats.nfe - stats.verifier_calls,
+                                 "acceptance": stats.kept / max(stats.drafted, 1),
+                                 "kept_per_round": stats.kept / max(stats.rounds, 1),
+                                 "identical": identical})
+                    say(f"  {label}: {tps:,.0f} tok/s ({tps / ar_tps:.2f}× AR), kept "
+                        f"{stats.kept / max(stats.drafted, 1):.0%}, identical "
+                        f"{identical}/{batch}")
+    return rows
+
+
+@renders("speculative")
+def speculative_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Speculative decoding: diffusion drafts, AR verifies (identical output)", "",
+             "Greedy replies to held-out prompts; the AR model's own reply is the reference, "
+             "and `identical` counts the rows whose speculative reply is the same ids. "
+             "AR calls/token: the verifier's forwards per reply token of a row (AR "
+             "decoding: 1). Kept: the share of drafted tokens the verifier kept; per round: "
+             "the mean kept per row and round.", "",
+             "| length | batch | decoding | latency (median) | reply tokens | tokens/s | × AR "
+             "| AR calls/token | drafter calls | kept | kept/round | identical |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        extra = ("| 1.00 | – | – | – " if "acceptance" not in r else
+                 f"| {r['verifier_calls_per_token']:.2f} | {r['drafter_calls']} | "
+                 f"{r['acceptance']:.0%} | {r['kept_per_round']:.2f} ")
+        lines.append(f"| {r['length']} | {r['batch']} | {r['variant']} | "
+                     f"{r['latency_s']['median']:.3f} s | {r['reply_tokens']} | "
+                     f"{r['tokens_per_s']:,.0f} | {r['ratio']:.2f} {extra}| "
+                     f"{r['identical']}/{r['batch']} |")
+    return lines

@@ -1,0 +1,285 @@
+"""Speculative decoding: a diffusion model drafts, the autoregressive model verifies.
+
+Each round the drafter (a full-attention denoiser: MDLM, or one adapted from AR) fills
+the next k masks of the reply in a few parallel steps. The AR verifier reads the k
+drafts in one forward over its KV cache and keeps the longest prefix it agrees with
+(Leviathan et al. 2023; Chen et al. 2023):
+
+- greedy: a draft token stays when it is the verifier's argmax, so the reply is the
+  verifier's own greedy reply, token for token;
+- sampling: a draft x drawn from q stays with probability min(1, p(x) / q(x)); the first
+  refused position takes a token from norm(max(0, p - q)), so each token is distributed
+  exactly as the verifier's p.
+
+The first refused position takes the verifier's token, and the next round drafts after
+it; when all k stay, the verifier's next token comes free. Every round writes at least
+one token, so it never costs more verifier calls than AR decoding.
+
+The rule is exact for sampling only when each draft token comes from a known q given the
+drafts left of it, so sampling drafts commit left to right (several positions per step,
+each independent given those before). Greedy drafts commit the surest first.
+
+Rows of a batch accept different counts. A row's refused drafts stay in the verifier's
+cache as slots hidden from attention (gaps), and each token keeps its own rotary
+position, so every row attends exactly as it would alone; slots no row kept are dropped
+(`KVCache.truncate`: the rollback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dlm.config import SampleConfig
+from dlm.model import Transformer
+from dlm.sampling.ar import next_token_logits
+from dlm.sampling.rules import sample_tokens, token_distribution
+from dlm.sampling.sampler import Denoiser, Step
+
+
+@dataclass
+class Verdict:
+    """What the verifier made of one round's drafts. accepted: (B,) drafts kept per row;
+    next_tokens: (B,) the token after them (the correction, or the free one)."""
+
+    accepted: torch.Tensor
+    next_tokens: torch.Tensor
+
+
+def verify_drafts(drafts: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
+                  proposal: torch.Tensor | None,
+                  generator: torch.Generator | None = None) -> Verdict:
+    """The speculative acceptance rule.
+
+    drafts: (B, K) draft ids, of which the first counts[b] are real in row b. target:
+    (B, K + 1, V) the verifier's distribution at each draft position and the one after
+    (position j given the drafts before j). proposal: (B, K, V) the distribution each
+    draft was drawn from, or None for greedy (the target is then one-hot and a draft
+    stays when it is the argmax).
+    """
+    B, K = drafts.shape
+    rows = torch.arange(B, device=drafts.device)
+    real = torch.arange(K, device=drafts.device)[None, :] < counts[:, None]  # (B, K)
+    p_draft = target[:, :K].gather(-1, drafts[..., None])[..., 0]  # (B, K)
+    if proposal is None:
+        keep = p_draft > 0.5  # one-hot target: the draft is the argmax
+    else:
+        q_draft = proposal.gather(-1, drafts[..., None])[..., 0]
+        u = torch.rand(B, K, dtype=target.dtype, device=drafts.device, generator=generator)
+        keep = u * q_draft < p_draft  # u < p / q without dividing by a zero q
+    keep &= real
+    # the accepted count is the length of the run of kept drafts from the left
+    accepted = keep.to(torch.int64).cumprod(1).sum(1)  # (B,)
+    after = target[rows, accepted]  # (B, V): the distribution at the first unkept position
+    if proposal is not None:
+        refused = accepted < counts
+        q = torch.cat([proposal, torch.zeros_like(proposal[:, :1])], 1)[rows, accepted]
+        residual = (after - q).clamp(min=0)
+        mass = residual.sum(-1, keepdim=True)
+        # a refusal has mass > 0 (q != p there); the guard only avoids 0/0 in rows that
+        # accepted everything, which take `after` itself
+        residual = torch.where(mass > 0, residual / mass.clamp(min=1e-300), after)
+        after = torch.where(refused[:, None], residual, after)
+        next_tokens = torch.multinomial(after, 1, generator=generator)[:, 0]
+    else:
+        next_tokens = after.argmax(-1)
+    return Verdict(accepted, next_tokens)
+
+
+def next_draft_length(k: int, accepted: torch.Tensor, counts: torch.Tensor,
+                      config: SampleConfig) -> int:
+    """Adaptive k: doubled (up to `max_draft_length`) after a round in which every row
+    kept all its drafts, else one more than the most any row kept (a refusal at j says
+    drafts past j + 1 were wasted). Fixed at `draft_length` when not adaptive."""
+    if not config.adaptive_draft:
+        return config.draft_length
+    if bool((accepted >= counts).all()):
+        return min(2 * k, config.max_draft_length)
+    return max(1, min(int(accepted.max()) + 1, config.max_draft_length))
+
+
+@torch.no_grad()
+def speculative_decode(
+    drafter: Denoiser, verifier: Transformer, prompt: torch.Tensor,
+    key_padding: torch.Tensor | None, config: SampleConfig, mask_id: int, eos_id: int,
+    banned: tuple[int, ...] = (), pads: tuple[int, ...] = (),
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Yield the reply (B, L) after each draft and each verification; stops when every
+    row has written eos or `length` tokens. The result equals `ar_decode`'s with the
+    verifier (greedy), or is distributed as it (sampling).
+
+    drafter: the diffusion denoiser (ids, key_padding) -> logits over its own canvas of
+    the prompt and `length` reply positions. banned: ids the drafter never proposes (the
+    chat template's markers); pads: its rainbow pads, proposed as eos (they end a reply
+    as eos does, and the verifier writes eos).
+    """
+    B, P = prompt.shape
+    L, device = int(config.length), prompt.device
+    rows = torch.arange(B, device=device)
+    real = (key_padding if key_padding is not None
+            else torch.ones(B, P, dtype=torch.bool, device=device))
+    reply = torch.full((B, L), mask_id, dtype=prompt.dtype, device=device)
+    confidences = torch.zeros(B, L, dtype=torch.float64, device=device)
+    written = torch.zeros(B, dtype=torch.int64, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    nothing = torch.zeros(B, L, dtype=torch.bool, device=device)
+    nfe = calls = index = 0
+    yield Step(reply.clone(), nothing, confidences.clone(), 0, L, nothing, 0)
+
+    # Each round's verification writes the pending token (the last one written, not yet in
+    # the cache) and the drafts; rows that keep fewer than the most leave hidden gaps.
+    capacity = P + L * (config.max_draft_length + 1)
+    cache = verifier.new_cache(B, capacity)
+    visible = torch.zeros(B, capacity, dtype=torch.bool, device=device)
+    visible[:, :P] = real
+    if P > 1:
+        verifier(prompt[:, :-1], real[:, :-1], cache=cache)
+        calls += 1
+    pending = prompt[:, -1].clone()
+    k = config.draft_length
+    while not bool(done.all()):
+        counts = torch.where(done, 0, (L - written).clamp(max=k))  # (B,) drafts per row
+        K = int(counts.max())
+        drafts, proposal, steps = draft(drafter, prompt, key_padding, reply, written, counts,
+                                        K, config, mask_id, eos_id, banned, pads, generator)
+        nfe += steps
+        index += 1
+        offsets = torch.arange(K, device=device)
+        at = (written[:, None] + offsets).clamp(max=L - 1)  # (B, K) reply positions
+        is_draft = offsets[None, :] < counts[:, None]
+        shown = reply.clone()
+        shown[rows[:, None].expand(-1, K)[is_draft], at[is_draft]] = drafts[is_draft]
+        drafted = nothing.clone()
+        drafted[rows[:, None].expand(-1, K)[is_draft], at[is_draft]] = True
+        yield Step(shown, nothing, confidences.clone(), index, L, nothing, nfe + calls,
+                   drafted=drafted, verifier_calls=calls)
+
+        # the verifier: one forward over [pending, drafts], each at its row's position
+        start = cache.length
+        visible[:, start] = ~done
+        visible[:, start + 1 : start + 1 + K] = is_draft
+        positions = (P - 1 + written)[:, None] + torch.arange(K + 1, device=device)[None, :]
+        logits = verifier(torch.cat([pending[:, None], drafts], 1),
+                          visible[:, : start + 1 + K], cache=cache, start=start,
+                          positions=positions.clamp(max=verifier.config.max_seq_len - 1))
+        calls += 1
+        target, shown_probs = verifier_distribution(logits.float(), reply, written, drafts,
+                                                    config, mask_id, eos_id)
+        verdict = verify_drafts(drafts, counts, target, proposal, generator)
+
+        # commit the kept drafts and the verifier's next token
+        committed, rejected = nothing.clone(), nothing.clone()
+        for b in (~done).nonzero()[:, 0].tolist():
+            n, a = int(written[b]), int(verdict.accepted[b])
+            new = [*drafts[b, :a].tolist(), int(verdict.next_tokens[b])][: L - n]
+            span = slice(n, n + len(new))
+            reply[b, span] = torch.tensor(new, dtype=reply.dtype, device=device)
+            confidences[b, span] = shown_probs[b, : len(new)].gather(
+                -1, reply[b, span, None].long())[:, 0]
+            committed[b, span] = True
+            if a < int(counts[b]):  # the draft at n + a was refused
+                rejected[b, n + a] = True
+            written[b] = n + len(new)
+            if eos_id in new:  # the rest of the reply is eos, as AR decoding writes it
+                reply[b, n + new.index(eos_id) :] = eos_id
+                done[b] = True
+            elif written[b] >= L:
+                done[b] = True
+        # rollback: hide each row's refused drafts, drop the slots no row kept
+        kept = offsets[None, :] < verdict.accepted[:, None]
+        visible[:, start + 1 : start + 1 + K] &= kept
+        cache.truncate(start + 1 + int(verdict.accepted.max()))
+        visible[:, cache.length :] = False
+        pending = verdict.next_tokens.to(prompt.dtype)
+        k = next_draft_length(k, verdict.accepted, counts, config)
+        yield Step(reply.clone(), committed, confidences.clone(), index, L, nothing,
+                   nfe + calls, rejected=rejected, verifier_calls=calls)
+
+
+def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: torch.Tensor,
+                          drafts: torch.Tensor, config: SampleConfig, mask_id: int,
+                          eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The verifier's distribution (B, K + 1, V) at each draft position and the one after,
+    under the same rules AR decoding applies there (given the reply so far and the drafts
+    before), and its untempered probabilities (shown as each token's confidence)."""
+    B, W, V = logits.shape
+    L = reply.shape[1]
+    # the reply each position follows: what is written, then the drafts before it
+    history = torch.full((B, L + W), -1, dtype=torch.int64, device=reply.device)
+    for b in range(B):
+        n = int(written[b])
+        history[b, :n] = reply[b, :n]
+        history[b, n : n + W - 1] = drafts[b]
+    ruled = torch.stack([
+        next_token_logits(logits[:, j], masked_after(history, written + j), config, mask_id,
+                          eos_id) for j in range(W)], 1)  # (B, W, V)
+    return (token_distribution(ruled, config.temperature, config.top_k, config.top_p),
+            ruled.double().softmax(-1))
+
+
+def masked_after(history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """history (B, N) with -1 from each row's `lengths` on."""
+    cols = torch.arange(history.shape[1], device=history.device)[None, :]
+    return history.masked_fill(cols >= lengths[:, None], -1)
+
+
+def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+          reply: torch.Tensor, written: torch.Tensor, counts: torch.Tensor, K: int,
+          config: SampleConfig, mask_id: int, eos_id: int, banned: tuple[int, ...],
+          pads: tuple[int, ...], generator: torch.Generator | None,
+          ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """counts[b] draft tokens after row b's `written` reply tokens, in `draft_steps`
+    parallel steps over the drafter's whole canvas (the prompt, the reply so far and masks
+    to `length`, as it was trained: a canvas cut after the drafts would tell it the reply
+    ends there). Returns drafts (B, K), the distribution each came from (B, K, V; None
+    when greedy) and the drafter calls made."""
+    B, P = prompt.shape
+    L, device = reply.shape[1], prompt.device
+    canvas = torch.cat([prompt, reply], 1)
+    padding = None if key_padding is None else torch.cat(
+        [key_padding, torch.ones_like(reply, dtype=torch.bool)], 1)
+    offsets = torch.arange(K, device=device)
+    at = P + (written[:, None] + offsets).clamp(max=L - 1)  # (B, K) canvas positions
+    open_ = offsets[None, :] < counts[:, None]  # (B, K) still to draft
+    drafts = torch.full((B, K), eos_id, dtype=torch.int64, device=device)
+    proposal = None
+    steps = min(config.draft_steps, max(K, 1))
+    calls = 0
+    for s in range(steps):
+        if not bool(open_.any()):
+            break
+        logits = drafter(canvas, padding).float()
+        calls += 1
+        logits = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))  # (B, K, V)
+        logits[..., mask_id] = float("-inf")
+        if banned:
+            logits[..., list(banned)] = float("-inf")
+        if pads:  # a pad ends the reply as eos does: propose eos with the pads' mass
+            logits[..., eos_id] = torch.logsumexp(logits[..., [eos_id, *pads]], -1)
+            logits[..., list(pads)] = float("-inf")
+        # each open position commits within the steps left, evenly
+        left = open_.sum(1)
+        take = (left + (steps - s) - 1) // (steps - s)  # (B,)
+        if config.temperature == 0:
+            tokens, probs = sample_tokens(logits, 0.0, config.top_k, config.top_p)
+            score = probs.amax(-1).masked_fill(~open_, -1.0)  # the surest first
+        else:
+            q = token_distribution(logits, config.temperature, config.top_k, config.top_p)
+            tokens = torch.multinomial(q.view(-1, q.shape[-1]), 1,
+                                       generator=generator).view(B, K)
+            # left to right: the acceptance rule needs each draft's q given those before
+            score = (K - offsets.to(torch.float64))[None, :].expand(B, -1).masked_fill(
+                ~open_, -1.0)
+            proposal = q if proposal is None else torch.where(
+                open_[..., None], q, proposal)
+        order = score.argsort(1, descending=True)
+        ranks = order.argsort(1)
+        commit = (ranks < take[:, None]) & open_
+        drafts = torch.where(commit, tokens, drafts)
+        canvas.scatter_(1, at, torch.where(commit, tokens.to(canvas.dtype),
+                                           canvas.gather(1, at)))
+        open_ &= ~commit
+    return drafts, proposal, calls
