@@ -310,3 +310,29 @@ def test_the_api_reply_equals_the_verifier_greedy_reply(models, tok):
     config = SampleConfig(length=16, decode="speculative", draft_length=4)
     for text in ["hello", "what is your name"]:
         assert lm.generate(text, config) == ar.generate(text, SampleConfig(length=16))
+
+
+def test_traces_show_drafted_accepted_and_rejected_tokens(models, tok):
+    """The trace (CLI and --trace-file) and the server's frames tell the three apart."""
+    from dlm.render import _pieces, step_record
+    from dlm.server.stream import frame
+
+    verifier, _ = models
+    prompt, _ = prompts(tok, ["how are you doing"])
+    config = SampleConfig(length=16, decode="speculative", draft_length=4, eos="ban")
+    reference = ar_reply(verifier, prompt, None, config, tok)
+    drafter = Oracle(reference, prompt.shape[1], tok.vocab_size, 0.6, seed=1)
+    steps = []
+    spec_reply(drafter, verifier, prompt, None, config, tok, on_step=steps.append)
+    kinds = {kind for s in steps for _, kind, _ in _pieces(s, 0, tok, stop_at_eos=False)}
+    assert {"drafted", "accepted", "rejected"} <= kinds
+    records = [step_record(s, 0, tok, stop_at_eos=False) for s in steps[1:]]
+    assert sum(r.get("drafted", 0) for r in records) >= sum(r.get("rejected", 0)
+                                                              for r in records) >= 1
+    frames = [frame(s, 0, tok) for s in steps[1:]]
+    assert {f["phase"] for f in frames} == {"draft", "verify"}
+    assert any(t["rejected"] for f in frames for t in f["tokens"])
+    for f in frames:  # a draft frame commits nothing; a verify frame drafts nothing
+        drafted = any(t["drafted"] for t in f["tokens"])
+        new = any(t["new"] for t in f["tokens"])
+        assert (drafted and not new) if f["phase"] == "draft" else (new and not drafted)

@@ -3,7 +3,9 @@
 Shared by every command that shows a trace, and by the server. Masks are grey;
 newly committed tokens are coloured by the model's confidence; tokens that were
 committed earlier and masked again (remasking) are marked; text after a committed
-eos is hidden, because it will be dropped from the reply.
+eos is hidden, because it will be dropped from the reply. Speculative decoding has
+three more kinds: drafted (the drafter's proposal, not yet verified), accepted (a draft
+the verifier kept) and rejected (the verifier's own token where it refused the draft).
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ REMASK_TEXT = "[REMASK]"
 
 def _pieces(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True,
             ) -> list[tuple[str, str, float]]:
-    """(text, kind, confidence) runs; kind is 'mask', 'remasked', 'new' or 'old'."""
+    """(text, kind, confidence) runs; kind is 'mask', 'remasked', 'new', 'old', or in
+    speculative decoding 'drafted', 'accepted', 'rejected'."""
     ids = step.tokens[row].tolist()
     new = step.newly_committed[row].tolist()
     conf = step.confidences[row].tolist()
-    remasked = (step.remasked[row].tolist() if step.remasked is not None
-                else [False] * len(ids))
+    nothing = [False] * len(ids)
+
+    def flags(x):
+        return x[row].tolist() if x is not None else nothing
+
+    remasked, drafted, rejected = flags(step.remasked), flags(step.drafted), flags(step.rejected)
+    verified = "accepted" if step.rejected is not None else "new"
     pieces: list[tuple[str, str, float]] = []
     run: list[int] = []
 
@@ -40,9 +48,13 @@ def _pieces(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True,
             flush()
             pieces.append((REMASK_TEXT, "remasked", 0.0) if remasked[i]
                           else (MASK_TEXT, "mask", 0.0))
+        elif drafted[i]:
+            flush()
+            pieces.append((tok.decode([token], whole=False), "drafted", 0.0))
         elif new[i]:
             flush()
-            pieces.append((tok.decode([token], whole=False), "new", conf[i]))
+            pieces.append((tok.decode([token], whole=False),
+                           "rejected" if rejected[i] else verified, conf[i]))
         else:
             run.append(token)
     flush()
@@ -78,7 +90,8 @@ def confidence_style(p: float) -> str:
     return "bold green" if p >= 0.7 else "bold yellow" if p >= 0.3 else "bold red"
 
 
-STYLES = {"mask": "grey50", "remasked": "bold magenta", "old": ""}
+STYLES = {"mask": "grey50", "remasked": "bold magenta", "old": "", "drafted": "italic cyan",
+          "accepted": "bold green", "rejected": "bold white on red"}
 
 
 def render_rich(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = True) -> Text:
@@ -101,10 +114,14 @@ def step_record(step: Step, row: int, tok: DLMTokenizer, stop_at_eos: bool = Tru
     """One step of one row as JSON: what `--trace-file` writes (the server streams the
     per-token `dlm.server.stream.frame` instead).
 
-    pieces: [text, kind, confidence] runs, kind in mask/remasked/new/old."""
+    pieces: [text, kind, confidence] runs, kind in mask/remasked/new/old (speculative:
+    drafted/accepted/rejected)."""
     pieces = _pieces(step, row, tok, stop_at_eos)
     return {"row": row, "step": step.step_index, "steps": step.steps, "nfe": step.nfe,
             "text": render_plain(step, row, tok, stop_at_eos),
             "committed": int(step.newly_committed[row].sum()),
             "remasked": 0 if step.remasked is None else int(step.remasked[row].sum()),
+            **({} if step.drafted is None else {"drafted": int(step.drafted[row].sum())}),
+            **({} if step.rejected is None else {"rejected": int(step.rejected[row].sum()),
+                                                 "verifier_calls": step.verifier_calls}),
             "pieces": [[text, kind, round(conf, 4)] for text, kind, conf in pieces]}

@@ -141,12 +141,17 @@ def finish_reason(ids: list[int], eos_id: int) -> str:
 
 def frame(step: Step, row: int, tok, start: int = 0) -> dict[str, Any]:
     """One step of one row for `/v1/denoise`: per token its text, whether it is a mask,
-    whether this step committed it and at what confidence."""
+    whether this step committed it and at what confidence; in speculative decoding
+    whether it is an unverified draft, and whether the verifier refused the draft there
+    (a committed token that is not refused is an accepted draft or the free token)."""
     ids = step.tokens[row, start:].tolist()
     new = step.newly_committed[row, start:].tolist()
     conf = step.confidences[row, start:].tolist()
-    remasked = (step.remasked[row, start:].tolist() if step.remasked is not None
-                else [False] * len(ids))
+
+    def flags(x):
+        return x[row, start:].tolist() if x is not None else [False] * len(ids)
+
+    remasked, drafted, rejected = flags(step.remasked), flags(step.drafted), flags(step.rejected)
     tokens = []
     for i, t in enumerate(ids):
         if t == tok.eos_id:
@@ -154,6 +159,11 @@ def frame(step: Step, row: int, tok, start: int = 0) -> dict[str, Any]:
         masked = t == tok.mask_id
         tokens.append({"text": "" if masked else tok.decode([t], whole=False),
                        "mask": masked, "new": bool(new[i]), "remasked": bool(remasked[i]),
+                       "drafted": bool(drafted[i]), "rejected": bool(rejected[i]),
                        "confidence": round(conf[i], 4)})
-    return {"type": "step", "step": step.step_index, "steps": step.steps, "nfe": step.nfe,
-            "masks": sum(t["mask"] for t in tokens), "tokens": tokens}
+    out = {"type": "step", "step": step.step_index, "steps": step.steps, "nfe": step.nfe,
+           "masks": sum(t["mask"] for t in tokens), "tokens": tokens}
+    if step.drafted is not None or step.rejected is not None:
+        out["verifier_calls"] = step.verifier_calls
+        out["phase"] = "draft" if step.drafted is not None else "verify"
+    return out

@@ -16,7 +16,7 @@ function settings() {
   const body = {
     steps: +$("steps").value, max_tokens: +$("length").value,
     temperature: +$("temperature").value, commit_rule: $("rule").value,
-    block_length: +$("block").value, stream: true,
+    block_length: +$("block").value, decode: $("decode").value, stream: true,
   };
   return body;
 }
@@ -42,6 +42,15 @@ function renderFrame(div, frame) {
     if (t.mask) {
       span.className = t.remasked ? "tok mask remasked" : "tok mask";
       span.title = t.remasked ? "re-masked for revision" : "mask";
+    } else if (t.drafted) {  // speculative: the drafter's proposal, not yet verified
+      span.className = "tok drafted";
+      span.textContent = t.text;
+      span.title = "drafted by the diffusion model, not yet verified";
+    } else if (t.new && frame.phase === "verify") {
+      span.className = t.rejected ? "tok new rejected" : "tok new accepted";
+      span.textContent = t.text;
+      span.title = t.rejected ? "the verifier refused the draft here and wrote this"
+                              : "a draft the verifier kept (or its free next token)";
     } else {
       span.className = t.new ? "tok new" : "tok";
       span.textContent = t.text;
@@ -54,7 +63,8 @@ function renderFrame(div, frame) {
   }
   const meta = document.createElement("span");
   meta.className = "meta";
-  meta.textContent = `step ${frame.step}/${frame.steps} · ${frame.masks} masks · ${frame.nfe} model calls`;
+  meta.textContent = `step ${frame.step}/${frame.steps} · ${frame.masks} masks · ${frame.nfe} model calls` +
+    (frame.verifier_calls !== undefined ? ` (${frame.verifier_calls} by the verifier)` : "");
   div.appendChild(meta);
   window.dlmFrames.push({ step: frame.step, masks: frame.masks });
 }
