@@ -263,12 +263,14 @@ class TrainConfig:
     objective: str = "diffusion"
     """What the run trains (`dlm.objectives`): diffusion (masked diffusion, bidirectional),
     block (BD3-LM: masked diffusion within blocks of `block_size`, blocks left to right),
-    uniform (uniform-noise diffusion) or ar (the autoregressive baseline: the same
-    Transformer with a causal mask and next-token loss on the same tokens)."""
+    uniform (uniform-noise diffusion), sedd-absorbing / sedd-uniform (score entropy),
+    continuous (Gaussian diffusion over embeddings), dual (AR + block diffusion in one
+    model, decoding by drafting and verifying itself) or ar (the autoregressive baseline:
+    the same Transformer with a causal mask and next-token loss on the same tokens)."""
     block_size: int = 4
-    """objective block: tokens per block (L'); must divide prompt_len and response_len
-    (chat data) or the packed length (text). Smaller blocks are closer to AR, larger to
-    MDLM."""
+    """objective block and dual: tokens per block (L'); must divide prompt_len and
+    response_len (chat data) or the packed length (text). Smaller blocks are closer to AR,
+    larger to MDLM; dual drafts block_size - 1 tokens per forward."""
     vocab_size: int = 2048
     """Target BPE vocabulary size (special tokens included)."""
     prompt_len: int = 32

@@ -10,6 +10,7 @@ from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective, TrainingRun
 from dlm.objectives.block import BlockDiffusion
 from dlm.objectives.continuous import ContinuousDiffusion
+from dlm.objectives.dual import Dual
 from dlm.objectives.mdlm import MaskedDiffusion
 from dlm.objectives.sedd import ScoreEntropy
 from dlm.objectives.uniform import UniformDiffusion
@@ -22,6 +23,7 @@ REGISTRY: dict[str, Objective] = {o.name: o for o in (
     ScoreEntropy("absorbing"),
     ScoreEntropy("uniform"),
     ContinuousDiffusion(),
+    Dual(),
 )}
 
 

@@ -100,6 +100,105 @@ def next_draft_length(k: int, accepted: torch.Tensor, counts: torch.Tensor,
     return max(1, min(int(accepted.max()) + 1, config.max_draft_length))
 
 
+class Reply:
+    """The replies (B, L) being written: what is committed, each row's count and end."""
+
+    def __init__(self, B: int, L: int, mask_id: int, eos_id: int, dtype, device):
+        self.L, self.eos_id = L, eos_id
+        self.tokens = torch.full((B, L), mask_id, dtype=dtype, device=device)
+        self.confidences = torch.zeros(B, L, dtype=torch.float64, device=device)
+        self.written = torch.zeros(B, dtype=torch.int64, device=device)
+        self.done = torch.zeros(B, dtype=torch.bool, device=device)
+        self.nothing = torch.zeros(B, L, dtype=torch.bool, device=device)
+
+    def step(self, index: int, nfe: int, verifier_calls: int, **marks) -> Step:
+        return Step(self.tokens.clone(), marks.pop("committed", self.nothing),
+                    self.confidences.clone(), index, self.L, self.nothing, nfe,
+                    verifier_calls=verifier_calls, **marks)
+
+    def draft_counts(self, k: int) -> torch.Tensor:
+        """(B,) drafts per row: k, fewer near the end, none once a row is done."""
+        return torch.where(self.done, 0, (self.L - self.written).clamp(max=k))
+
+    def drafted_step(self, drafts: torch.Tensor, counts: torch.Tensor, index: int, nfe: int,
+                     verifier_calls: int) -> Step:
+        """The state with the drafts shown where they would go, marked unverified."""
+        B, K = drafts.shape
+        offsets = torch.arange(K, device=drafts.device)
+        rows = torch.arange(B, device=drafts.device)[:, None].expand(-1, K)
+        at = (self.written[:, None] + offsets).clamp(max=self.L - 1)
+        is_draft = offsets[None, :] < counts[:, None]
+        step = self.step(index, nfe, verifier_calls, drafted=self.nothing.clone())
+        step.tokens[rows[is_draft], at[is_draft]] = drafts[is_draft].to(step.tokens.dtype)
+        step.drafted[rows[is_draft], at[is_draft]] = True
+        return step
+
+    def commit(self, drafts: torch.Tensor, counts: torch.Tensor, verdict: Verdict,
+               probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write each active row's kept drafts and the verifier's next token (`probs`: the
+        verifier's untempered distribution there, shown as confidence); a row that writes
+        eos or reaches L is done. Returns what was committed and where a draft was refused."""
+        committed, rejected = self.nothing.clone(), self.nothing.clone()
+        for b in (~self.done).nonzero()[:, 0].tolist():
+            n, a = int(self.written[b]), int(verdict.accepted[b])
+            new = [*drafts[b, :a].tolist(), int(verdict.next_tokens[b])][: self.L - n]
+            span = slice(n, n + len(new))
+            self.tokens[b, span] = torch.tensor(new, dtype=self.tokens.dtype,
+                                                device=self.tokens.device)
+            self.confidences[b, span] = probs[b, : len(new)].gather(
+                -1, self.tokens[b, span, None].long())[:, 0]
+            committed[b, span] = True
+            if a < int(counts[b]):  # the draft at n + a was refused
+                rejected[b, n + a] = True
+            self.written[b] = n + len(new)
+            if self.eos_id in new:  # the rest of the reply is eos, as AR decoding writes it
+                self.tokens[b, n + new.index(self.eos_id) :] = self.eos_id
+                self.done[b] = True
+            elif self.written[b] >= self.L:
+                self.done[b] = True
+        return committed, rejected
+
+
+class VerifierCache:
+    """The verifier's KV cache with per-row visibility. Each round writes the pending token
+    (the last one written, not yet in the cache) and the drafts; a row's refused drafts
+    become hidden slots (gaps), and slots no row kept are dropped (the rollback)."""
+
+    def __init__(self, model, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+                 capacity: int):
+        B, P = prompt.shape
+        self.P = P
+        self.cache = model.new_cache(B, capacity)
+        self.visible = torch.zeros(B, capacity, dtype=torch.bool, device=prompt.device)
+        self.visible[:, :P] = (key_padding if key_padding is not None else True)
+        self.prefills = 0
+        if P > 1:
+            model(prompt[:, :-1], self.visible[:, : P - 1], cache=self.cache)
+            self.prefills = 1
+
+    def open_round(self, active: torch.Tensor, is_draft: torch.Tensor,
+                   written: torch.Tensor, extra: int = 0) -> tuple[int, torch.Tensor]:
+        """Mark this round's slots (pending, drafts, and `extra` more after them, shown to
+        active rows); returns the first slot and the (B, 1 + K) rotary positions of the
+        pending token and the drafts (each row's own: position P - 1 + written)."""
+        start, K = self.cache.length, is_draft.shape[1]
+        self.visible[:, start] = active
+        self.visible[:, start + 1 : start + 1 + K] = is_draft
+        self.visible[:, start + 1 + K : start + 1 + K + extra] = active[:, None]
+        positions = (self.P - 1 + written)[:, None] + torch.arange(
+            K + 1, device=written.device)[None, :]
+        return start, positions
+
+    def keys(self, end: int) -> torch.Tensor:
+        return self.visible[:, :end]
+
+    def rollback(self, start: int, accepted: torch.Tensor, K: int) -> None:
+        kept = torch.arange(K, device=accepted.device)[None, :] < accepted[:, None]
+        self.visible[:, start + 1 : start + 1 + K] &= kept
+        self.cache.truncate(start + 1 + int(accepted.max()))
+        self.visible[:, self.cache.length :] = False
+
+
 @torch.no_grad()
 def speculative_decode(
     drafter: Denoiser, verifier: Transformer, prompt: torch.Tensor,
@@ -117,86 +216,39 @@ def speculative_decode(
     as eos does, and the verifier writes eos).
     """
     B, P = prompt.shape
-    L, device = int(config.length), prompt.device
-    rows = torch.arange(B, device=device)
-    real = (key_padding if key_padding is not None
-            else torch.ones(B, P, dtype=torch.bool, device=device))
-    reply = torch.full((B, L), mask_id, dtype=prompt.dtype, device=device)
-    confidences = torch.zeros(B, L, dtype=torch.float64, device=device)
-    written = torch.zeros(B, dtype=torch.int64, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    nothing = torch.zeros(B, L, dtype=torch.bool, device=device)
-    nfe = calls = index = 0
-    yield Step(reply.clone(), nothing, confidences.clone(), 0, L, nothing, 0)
-
-    # Each round's verification writes the pending token (the last one written, not yet in
-    # the cache) and the drafts; rows that keep fewer than the most leave hidden gaps.
-    capacity = P + L * (config.max_draft_length + 1)
-    cache = verifier.new_cache(B, capacity)
-    visible = torch.zeros(B, capacity, dtype=torch.bool, device=device)
-    visible[:, :P] = real
-    if P > 1:
-        verifier(prompt[:, :-1], real[:, :-1], cache=cache)
-        calls += 1
+    L = int(config.length)
+    reply = Reply(B, L, mask_id, eos_id, prompt.dtype, prompt.device)
+    yield reply.step(0, 0, 0)
+    cache = VerifierCache(verifier, prompt, key_padding,
+                          P + L * (config.max_draft_length + 1))
+    calls, nfe, index = cache.prefills, 0, 0
     pending = prompt[:, -1].clone()
     k = config.draft_length
-    while not bool(done.all()):
-        counts = torch.where(done, 0, (L - written).clamp(max=k))  # (B,) drafts per row
+    while not bool(reply.done.all()):
+        counts = reply.draft_counts(k)
         K = int(counts.max())
-        drafts, proposal, steps = draft(drafter, prompt, key_padding, reply, written, counts,
-                                        K, config, mask_id, eos_id, banned, pads, generator)
+        drafts, proposal, steps = draft(drafter, prompt, key_padding, reply.tokens,
+                                        reply.written, counts, K, config, mask_id, eos_id,
+                                        banned, pads, generator)
         nfe += steps
         index += 1
-        offsets = torch.arange(K, device=device)
-        at = (written[:, None] + offsets).clamp(max=L - 1)  # (B, K) reply positions
-        is_draft = offsets[None, :] < counts[:, None]
-        shown = reply.clone()
-        shown[rows[:, None].expand(-1, K)[is_draft], at[is_draft]] = drafts[is_draft]
-        drafted = nothing.clone()
-        drafted[rows[:, None].expand(-1, K)[is_draft], at[is_draft]] = True
-        yield Step(shown, nothing, confidences.clone(), index, L, nothing, nfe + calls,
-                   drafted=drafted, verifier_calls=calls)
+        yield reply.drafted_step(drafts, counts, index, nfe + calls, calls)
 
         # the verifier: one forward over [pending, drafts], each at its row's position
-        start = cache.length
-        visible[:, start] = ~done
-        visible[:, start + 1 : start + 1 + K] = is_draft
-        positions = (P - 1 + written)[:, None] + torch.arange(K + 1, device=device)[None, :]
-        logits = verifier(torch.cat([pending[:, None], drafts], 1),
-                          visible[:, : start + 1 + K], cache=cache, start=start,
+        is_draft = torch.arange(K, device=prompt.device)[None, :] < counts[:, None]
+        start, positions = cache.open_round(~reply.done, is_draft, reply.written)
+        logits = verifier(torch.cat([pending[:, None], drafts], 1), cache.keys(start + 1 + K),
+                          cache=cache.cache, start=start,
                           positions=positions.clamp(max=verifier.config.max_seq_len - 1))
         calls += 1
-        target, shown_probs = verifier_distribution(logits.float(), reply, written, drafts,
-                                                    config, mask_id, eos_id)
+        target, probs = verifier_distribution(logits.float(), reply.tokens, reply.written,
+                                              drafts, config, mask_id, eos_id)
         verdict = verify_drafts(drafts, counts, target, proposal, generator)
-
-        # commit the kept drafts and the verifier's next token
-        committed, rejected = nothing.clone(), nothing.clone()
-        for b in (~done).nonzero()[:, 0].tolist():
-            n, a = int(written[b]), int(verdict.accepted[b])
-            new = [*drafts[b, :a].tolist(), int(verdict.next_tokens[b])][: L - n]
-            span = slice(n, n + len(new))
-            reply[b, span] = torch.tensor(new, dtype=reply.dtype, device=device)
-            confidences[b, span] = shown_probs[b, : len(new)].gather(
-                -1, reply[b, span, None].long())[:, 0]
-            committed[b, span] = True
-            if a < int(counts[b]):  # the draft at n + a was refused
-                rejected[b, n + a] = True
-            written[b] = n + len(new)
-            if eos_id in new:  # the rest of the reply is eos, as AR decoding writes it
-                reply[b, n + new.index(eos_id) :] = eos_id
-                done[b] = True
-            elif written[b] >= L:
-                done[b] = True
-        # rollback: hide each row's refused drafts, drop the slots no row kept
-        kept = offsets[None, :] < verdict.accepted[:, None]
-        visible[:, start + 1 : start + 1 + K] &= kept
-        cache.truncate(start + 1 + int(verdict.accepted.max()))
-        visible[:, cache.length :] = False
+        committed, rejected = reply.commit(drafts, counts, verdict, probs)
+        cache.rollback(start, verdict.accepted, K)
         pending = verdict.next_tokens.to(prompt.dtype)
         k = next_draft_length(k, verdict.accepted, counts, config)
-        yield Step(reply.clone(), committed, confidences.clone(), index, L, nothing,
-                   nfe + calls, rejected=rejected, verifier_calls=calls)
+        yield reply.step(index, nfe + calls, calls, committed=committed, rejected=rejected)
 
 
 def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: torch.Tensor,
