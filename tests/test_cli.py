@@ -224,3 +224,39 @@ def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained
     rows = side_by_side(lm, ["hello", "how are you"])
     assert [r[0] for r in rows] == ["hello", "how are you"]
     assert all(isinstance(r[1], str) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def trained_ar(tmp_path_factory):
+    """The AR baseline on the same corpus and vocabulary (hence the same tokenizer)."""
+    out = tmp_path_factory.mktemp("cli-ar") / "run"  # enough steps to write words
+    result = invoke("train", "--out-dir", out, "--max-steps", 40, "--batch-size", 8,
+                    "--eval-every", 0, "--save-every", 0, "--vocab-size", 512, "--device", "cpu",
+                    "--objective", "ar")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_speculative_generate_writes_the_verifiers_reply(trained, trained_ar, tmp_path):
+    # eos padding: no rainbow pads, so the vocabulary (the tokenizer) is the AR run's
+    drafter = tmp_path / "eos-padded"
+    result = invoke("train", "--out-dir", drafter, "--max-steps", 3, "--batch-size", 8,
+                    "--eval-every", 0, "--save-every", 0, "--vocab-size", 512, "--device",
+                    "cpu", "--padding", "eos")
+    assert result.exit_code == 0, result.output
+    prompts = ["--prompt", "hello", "--prompt", "how are you", "--eos", "ban"]
+    spec = invoke("generate", "--ckpt", drafter, "--verifier", trained_ar, *prompts,
+                  "--decode", "speculative", "--draft-length", 3, "--length", 12)
+    ar = invoke("generate", "--ckpt", trained_ar, *prompts, "--length", 12)
+    assert spec.exit_code == 0 and ar.exit_code == 0, spec.output + ar.output
+    assert spec.stdout == ar.stdout and len(ar.stdout.split()) > 10
+    traced = invoke("generate", "--ckpt", drafter, "--verifier", trained_ar, "--prompt", "hi",
+                    "--decode", "speculative", "--length", 8, "--trace")
+    assert traced.exit_code == 0, traced.output
+    missing = invoke("generate", "--ckpt", drafter, "--prompt", "hi", "--decode",
+                     "speculative")
+    assert missing.exit_code == 2 and "--verifier" in missing.output
+    wrong = invoke("generate", "--ckpt", trained_ar, "--verifier", drafter, "--prompt", "hi")
+    assert wrong.exit_code == 2 and "cannot draft" in wrong.output
+    other = invoke("generate", "--ckpt", trained, "--verifier", trained_ar, "--prompt", "hi")
+    assert other.exit_code == 2 and "another tokenizer" in other.output

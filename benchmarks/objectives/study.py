@@ -45,6 +45,7 @@ from dlm.config import TrainConfig, load_train_config
 from dlm.eval_report import held_out
 from dlm.evaluate import likelihood, per_reply_token
 from dlm.metrics import mean_and_stderr, ratio_stderr
+from dlm.objectives.base import trained_schedule
 from dlm.quality import generation_quality
 from dlm.train import train
 
@@ -57,7 +58,7 @@ CHAT_SOURCES = [str(SHARED / "dailydialog/train.zip"), str(SHARED / "dailydialog
                 str(SHARED / "self_instruct/seed_tasks.jsonl")]
 CHAT_MIX = {"dailydialog": 0.7, "dolly": 0.25, "seed_tasks": 0.05}
 COMPARED = ["ar", "mdlm", "bd3lm-4", "sedd-absorbing", "sedd-uniform", "uniform",
-            "continuous"]
+            "continuous", "dual"]
 STEPS = [32, 128, 256]
 LENGTH = 124  # + the boundary token, within the 128 positions the models were trained on
 # (block diffusion rounds the canvas up to whole blocks of 4)
@@ -138,6 +139,7 @@ def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> di
                     cfg.diffusion.eps)
     print(f"{name}: likelihood {lk.nats_per_token:.3f} in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
+    extra = second_figure(lm, val, cfg, draws)
     steps = [LENGTH] if lm.objective.one_call_per_token else STEPS
     samples = []
     for s in steps:
@@ -149,9 +151,48 @@ def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> di
             "parameters": lm.model.num_parameters(), "nats_per_token": lk.nats_per_token,
             "stderr": lk.stderr, "draws": lk.draws, "bound": lk.is_bound,
             "bits_per_byte": lk.bits_per_byte, "tokens": lk.tokens,
-            "text_bytes": lk.text_bytes, "samples": samples}
+            "text_bytes": lk.text_bytes, "samples": samples, **extra}
     cached.write_text(json.dumps({"settings": settings, "row": row}, indent=1) + "\n")
     return row
+
+
+def second_figure(lm: DiffusionLM, val, cfg, draws: int) -> dict:
+    """A dual model's diffusion-half bound (its held-out figure is the exact AR NLL)."""
+    if not hasattr(lm.objective, "diffusion_bound"):
+        return {}
+    bound = lm.objective.diffusion_bound(lm.model, val, lm.tokenizer, trained_schedule(lm),
+                                         draws, cfg.batch_size, cfg.seed, cfg.diffusion.eps,
+                                         lm.device, lm.block_size)
+    return {"diffusion_bound": bound.nats_per_token, "diffusion_bound_se": bound.stderr}
+
+
+def self_speculative(lm: DiffusionLM, histories: list, config: SampleConfig) -> dict:
+    """A dual model's replies by its own AR decoding and by drafting and verifying itself
+    (the default): seconds per reply of each, forwards, and whether they are identical."""
+    if not hasattr(lm.objective, "diffusion_bound"):
+        return {}
+    from dlm.objectives.dual import CausalView
+    from dlm.sampling.ar import ar_decode
+    from dlm.sampling.sampler import final_tokens
+
+    prompt, padding = lm._prompt_batch(histories)
+    tok = lm.tokenizer
+    timings, outputs, forwards = {}, {}, {}
+    for name in ("ar", "self-speculative"):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            steps = (ar_decode(CausalView(lm.model), prompt, padding, config, tok.mask_id,
+                               tok.eos_id) if name == "ar"
+                     else lm.objective.reply_steps(lm, prompt, padding, config, None))
+            last = []
+            outputs[name] = final_tokens(steps, last.append)
+        timings[name] = time.perf_counter() - started
+        forwards[name] = last[-1].nfe if last[-1].nfe else last[-1].step_index
+    same = sum(bool(torch.equal(a, b)) for a, b in zip(outputs["ar"],
+                                                       outputs["self-speculative"], strict=True))
+    return {"self_speculative": {"seconds": timings, "forwards": forwards,
+                                 "identical": same, "rows": len(histories),
+                                 "speedup": timings["ar"] / timings["self-speculative"]}}
 
 
 def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:
@@ -164,7 +205,8 @@ def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:
     histories, references = histories[::step][:prompts], references[::step][:prompts]
     config = SampleConfig(length=32, steps=32, eos="defer")
     quality, replies = generation_quality(lm, histories, config, judge, references=references)
-    return {"name": name, "objective": lm.objective.name,
+    extra = {**second_figure(lm, val, cfg, 8), **self_speculative(lm, histories, config)}
+    return {"name": name, "objective": lm.objective.name, **extra,
             "reply_nats": lk.nats_per_token * scale, "reply_nats_se": lk.stderr * scale,
             "bound": lk.is_bound, "draws": lk.draws, **dataclasses.asdict(quality),
             "seconds_per_reply": quality.seconds / len(histories),
@@ -187,12 +229,32 @@ def chat_report(results: dict) -> str:
                      f"{r['gen_ppl_se']:.1f} | {r['f1']:.3f} | {r['relevance_gap']:+.3f} ± "
                      f"{r['relevance_gap_se']:.3f} | {r['empty']:.0%} | {r['distinct_2']:.3f} "
                      f"| {r['seconds_per_reply']:.3f} |")
+    lines += dual_notes(results["rows"])
     lines += ["", "First reply of each (prompt → reply; human reply):", ""]
     for r in results["rows"]:
         e = r["examples"][0]
         lines.append(f"- **{r['name']}**: {e['prompt'][:80]!r} → {e['reply']!r} "
                      f"(human: {e['reference'][:80]!r})")
     return "\n".join(lines) + "\n"
+
+
+def dual_notes(rows: list[dict]) -> list[str]:
+    """The dual model's second figure and its decoding at identical output."""
+    lines = []
+    for r in rows:
+        if "diffusion_bound" in r:
+            lines += ["", f"{r['name']}: the likelihood above is its AR half's (exact); its "
+                      f"diffusion half's bound is {r['diffusion_bound']:.3f} ± "
+                      f"{r['diffusion_bound_se']:.3f} nats per token."]
+        if "self_speculative" in r:
+            d = r["self_speculative"]
+            lines += [f"{r['name']}: greedy replies by its own AR decoding "
+                      f"{d['seconds']['ar']:.2f} s ({d['forwards']['ar']} forwards), by "
+                      f"drafting and verifying itself {d['seconds']['self-speculative']:.2f} s "
+                      f"({d['forwards']['self-speculative']} forwards): "
+                      f"{d['speedup']:.2f}× the speed, {d['identical']}/{d['rows']} replies "
+                      "identical."]
+    return lines
 
 
 def report(results: dict) -> str:
@@ -214,6 +276,7 @@ def report(results: dict) -> str:
             lines.append(f"{head} {s['steps']} | {s['gen_ppl']:.1f} ± {s['gen_ppl_se']:.1f} "
                          f"| {s['entropy']:.2f} ± {s['entropy_se']:.2f} | "
                          f"{s['seconds_per_sample']:.3f} |")
+    lines += dual_notes(results["rows"])
     lines += ["", "Samples (the first of each model at its most steps, 300 characters):", ""]
     for r in results["rows"]:
         lines.append(f"- **{r['name']}**: {r['samples'][-1]['example']!r}")

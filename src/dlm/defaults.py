@@ -34,7 +34,8 @@ def chat_decoding(lm, **given: Any) -> SampleConfig:
     """The measured defaults for `lm`'s objective, updated by the `given` fields (None
     means not given). Steps default to the reply length (one token per step)."""
     given = {k: v for k, v in given.items() if v is not None}
-    left_to_right = lm.objective.one_call_per_token  # AR: its own measured defaults
+    # AR, and speculative decoding (whose reply is its AR verifier's): AR's own defaults
+    left_to_right = lm.objective.one_call_per_token or given.get("decode") == "speculative"
     base = dict(AR) if left_to_right else dict(DIFFUSION)
     if left_to_right:
         base["eos"] = "allow"
@@ -42,7 +43,8 @@ def chat_decoding(lm, **given: Any) -> SampleConfig:
         base["eos"] = EOS_PADDED
     fields = {**base, **given}
     if "length" not in fields:
-        has_head = lm.objective.length_head and getattr(lm.model, "length_head", None)
+        has_head = (lm.objective.length_head and getattr(lm.model, "length_head", None)
+                    and not left_to_right)
         fields["length"] = "auto" if has_head and LENGTH_FROM_HEAD else lm.default_length
     if "steps" not in fields:
         fields["steps"] = (lm.default_length if fields["length"] == "auto"
