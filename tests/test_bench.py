@@ -117,3 +117,32 @@ def test_character_entropy_exposes_a_degenerate_sample():
 
     assert char_entropy(" " * 240) == 0.0
     assert char_entropy("abcd" * 10) == 2.0
+
+
+def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs_tsv):
+    """With trained --ckpt, --ar-ckpt and --judge: every generation row has the judged
+    perplexity of its replies, and the speculative table has its AR rows, its variants and
+    identical-output counts (greedy speculative replies are the AR model's)."""
+    from dlm.train import train
+
+    from .conftest import tiny_train_config
+
+    def run(name, **kw):
+        cfg = tiny_train_config(tmp_path / name, pairs_tsv, max_steps=8, val_fraction=0.3,
+                                **kw)
+        cfg.diffusion.padding = "eos"  # no rainbow pads: the AR runs' vocabulary
+        return str(train(cfg).checkpoint)
+
+    diffusion, ar = run("mdlm"), run("ar", objective="ar")
+    judge = run("judge", objective="ar", seed=1)
+    report = run_bench(torch.device("cpu"), [], "tiny", lengths=[8], batches=[1, 2],
+                       ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2, 4],
+                       judge=judge)
+    md = report.markdown()
+    generation = [r for r in report.results if r["what"] == "generation"]
+    assert generation and all(r["judged_ppl"] > 1 for r in generation)
+    speculative = [r for r in report.results if r["what"] == "speculative"]
+    assert len(speculative) == 2 * (1 + 3)  # per batch: AR, k = 2, k = 4, adaptive
+    assert all(r["identical"] == r["batch"] for r in speculative)
+    assert all(0 <= r["acceptance"] <= 1 for r in speculative if "acceptance" in r)
+    assert "judged PPL" in md and "identical" in md and "AR calls/token" in md

@@ -537,6 +537,9 @@ def bench(
              "output.")] = None,
     draft_steps: Annotated[list[int] | None, typer.Option(
         help="--speculative: drafter calls per draft (repeat). Default: 1.")] = None,
+    judge: Annotated[Path | None, typer.Option(
+        help="With trained --ckpt and --ar-ckpt: an AR checkpoint (trained apart from both) "
+             "that scores each sampler's replies, so speed stands beside quality.")] = None,
     device: Device = "auto",
 ):
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
@@ -574,7 +577,8 @@ def bench(
             batch or ([1, 64] if dev.type == "cuda" else [1, 8]),
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
             seq_len, bf16, activation_checkpointing, repeats,
-            [str(p) for p in accuracy or []], say, speculative, draft_steps)
+            [str(p) for p in accuracy or []], say, speculative, draft_steps,
+            str(judge) if judge else None)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

@@ -9,7 +9,7 @@ is the model's confidence: it is only measured with trained checkpoints.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,37 +86,43 @@ def reply_tokens(tokens: torch.Tensor, eos_id: int) -> int:
 
 
 def _diffusion(model: Transformer, prompt: Prompt, config: SampleConfig,
-               vocab: Vocab, bd3_block: int = 0) -> tuple[int, int]:
+               vocab: Vocab, bd3_block: int = 0) -> tuple[int, int, torch.Tensor]:
     if bd3_block:
         last = last_step(block_decode(model, *prompt, config, bd3_block, vocab.mask_id,
                                       vocab.eos_id, banned=vocab.banned))
-        return last.nfe, reply_tokens(last.tokens, vocab.eos_id)
+        return last.nfe, reply_tokens(last.tokens, vocab.eos_id), last.tokens
     canvas = reply_canvas(*prompt, config.length, vocab.mask_id, vocab.eos_id, vocab.banned)
     last = last_step(denoise(model, canvas, config))
     reply = last.tokens[:, canvas.start :]
     assert not bool((reply == vocab.mask_id).any())
-    return last.nfe, reply_tokens(reply, vocab.eos_id)
+    return last.nfe, reply_tokens(reply, vocab.eos_id), reply
 
 
 def _ar(model: Transformer, prompt: Prompt, length: int, eos: str,
-        vocab: Vocab) -> tuple[int, int]:
+        vocab: Vocab) -> tuple[int, int, torch.Tensor]:
     config = SampleConfig(length=length, eos=eos)
     last = last_step(ar_decode(model, *prompt, config, vocab.mask_id, vocab.eos_id))
-    return last.nfe, reply_tokens(last.tokens, vocab.eos_id)
+    return last.nfe, reply_tokens(last.tokens, vocab.eos_id), last.tokens
+
+
+Judge = Callable[[torch.Tensor], float]
+"""Replies (B, L) to the first B held-out prompts -> their judged perplexity."""
 
 
 def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.device,
                      lengths: list[int], batches: list[int], prompt_len: int = 16,
                      block: int = 32, per_step: int = 4, repeats: int = 3,
                      budget_s: float = 30.0, bf16: bool = False, prompts: Prompt | None = None,
-                     vocab: Vocab | None = None, say=lambda text: None) -> list[dict[str, Any]]:
+                     vocab: Vocab | None = None, say=lambda text: None,
+                     judge: Judge | None = None) -> list[dict[str, Any]]:
     """One row per (length, batch, variant), AR first; `ratio` is tokens/s over AR's.
 
     Without `prompts` (fresh models): random prompt tokens, eos banned, so every reply is
     exactly `length` tokens. With real prompts (trained models, at least max(batches)
     rows, and their tokenizer's `vocab`): replies end where the model puts eos (AR stops
     there; diffusion defers eos, fills its canvas), tokens/s counts the reply tokens
-    before eos, and threshold decoding is measured too.
+    before eos, and threshold decoding is measured too. With `judge`, each row has the
+    judged perplexity of its replies: speed at a stated quality.
     """
     diffusion.eval()
     ar.eval()
@@ -149,25 +155,29 @@ def bench_generation(diffusion: Transformer, ar: Transformer, device: torch.devi
                 else:
                     ids, padding = prompts
                     prompt = (ids[:batch], None if padding is None else padding[:batch])
-                s, (nfe, made) = timed(lambda p=prompt, n=length: _ar(ar, p, n, ar_eos, vocab),
-                                       device, repeats, budget_s)
+                s, (nfe, made, ids) = timed(lambda p=prompt, n=length: _ar(ar, p, n, ar_eos,
+                                                                        vocab),
+                                            device, repeats, budget_s)
                 ar_tps = made / s["median"]
+                judged = {} if judge is None else {"judged_ppl": judge(ids)}
                 base = {"what": "generation", "length": length, "batch": batch,
                         "prompt_len": prompt[0].shape[1], "prompts": "random tokens"
                         if prompts is None else "held-out validation prompts"}
                 rows.append({**base, "variant": "AR + KV cache", "nfe": nfe, "latency_s": s,
-                             "reply_tokens": made, "tokens_per_s": ar_tps, "ratio": 1.0})
+                             "reply_tokens": made, "tokens_per_s": ar_tps, "ratio": 1.0,
+                             **judged})
                 say(f"length {length}, batch {batch}: AR {ar_tps:,.0f} tok/s")
                 for v in variants:
                     config = sample_config(v, length, eos)
-                    s, (nfe, made) = timed(
+                    s, (nfe, made, ids) = timed(
                         lambda c=config, p=prompt, b=min(v.bd3_block, length): _diffusion(
                             diffusion, p, c, vocab, b), device, repeats, budget_s)
                     tps = made / s["median"]
+                    judged = {} if judge is None else {"judged_ppl": judge(ids)}
                     rows.append({**base, "variant": v.name, "nfe": nfe, "latency_s": s,
                                  "reply_tokens": made, "tokens_per_s": tps,
                                  "ratio": tps / ar_tps,
-                                 "config": vars(config)})
+                                 "config": vars(config), **judged})
                     say(f"  {v.name}: {tps:,.0f} tok/s ({tps / ar_tps:.2f}× AR), NFE {nfe}")
     return rows
 
@@ -183,11 +193,16 @@ def generation_table(results: list[dict[str, Any]]) -> list[str]:
              f"{what} Latency is one call for the whole batch; × AR = tokens/s over AR's "
              "in the same cell.", "",
              "| length | batch | sampler | NFE | latency (median, p10–p90) | reply tokens | "
-             "tokens/s | × AR |", "|---|---|---|---|---|---|---|---|"]
+             "tokens/s | × AR | judged PPL |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["latency_s"]
+        judged = f"{r['judged_ppl']:.1f}" if "judged_ppl" in r else "–"
         lines.append(
             f"| {r['length']} | {r['batch']} | {r['variant']} | {r['nfe']} | "
             f"{s['median']:.3f} s ({s['p10']:.3f}–{s['p90']:.3f}) | {r['reply_tokens']} | "
-            f"{r['tokens_per_s']:,.0f} | {r['ratio']:.2f} |")
+            f"{r['tokens_per_s']:,.0f} | {r['ratio']:.2f} | {judged} |")
+    if any("judged_ppl" in r for r in results):
+        lines += ["", "Judged PPL: the perplexity of each sampler's replies under a separately "
+                  "trained AR judge (`--judge`), beside its speed: a faster sampler is only "
+                  "a win at a judged PPL near AR's."]
     return lines

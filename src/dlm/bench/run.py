@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from dlm.bench.accuracy import bf16_accuracy
-from dlm.bench.generation import Prompt, Vocab, bench_generation
+from dlm.bench.generation import Judge, Prompt, Vocab, bench_generation
 from dlm.bench.report import BenchReport, run_meta
 from dlm.bench.training import preset_training
 from dlm.config import model_preset
@@ -18,10 +18,12 @@ from dlm.model import Transformer
 
 def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
                  ar_ckpt: str | Path | None, device: torch.device, n_prompts: int,
-                 ) -> tuple[Transformer, Transformer, str, Prompt | None, Vocab]:
+                 judge: str | Path | None = None,
+                 ) -> tuple[Transformer, Transformer, str, Prompt | None, Vocab, Judge | None]:
     """The diffusion and AR models to generate with: trained checkpoints (and held-out
     prompts of their data) when given, else fresh ones of `preset` (speed does not depend
-    on the weights) and random prompts."""
+    on the weights) and random prompts. With trained checkpoints and a `judge` checkpoint,
+    also the judged perplexity of replies to those prompts."""
     if (ckpt is None) != (ar_ckpt is None):
         raise ConfigError("give both --ckpt (diffusion) and --ar-ckpt (its AR baseline), "
                           "or neither")
@@ -37,12 +39,33 @@ def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
         tok = lm.tokenizer
         return (lm.model.eval(), ar.model.eval(), f"{ckpt} vs {ar_ckpt}",
                 lm._prompt_batch(histories[:n_prompts]),
-                Vocab(tok.mask_id, tok.eos_id, tok.never_generated))
+                Vocab(tok.mask_id, tok.eos_id, tok.never_generated),
+                None if judge is None else judged_perplexity(judge, histories, tok, device))
+    if judge is not None:
+        raise ConfigError("--judge scores replies to held-out prompts: pass trained --ckpt "
+                          "and --ar-ckpt too")
     torch.manual_seed(0)
     models = [Transformer(model_preset(preset, vocab_size=8192, max_seq_len=max_len,
                                        causal=causal)).to(device).eval()
               for causal in (False, True)]
-    return models[0], models[1], f"fresh `{preset}` models (8,192 vocabulary)", None, Vocab()
+    return (models[0], models[1], f"fresh `{preset}` models (8,192 vocabulary)", None, Vocab(),
+            None)
+
+
+def judged_perplexity(path: str | Path, histories: list, tok, device: torch.device) -> Judge:
+    """Replies (B, L) to the first B `histories` -> their perplexity under the AR judge at
+    `path` (each reply with its closing eos, as `dlm eval` scores replies)."""
+    import math
+
+    from dlm.quality import judge_nll, load_judge
+
+    judge = load_judge(path, str(device))
+
+    def judged(ids: torch.Tensor) -> float:
+        replies = [tok.decode_response(row) for row in ids.tolist()]
+        nll, count = judge_nll(judge, histories[: len(replies)], replies)
+        return math.exp(min(nll / max(count, 1), 50))
+    return judged
 
 
 def run_bench(device: torch.device, train_presets: list[str], generate_preset: str | None,
@@ -51,7 +74,7 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               bf16: bool = False, checkpointing: bool = False, repeats: int = 3,
               accuracy: list[str] | None = None, say=lambda text: None,
               speculative: list[int] | None = None,
-              draft_steps: list[int] | None = None) -> BenchReport:
+              draft_steps: list[int] | None = None, judge: str | None = None) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -64,13 +87,15 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
             say(f"training {r['preset']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}")
     if generate_preset is not None:
         prompt_len = 16
-        diffusion, ar, label, prompts, vocab = bench_models(
+        diffusion, ar, label, prompts, vocab, judged = bench_models(
             generate_preset or "small", prompt_len + max(lengths), ckpt, ar_ckpt, device,
-            max(batches))
+            max(batches), judge)
         meta["generation_models"] = label
+        if judge is not None:
+            meta["judge"] = judge
         results += bench_generation(diffusion, ar, device, lengths, batches, prompt_len,
                                     bf16=bf16, prompts=prompts, vocab=vocab, repeats=repeats,
-                                    say=say)
+                                    say=say, judge=judged)
         if ckpt is None:
             notes.append("Threshold decoding is left out: with fresh weights its number of "
                          "calls means nothing (pass trained --ckpt and --ar-ckpt).")
