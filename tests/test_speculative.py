@@ -336,3 +336,46 @@ def test_traces_show_drafted_accepted_and_rejected_tokens(models, tok):
         drafted = any(t["drafted"] for t in f["tokens"])
         new = any(t["new"] for t in f["tokens"])
         assert (drafted and not new) if f["phase"] == "draft" else (new and not drafted)
+
+
+def test_a_block_diffusion_drafter(tok):
+    """BD3-LM drafts within each row's current block (its logits there are the BD3
+    sampler's: the clean earlier blocks block-causally in the cache, then the block), and
+    the reply is still the verifier's greedy reply."""
+    from dlm.diffusion.block import block_causal_mask
+    from dlm.sampling.block import BlockDrafter
+
+    torch.manual_seed(2)
+    bd3 = Transformer(tiny_config(tok.vocab_size)).double().eval()
+    verifier = Transformer(tiny_config(tok.vocab_size, causal=True)).double().eval()
+    with torch.no_grad():
+        for p in verifier.parameters():
+            p.mul_(6.0)
+    prompt, padding = prompts(tok, ["hi", "how are you doing", "tell me a joke"])
+    P, size = prompt.shape[1], 4
+    drafter = BlockDrafter(bd3, size, P, tok.pad_id)
+    # the layout: a row with 6 reply tokens written drafts positions 6, 7 of block 1
+    reply = torch.full((1, 12), tok.mask_id)
+    reply[0, :6] = torch.tensor(tok.encode("hello there how are you")[:6])
+    canvas = torch.cat([prompt[1:2], reply], 1)
+    got = drafter(canvas, None)[:, P + 4 : P + 8]
+    left = -P % size
+    ids = torch.cat([torch.full((1, left), tok.pad_id), canvas], 1)
+    real = torch.cat([torch.zeros(1, left, dtype=torch.bool), torch.ones_like(canvas,
+                                                                              dtype=torch.bool)], 1)
+    a = left + P + 4  # the block's first position
+    cache = bd3.new_cache(1, ids.shape[1])
+    bd3(ids[:, :a], real[:, :a], cache=cache, start=0,
+        attn_mask=block_causal_mask(a, size))
+    expected = bd3(ids[:, a : a + 4], real[:, : a + 4], cache=cache, start=a)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
+    assert drafter.limit(torch.tensor([0, 5, 7])).tolist() == [4, 3, 1]
+    config = SampleConfig(length=20, decode="speculative", draft_length=8, eos="ban")
+    steps = []
+    got = spec_reply(drafter, verifier, prompt, padding, config, tok, on_step=steps.append)
+    assert torch.equal(got, ar_reply(verifier, prompt, padding, config, tok))
+    for s in steps:  # no draft crosses a block boundary
+        if s.drafted is not None:
+            for row in s.drafted.tolist():
+                cols = [i for i, d in enumerate(row) if d]
+                assert not cols or cols[0] // size == cols[-1] // size

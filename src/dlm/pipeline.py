@@ -156,10 +156,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         both share one tokenizer (the drafts are its ids)."""
         if not isinstance(verifier, DiffusionLM):
             verifier = DiffusionLM.load(verifier, str(self.device))
-        if not self.objective.can_fill:
+        if self.objective.drafter(self, 1) is None:
             raise ConfigError(f"this model ({self.objective.name}) cannot draft for "
-                              "speculative decoding: drafting fills masks anywhere in a "
-                              "full-attention canvas; use a masked-diffusion checkpoint")
+                              "speculative decoding: use a masked-diffusion (diffusion, "
+                              "AR-adapted diffusion) or block-diffusion checkpoint")
         if not (verifier.model.config.causal and verifier.objective.one_call_per_token):
             raise ConfigError(f"the verifier {verifier.source or ''} is not an "
                               "autoregressive checkpoint (objective "
@@ -192,7 +192,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         if config.length == "auto":  # the verifier ends the reply; the length is a bound
             config = dataclasses.replace(config, length=self.default_length)
         tok = self.tokenizer
-        return speculative_decode(self.denoiser, self.verifier.model, prompt, key_padding,
+        drafter = self.objective.drafter(self, prompt.shape[1])
+        return speculative_decode(drafter, self.verifier.model, prompt, key_padding,
                                   config, tok.mask_id, tok.eos_id, tok.never_generated,
                                   tuple(tok.pad_cycle), generator)
 

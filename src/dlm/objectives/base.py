@@ -168,6 +168,12 @@ class Objective:
         the last step's tokens are the (B, L) reply canvases."""
         raise NotImplementedError
 
+    def drafter(self, lm, prompt_len: int):
+        """The denoiser that drafts for speculative decoding (`dlm.sampling.speculative`):
+        (canvas of the prompt and the reply, key padding) -> logits, drafting masks after
+        the written reply; None when this objective cannot draft."""
+        return None
+
     def refuse_fill(self) -> None:
         if not self.can_fill:
             raise ConfigError(self.refusal or f"a {self.name} checkpoint cannot fill masks")

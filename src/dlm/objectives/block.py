@@ -49,6 +49,11 @@ class BlockDiffusion(BoundObjective):
         return block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
                                     schedule, tok.mask_id, block_size, eps, True, generator)
 
+    def drafter(self, lm, prompt_len: int):
+        from dlm.sampling.block import BlockDrafter
+
+        return BlockDrafter(lm.model, lm.block_size, prompt_len, lm.tokenizer.pad_id)
+
     def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
         if constraints:
             self.refuse_constraints()

@@ -55,6 +55,9 @@ class MaskedDiffusion(BoundObjective):
     def can_start_from(self, causal: bool) -> bool:
         return True  # an AR checkpoint becomes a shifted diffusion model
 
+    def drafter(self, lm, prompt_len: int):
+        return lm.denoiser  # the whole canvas at once (shifted logits aligned)
+
     def model_changes(self, causal: bool) -> dict:
         return {"causal": False, "shift": True} if causal else {}
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from dlm.config import SampleConfig
-from dlm.diffusion.block import block_causal_mask
+from dlm.diffusion.block import block_causal_mask, training_mask
 from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling.sampler import Canvas, Step, denoise
@@ -95,3 +95,34 @@ def block_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Te
         model(reply[:, lo : lo + block_size], real[:, : a + block_size], cache=cache,
               start=a)  # the finished block's clean keys, exact
         nfe += 1
+
+
+class BlockDrafter:
+    """A BD3-LM model as a speculative drafter: (canvas, key padding) -> logits over the
+    canvas of a prompt of `prompt_len` and the reply, each row drafting in the block its
+    written reply ends in. One forward reads x_t ⊕ x_0 under the training mask, so every
+    row's block sees its own clean earlier blocks, whatever block each row is in (no
+    cache: rows of a batch are in different blocks). `limit` keeps a draft in its block:
+    the next block needs this one's clean keys, which only verification gives."""
+
+    def __init__(self, model: Transformer, block_size: int, prompt_len: int, pad_id: int):
+        self.model, self.size, self.pad_id = model, block_size, pad_id
+        self.left = -prompt_len % block_size  # the reply starts on a block boundary
+
+    def limit(self, written: torch.Tensor) -> torch.Tensor:
+        """(B,) the most tokens each row may draft: to the end of its current block."""
+        return self.size - written % self.size
+
+    def __call__(self, canvas: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+        B, T = canvas.shape
+        right = -(T + self.left) % self.size
+        real = (key_padding if key_padding is not None
+                else torch.ones(B, T, dtype=torch.bool, device=canvas.device))
+        ids = torch.nn.functional.pad(canvas, (self.left, right), value=self.pad_id)
+        real = torch.nn.functional.pad(real, (self.left, 0), value=False)
+        real = torch.nn.functional.pad(real, (0, right), value=True)
+        width = ids.shape[1]
+        logits = self.model(torch.cat([ids, ids], 1), torch.cat([real, real], 1),
+                            positions=torch.arange(width, device=ids.device).repeat(2),
+                            attn_mask=training_mask(width, self.size, ids.device))
+        return logits[:, self.left : self.left + T]

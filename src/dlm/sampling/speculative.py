@@ -211,10 +211,11 @@ def speculative_decode(
     verifier (greedy), or is distributed as it (sampling).
 
     drafter: the diffusion denoiser (ids, key_padding) -> logits over its own canvas of
-    the prompt and `length` reply positions. banned: ids the drafter never proposes (the
-    chat template's markers); pads: its rainbow pads, proposed as eos (they end a reply
-    as eos does, and the verifier writes eos).
-    """
+    the prompt and `length` reply positions (`Objective.drafter`; one with a `limit`
+    drafts at most limit(written) tokens per row, a block drafter to its block's end).
+    banned: ids the drafter never proposes (the chat template's markers); pads: its
+    rainbow pads, proposed as eos (they end a reply as eos does, and the verifier writes
+    eos)."""
     B, P = prompt.shape
     L = int(config.length)
     reply = Reply(B, L, mask_id, eos_id, prompt.dtype, prompt.device)
@@ -224,8 +225,11 @@ def speculative_decode(
     calls, nfe, index = cache.prefills, 0, 0
     pending = prompt[:, -1].clone()
     k = config.draft_length
+    limit = getattr(drafter, "limit", None)  # a block drafter drafts within its block
     while not bool(reply.done.all()):
         counts = reply.draft_counts(k)
+        if limit is not None:
+            counts = torch.minimum(counts, limit(reply.written))
         K = int(counts.max())
         drafts, proposal, steps = draft(drafter, prompt, key_padding, reply.tokens,
                                         reply.written, counts, K, config, mask_id, eos_id,
