@@ -44,7 +44,7 @@ class Oracle:
         self.reference, self.P, self.vocab, self.right = reference, P, vocab, right
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __call__(self, canvas, key_padding):
+    def __call__(self, canvas, key_padding, select=None):
         B, T = canvas.shape
         logits = torch.randn(B, T, self.vocab, generator=self.generator, dtype=torch.float64)
         hit = torch.rand(B, T, generator=self.generator) < self.right
@@ -52,7 +52,7 @@ class Oracle:
         for b, i in itertools.product(range(B), range(L)):
             if hit[b, self.P + i]:
                 logits[b, self.P + i, int(self.reference[b, i])] = 50.0
-        return logits
+        return logits if select is None else logits[select]
 
 
 def ar_reply(verifier, prompt, padding, config, tok):
@@ -202,11 +202,12 @@ class Drafter:
     def __init__(self, table: torch.Tensor, right: torch.Tensor, blank: torch.Tensor):
         self.table, self.right, self.blank = table.log(), 3 * right.log(), blank.log()
 
-    def __call__(self, canvas, key_padding):
+    def __call__(self, canvas, key_padding, select=None):
         left = torch.cat([canvas[:, :1], canvas[:, :-1]], 1)
         right = torch.cat([canvas[:, 1:], torch.full_like(canvas[:, :1], MASK)], 1)
         logits = torch.where((left == MASK)[..., None], self.blank, self.table[left])
-        return logits + torch.where((right == MASK)[..., None], 0.0, self.right[right])
+        logits = logits + torch.where((right == MASK)[..., None], 0.0, self.right[right])
+        return logits if select is None else logits[select]
 
 
 def exact_distribution(table, first, L):

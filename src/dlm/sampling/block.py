@@ -113,7 +113,9 @@ class BlockDrafter:
         """(B,) the most tokens each row may draft: to the end of its current block."""
         return self.size - written % self.size
 
-    def __call__(self, canvas: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, canvas: torch.Tensor, key_padding: torch.Tensor | None,
+                 select: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) of the canvas, or (M, V) of the `select`ed (B, T) positions."""
         B, T = canvas.shape
         right = -(T + self.left) % self.size
         real = (key_padding if key_padding is not None
@@ -122,7 +124,10 @@ class BlockDrafter:
         real = torch.nn.functional.pad(real, (self.left, 0), value=False)
         real = torch.nn.functional.pad(real, (0, right), value=True)
         width = ids.shape[1]
-        logits = self.model(torch.cat([ids, ids], 1), torch.cat([real, real], 1),
+        chosen = None
+        if select is not None:  # x_t's positions only
+            chosen = torch.nn.functional.pad(select, (self.left, right + width), value=False)
+        logits = self.model(torch.cat([ids, ids], 1), torch.cat([real, real], 1), chosen,
                             positions=torch.arange(width, device=ids.device).repeat(2),
                             attn_mask=training_mask(width, self.size, ids.device))
-        return logits[:, self.left : self.left + T]
+        return logits if select is not None else logits[:, self.left : self.left + T]

@@ -304,12 +304,20 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     proposal = None
     steps = min(config.draft_steps, max(K, 1))
     calls = 0
+    drafting = counts > 0
+    lo = int(written[drafting].min()) if bool(drafting.any()) else 0
+    hi = max(int((written + counts)[drafting].max()) if bool(drafting.any()) else 1, lo + 1)
+    window = torch.zeros_like(canvas, dtype=torch.bool)
+    window[:, P + lo : P + hi] = True  # (B, T): the same span of every row
     for s in range(steps):
         if not bool(open_.any()):
             break
-        logits = drafter(canvas, padding).float()
+        # only the window holding every row's drafts goes through the output head (the
+        # head over the whole canvas cost the tiny chat model more than its blocks)
+        logits = drafter(canvas, padding, window).float().view(B, hi - lo, -1)
         calls += 1
-        logits = logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1]))  # (B, K, V)
+        inside = (at - P - lo).clamp(0, hi - lo - 1)  # rows not drafting read anything
+        logits = logits.gather(1, inside[..., None].expand(-1, -1, logits.shape[-1]))
         logits[..., mask_id] = float("-inf")
         if banned:
             logits[..., list(banned)] = float("-inf")
