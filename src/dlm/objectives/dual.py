@@ -119,6 +119,9 @@ class Dual(BlockDiffusion):
     def scores_first_token(self, model) -> bool:
         return False  # the AR half predicts token i + 1 from position i
 
+    def drafter(self, lm, prompt_len: int):
+        return None  # it drafts for itself (`reply_steps`), not for another verifier
+
     def loss(self, run: TrainingRun, batch, noise, normalizer):
         d = run.cfg.diffusion
         ar_sum, ar_n, diff_sum, n, masked = dual_losses(
