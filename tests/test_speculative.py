@@ -380,3 +380,33 @@ def test_a_block_diffusion_drafter(tok):
             for row in s.drafted.tolist():
                 cols = [i for i, d in enumerate(row) if d]
                 assert not cols or cols[0] // size == cols[-1] // size
+
+
+def test_the_server_streams_only_verified_text_and_marks_the_drafts(tok):
+    from fastapi.testclient import TestClient
+
+    from dlm.config import ServeConfig
+    from dlm.server import create_app
+    from tests.server_util import sse_payloads, tiny_lm
+
+    lm = tiny_lm(tok)
+    torch.manual_seed(4)
+    verifier = Transformer(tiny_config(tok.vocab_size, causal=True)).eval()
+    with torch.no_grad():
+        for p in verifier.parameters():
+            p.mul_(6.0)
+    lm.with_verifier(DiffusionLM(verifier, tok, objective="ar"))
+    body = {"messages": [{"role": "user", "content": "how are you"}], "max_tokens": 16,
+            "decode": "speculative", "draft_length": 4, "eos": "ban"}
+    with TestClient(create_app(lm, ServeConfig())) as client:
+        whole = client.post("/v1/chat/completions", json=body).json()
+        text = whole["choices"][0]["message"]["content"]
+        streamed = sse_payloads(client.post("/v1/chat/completions",
+                                            json={**body, "stream": True}).text)[:-1]
+        frames = sse_payloads(client.post("/v1/denoise", json={**body, "stream": True}).text)
+    assert text  # eos banned: 16 tokens of text
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in streamed]
+    assert "".join(pieces) == text  # every delta was final: no draft was sent and undone
+    steps = [f for f in frames if isinstance(f, dict) and f.get("type") == "step"]
+    assert {f.get("phase") for f in steps} >= {"draft", "verify"}
+    assert any(t["drafted"] for f in steps for t in f["tokens"])

@@ -194,6 +194,8 @@ async def stream_replies(request: Request, job: Job, config, base: dict, kind: s
             for row in rows:
                 row.restart()
         elif event == "step":
+            if payload.drafted is not None:  # unverified drafts are not final text
+                continue
             for i, row in enumerate(rows):
                 text = cutters[i].feed(row.delta(payload.tokens[i].tolist()))
                 if text:
