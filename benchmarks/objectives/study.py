@@ -12,7 +12,8 @@ of the compared models. For each model:
   error; `dlm.evaluate.likelihood`) and bits per byte;
 - unconditional samples (`DiffusionLM.unconditional_ids`: `--samples` texts of 124 tokens
   after a document boundary, temperature 1, float64 sampling; masked diffusion with the
-  random commit rule, i.e. ancestral order) at 32/128/256 steps: the judge's perplexity
+  random commit rule, i.e. ancestral order) at 16/32/124 steps, each read up to its first
+  eos: the judge's perplexity
   (± its standard error over the samples, delta method) and the mean per-sample token
   entropy (MDLM's and ReMDM's convention: low entropy flags repetitive samples that a
   low perplexity would flatter), and seconds per sample.
@@ -59,7 +60,7 @@ CHAT_SOURCES = [str(SHARED / "dailydialog/train.zip"), str(SHARED / "dailydialog
 CHAT_MIX = {"dailydialog": 0.7, "dolly": 0.25, "seed_tasks": 0.05}
 COMPARED = ["ar", "mdlm", "bd3lm-4", "sedd-absorbing", "sedd-uniform", "uniform",
             "continuous", "dual"]
-STEPS = [32, 128, 256]
+STEPS = [16, 32, 124]  # 124: one token per step, the most a masked sampler uses
 LENGTH = 124  # + the boundary token, within the 128 positions the models were trained on
 # (block diffusion rounds the canvas up to whole blocks of 4)
 
@@ -93,15 +94,27 @@ def trained(name: str, work: Path, smoke: bool, chat: bool) -> tuple[Path, float
     return out, (time.perf_counter() - started) / 60
 
 
+def up_to_eos(row: list[int], eos_id: int) -> list[int]:
+    """A sample's text: its tokens up to and including its first eos (a document, as a
+    reply, ends there; what a canvas holds after it is no part of the text)."""
+    return row[: row.index(eos_id) + 1] if eos_id in row else row
+
+
 def judged(judge: DiffusionLM, samples: torch.Tensor) -> tuple[float, float]:
-    """The judge's perplexity of (n, L) sample ids after the boundary token, ± its
-    standard error over the samples (delta method on the pooled NLL)."""
-    eos = torch.full((samples.shape[0], 1), judge.tokenizer.eos_id)
+    """The judge's perplexity of (n, L) sample ids after the boundary token, each up to and
+    including its first eos, ± its standard error over the samples (delta method on the
+    pooled NLL). Counting the canvas after an eos would score a run of eos, which the judge
+    never saw (its documents follow one another) and which AR decoding writes after one."""
+    eos_id = judge.tokenizer.eos_id
+    kept = [len(up_to_eos(r, eos_id)) for r in samples.tolist()]
+    eos = torch.full((samples.shape[0], 1), eos_id)
     ids = torch.cat([eos, samples.cpu()], 1).to(judge.device)
     with torch.no_grad():
         logits = judge.model(ids[:, :-1]).float()
-    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none").sum(1)
-    nlls, counts = nll.tolist(), [samples.shape[1]] * samples.shape[0]
+    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    inside = torch.arange(samples.shape[1], device=nll.device)[None, :] < torch.tensor(
+        kept, device=nll.device)[:, None]
+    nlls, counts = (nll * inside).sum(1).tolist(), kept
     ppl = math.exp(sum(nlls) / sum(counts))
     return ppl, ppl * ratio_stderr(nlls, counts)
 
@@ -119,27 +132,28 @@ def samples_row(lm: DiffusionLM, judge: DiffusionLM, steps: int, n: int) -> dict
     ids = lm.unconditional_ids(n, config)
     seconds = (time.perf_counter() - started) / n
     ppl, ppl_se = judged(judge, ids)
-    entropy, entropy_se = mean_and_stderr([token_entropy(r) for r in ids.tolist()])
+    eos_id = lm.tokenizer.eos_id
+    texts = [[t for t in up_to_eos(r, eos_id) if t != eos_id] for r in ids.tolist()]
+    entropy, entropy_se = mean_and_stderr([token_entropy(t) for t in texts if t] or [0.0])
     return {"steps": steps, "gen_ppl": ppl, "gen_ppl_se": ppl_se, "entropy": entropy,
             "entropy_se": entropy_se, "seconds_per_sample": seconds,
-            "example": lm.tokenizer.decode(ids[0].tolist())[:300]}
+            "mean_tokens": statistics.mean(len(t) for t in texts),
+            "example": lm.tokenizer.decode(texts[0])[:300]}
 
 
 def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> dict:
     """The row of one model, kept beside its run (run/measured.json) so that an interrupted
-    study measures only what is missing; a row measured with other settings is redone."""
-    settings = {"samples": n, "draws": draws, "steps": STEPS}
+    study measures only what is missing: the likelihood is reused when it was measured
+    with the same draws, the samples when with the same settings and scoring."""
+    settings = {"samples": n, "draws": draws, "steps": STEPS, "scoring": "to first eos"}
     cached = run / "measured.json"
-    if cached.is_file() and json.loads(cached.read_text()).get("settings") == settings:
-        return json.loads(cached.read_text())["row"]
+    old = json.loads(cached.read_text()) if cached.is_file() else {}
+    if old.get("settings") == settings:
+        return old["row"]
     lm = DiffusionLM.load(run)
-    started = time.perf_counter()
-    val, _, _, cfg = held_out(lm, None, 1000)
-    lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
-                    cfg.diffusion.eps)
-    print(f"{name}: likelihood {lk.nats_per_token:.3f} in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
-    extra = second_figure(lm, val, cfg, draws)
+    row = old.get("row", {})
+    if "nats_per_token" not in row or (row["bound"] and row["draws"] != draws):
+        row = likelihood_row(name, lm, draws)
     steps = [LENGTH] if lm.objective.one_call_per_token else STEPS
     samples = []
     for s in steps:
@@ -147,13 +161,23 @@ def measured(name: str, run: Path, judge: DiffusionLM, n: int, draws: int) -> di
         samples.append(samples_row(lm, judge, s, n))
         print(f"{name}: {n} samples at {s} steps in {time.perf_counter() - started:.0f} s",
               flush=True)
-    row = {"name": name, "objective": lm.objective.name, "summary": lm.objective.summary,
+    row = {**row, "samples": samples}
+    cached.write_text(json.dumps({"settings": settings, "row": row}, indent=1) + "\n")
+    return row
+
+
+def likelihood_row(name: str, lm: DiffusionLM, draws: int) -> dict:
+    started = time.perf_counter()
+    val, _, _, cfg = held_out(lm, None, 1000)
+    lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
+                    cfg.diffusion.eps)
+    print(f"{name}: likelihood {lk.nats_per_token:.3f} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return {"name": name, "objective": lm.objective.name, "summary": lm.objective.summary,
             "parameters": lm.model.num_parameters(), "nats_per_token": lk.nats_per_token,
             "stderr": lk.stderr, "draws": lk.draws, "bound": lk.is_bound,
             "bits_per_byte": lk.bits_per_byte, "tokens": lk.tokens,
-            "text_bytes": lk.text_bytes, "samples": samples, **extra}
-    cached.write_text(json.dumps({"settings": settings, "row": row}, indent=1) + "\n")
-    return row
+            "text_bytes": lk.text_bytes, **second_figure(lm, val, cfg, draws)}
 
 
 def second_figure(lm: DiffusionLM, val, cfg, draws: int) -> dict:
@@ -263,8 +287,8 @@ def report(results: dict) -> str:
              f"({results['machine']}). Data: {results['data']}. Judge: "
              f"{results['judge']}.", "",
              "| objective | likelihood, nats/token | kind | PPL | bits/byte | steps | "
-             "judged PPL of samples | entropy | s/sample |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "judged PPL of samples | entropy | tokens before eos | s/sample |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         kind = f"bound, K = {r['draws']}" if r["bound"] else "exact"
         se = f" ± {r['stderr']:.3f}" if r["bound"] else ""
@@ -275,6 +299,7 @@ def report(results: dict) -> str:
                     else "| | | | | |")
             lines.append(f"{head} {s['steps']} | {s['gen_ppl']:.1f} ± {s['gen_ppl_se']:.1f} "
                          f"| {s['entropy']:.2f} ± {s['entropy_se']:.2f} | "
+                         f"{s['mean_tokens']:.0f} | "
                          f"{s['seconds_per_sample']:.3f} |")
     lines += dual_notes(results["rows"])
     lines += ["", "Samples (the first of each model at its most steps, 300 characters):", ""]
