@@ -229,7 +229,9 @@ def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:
     histories, references = histories[::step][:prompts], references[::step][:prompts]
     config = SampleConfig(length=32, steps=32, eos="defer")
     quality, replies = generation_quality(lm, histories, config, judge, references=references)
-    extra = {**second_figure(lm, val, cfg, 8), **self_speculative(lm, histories, config)}
+    extra = {f"{k}_per_reply_token" if k.startswith("diffusion_bound") else k: v * scale
+             for k, v in second_figure(lm, val, cfg, 8).items()}
+    extra.update(self_speculative(lm, histories, config))
     return {"name": name, "objective": lm.objective.name, **extra,
             "reply_nats": lk.nats_per_token * scale, "reply_nats_se": lk.stderr * scale,
             "bound": lk.is_bound, "draws": lk.draws, **dataclasses.asdict(quality),
@@ -266,10 +268,12 @@ def dual_notes(rows: list[dict]) -> list[str]:
     """The dual model's second figure and its decoding at identical output."""
     lines = []
     for r in rows:
-        if "diffusion_bound" in r:
-            lines += ["", f"{r['name']}: the likelihood above is its AR half's (exact); its "
-                      f"diffusion half's bound is {r['diffusion_bound']:.3f} ± "
-                      f"{r['diffusion_bound_se']:.3f} nats per token."]
+        for unit in ("", "_per_reply_token"):
+            if f"diffusion_bound{unit}" in r:
+                lines += ["", f"{r['name']}: the likelihood above is its AR half's (exact); "
+                          f"its diffusion half's bound is {r['diffusion_bound' + unit]:.3f} ± "
+                          f"{r['diffusion_bound_se' + unit]:.3f} nats per "
+                          f"{'reply ' if unit else ''}token."]
         if "self_speculative" in r:
             d = r["self_speculative"]
             lines += [f"{r['name']}: greedy replies by its own AR decoding "
