@@ -85,14 +85,12 @@ class CausalView(nn.Module):
         return self.model.new_cache(batch, max_len)
 
     def forward(self, ids, key_padding=None, select=None, cache=None, start=None,
-                positions=None, attn_mask=None):
+                positions=None):
         T = ids.shape[1]
         begin = 0 if cache is None else (cache.length if start is None else start)
         S = T if cache is None else max(cache.length, begin + T)
         keys = torch.arange(S, device=ids.device)
         grid = keys[None, :] <= torch.arange(begin, begin + T, device=ids.device)[:, None]
-        if attn_mask is not None:
-            grid = grid | attn_mask
         return self.model(ids, key_padding, select, cache=cache, start=start,
                           positions=positions, attn_mask=grid)
 

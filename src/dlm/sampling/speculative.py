@@ -262,10 +262,12 @@ def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: to
     under the same rules AR decoding applies there (given the reply so far and the drafts
     before), and its untempered probabilities (shown as each token's confidence)."""
     B, W, V = logits.shape
-    L = reply.shape[1]
-    # the reply each position follows: what is written, then the drafts before it
-    history = torch.full((B, L + W), -1, dtype=torch.int64, device=reply.device)
-    for b in range(B):
+    # the reply each position follows (what is written, then the drafts before it), built
+    # only for the rules that read it: a per-row loop every round otherwise
+    reads_history = config.repetition_penalty != 1.0 or config.no_repeat_ngram > 0
+    width = reply.shape[1] + W if reads_history else 0
+    history = torch.full((B, width), -1, dtype=torch.int64, device=reply.device)
+    for b in range(B if reads_history else 0):
         n = int(written[b])
         history[b, :n] = reply[b, :n]
         history[b, n : n + W - 1] = drafts[b]
