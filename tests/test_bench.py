@@ -143,6 +143,6 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
     assert generation and all(r["judged_ppl"] > 1 for r in generation)
     speculative = [r for r in report.results if r["what"] == "speculative"]
     assert len(speculative) == 2 * (1 + 3)  # per batch: AR, k = 2, k = 4, adaptive
-    assert all(r["identical"] == r["batch"] for r in speculative)
+    assert all(r["identical"] == r["prompts"] == 2 for r in speculative)  # batch 1: both
     assert all(0 <= r["acceptance"] <= 1 for r in speculative if "acceptance" in r)
     assert "judged PPL" in md and "identical" in md and "AR calls/token" in md

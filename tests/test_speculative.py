@@ -100,6 +100,27 @@ def test_greedy_with_a_real_drafter_and_each_prompt_alone(models, tok, draft_ste
                            ar_reply(verifier, one, None, config, tok))
 
 
+@pytest.mark.parametrize("window", [1, 3])
+def test_a_draft_window_shortens_the_drafters_canvas_and_keeps_the_reply(models, tok, window):
+    """draft_window: the drafter sees `window` reply positions past its drafts, never the
+    whole canvas (rows of a batch draft at different places); the reply stays AR's."""
+    verifier, drafter = models
+    seen = []
+
+    def recording(canvas, key_padding, select=None):
+        seen.append(canvas.shape[1])
+        return drafter(canvas, key_padding, select)
+
+    prompt, padding = prompts(tok, TEXTS[:4])
+    config = SampleConfig(length=20, decode="speculative", draft_length=3,
+                          draft_window=window, eos="ban")
+    reference = ar_reply(verifier, prompt, padding, config, tok)
+    assert torch.equal(spec_reply(recording, verifier, prompt, padding, config, tok), reference)
+    assert max(seen) == prompt.shape[1] + 20  # the last drafts reach the canvas end
+    assert min(seen) <= prompt.shape[1] + 3 + window  # the first round: k drafts + window
+    assert len(set(seen)) > 2  # it moves with the reply
+
+
 def test_rules_of_ar_decoding_hold_in_verification(models, tok):
     """Repetition penalty and the n-gram ban depend on the drafts before each position."""
     verifier, _ = models

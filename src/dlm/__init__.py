@@ -24,6 +24,7 @@ from dlm.config import (  # noqa: E402
 )
 from dlm.control import Constraints, Edit, Infill  # noqa: E402
 from dlm.data.prepare import DataConfig, PrepareResult, prepare  # noqa: E402
+from dlm.distill import DistillResult, distill  # noqa: E402
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError  # noqa: E402
 from dlm.model import Transformer  # noqa: E402
 from dlm.pipeline import DiffusionLM  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "DLMTokenizer",
     "DataConfig",
     "DataError",
+    "DistillResult",
     "DiffusionConfig",
     "DiffusionLM",
     "Edit",
@@ -51,6 +53,7 @@ __all__ = [
     "TrainResult",
     "Transformer",
     "__version__",
+    "distill",
     "dry_run",
     "load_checkpoint",
     "model_preset",

@@ -481,6 +481,39 @@ def data(
 
 @app.command()
 @friendly_errors
+def distill(
+    data: Annotated[Path, typer.Argument(help="A `dlm data` directory of chat examples.")],
+    teacher: Annotated[Path, typer.Option(
+        help="The checkpoint whose replies replace the data's (usually the AR verifier "
+             "a drafter will serve).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    length: Annotated[int, typer.Option(help="Longest teacher reply in tokens.")] = 128,
+    temperature: Annotated[float, typer.Option(help="0: the teacher's greedy replies.")] = 0.0,
+    repetition_penalty: Annotated[float, typer.Option(
+        help="The teacher's repetition penalty (use the decoding it will verify with).")]
+    = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Replies per teacher call.")] = 64,
+    max_examples: Annotated[int | None, typer.Option(
+        help="Distill only the first N examples of each split.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed when sampling (temperature > 0).")] = 0,
+    device: Device = "auto",
+):
+    """Replace every reply of a chat directory by a teacher model's own, to train a
+    drafter that agrees with its verifier (`dlm train --data OUT`)."""
+    from dlm.console import console
+    from dlm.distill import distill as do_distill
+    from dlm.pipeline import DiffusionLM
+
+    lm = DiffusionLM.load(teacher, device)
+    config = SampleConfig(length=length, temperature=temperature,
+                          repetition_penalty=repetition_penalty, seed=seed)
+    result = do_distill(lm, data, out, config, batch_size, max_examples,
+                        say=lambda text: console.print(f"[dim]{text}[/dim]"))
+    console.print(f"written: {result.out_dir} ({result.seconds:.0f} s)")
+
+
+@app.command()
+@friendly_errors
 def bench(
     preset: Annotated[list[str] | None, typer.Option(
         help="Presets to time training for (repeat; 'none' for no training). "

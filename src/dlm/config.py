@@ -190,6 +190,10 @@ class SampleConfig:
     longest kept run after a refusal."""
     max_draft_length: int = 16
     """speculative: the largest k adaptive drafting reaches."""
+    draft_window: int = 0
+    """speculative: reply positions the drafter sees past its drafts (0: the whole reply
+    canvas, as it was trained). Fewer is cheaper per drafter call; the verifier keeps the
+    reply exact either way, so only the share of drafts kept can change."""
     seed: int | None = None
     """Seed for reproducible samples."""
 
@@ -206,6 +210,8 @@ class SampleConfig:
             ("max_draft_length", self.max_draft_length >= self.draft_length,
              f"max_draft_length must be >= draft_length ({self.draft_length}), got "
              f"{self.max_draft_length}"),
+            ("draft_window", self.draft_window >= 0,
+             f"draft_window must be >= 0, got {self.draft_window}"),
             ("predictor", self.predictor in PREDICTORS,
              f"predictor must be tweedie or euler, got {self.predictor!r}"),
             ("repetition_penalty", self.repetition_penalty > 0,

@@ -102,6 +102,23 @@ def run_overrides(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
+# ModelConfig fields a fine-tuning run may change: none of them shapes a weight (rotary
+# positions have no table to learn, so a model can be given more of them to train on)
+KEEP_WEIGHTS = ("max_seq_len", "rope_theta", "dropout")
+
+
+def fine_tuning_overrides(cfg: TrainConfig, old) -> dict[str, Any]:
+    """The run's model_overrides for a model started from a checkpoint (`init_from`):
+    refused when one would change a trained weight's shape."""
+    shaping = sorted(k for k, v in cfg.model_overrides.items()
+                     if k not in KEEP_WEIGHTS and getattr(old, k, None) != v)
+    if shaping:
+        raise ConfigError(f"model_overrides {', '.join(shaping)} would change the shape of "
+                          f"{cfg.init_from}'s weights; a fine-tuning run may only set "
+                          f"{', '.join(KEEP_WEIGHTS)}", "model_overrides")
+    return dict(cfg.model_overrides)
+
+
 def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
     needs = get_objective(cfg.objective).needs
     overrides = {"vocab_size": vocab_size, "causal": needs.causal,
@@ -119,6 +136,7 @@ def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
     asks. New weights are initialised as in a fresh model."""
     old = model.config
     changes = run_overrides(cfg)
+    changes.update(fine_tuning_overrides(cfg, old))
     objective = get_objective(cfg.objective)
     changes.update(objective.model_changes(old.causal))
     if objective.needs.time and not old.time_conditioning:

@@ -290,17 +290,13 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
           pads: tuple[int, ...], generator: torch.Generator | None,
           ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """counts[b] draft tokens after row b's `written` reply tokens, in `draft_steps`
-    parallel steps over the drafter's whole canvas (the prompt, the reply so far and masks
-    to `length`, as it was trained: a canvas cut after the drafts would tell it the reply
-    ends there). Returns drafts (B, K), the distribution each came from (B, K, V; None
-    when greedy) and the drafter calls made."""
+    parallel steps over the drafter's canvas: the prompt, the reply so far and masks to
+    `length`, as it was trained (a canvas cut after the drafts would tell it the reply
+    ends there), or `draft_window` masks past the last draft. Returns drafts (B, K), the
+    distribution each came from (B, K, V; None when greedy) and the drafter calls made."""
     B, P = prompt.shape
     L, device = reply.shape[1], prompt.device
-    canvas = torch.cat([prompt, reply], 1)
-    padding = None if key_padding is None else torch.cat(
-        [key_padding, torch.ones_like(reply, dtype=torch.bool)], 1)
     offsets = torch.arange(K, device=device)
-    at = P + (written[:, None] + offsets).clamp(max=L - 1)  # (B, K) canvas positions
     open_ = offsets[None, :] < counts[:, None]  # (B, K) still to draft
     drafts = torch.full((B, K), eos_id, dtype=torch.int64, device=device)
     proposal = None
@@ -309,6 +305,13 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     drafting = counts > 0
     lo = int(written[drafting].min()) if bool(drafting.any()) else 0
     hi = max(int((written + counts)[drafting].max()) if bool(drafting.any()) else 1, lo + 1)
+    if config.draft_window:  # the canvas ends `draft_window` masks after the last draft
+        reply = reply[:, : min(L, hi + config.draft_window)]
+    canvas = torch.cat([prompt, reply], 1)
+    padding = None if key_padding is None else torch.cat(
+        [key_padding, torch.ones_like(reply, dtype=torch.bool)], 1)
+    # (B, K) canvas positions of the drafts (slots past a row's count read anything)
+    at = P + (written[:, None] + offsets).clamp(max=reply.shape[1] - 1)
     window = torch.zeros_like(canvas, dtype=torch.bool)
     window[:, P + lo : P + hi] = True  # (B, T): the same span of every row
     for s in range(steps):

@@ -20,7 +20,7 @@ from dlm.field_docs import field_docs
 
 SERVED = ("steps", "block_length", "rule", "threshold", "temperature", "top_k", "top_p",
           "remask", "eos", "cfg_scale", "predictor", "decode", "draft_length", "draft_steps",
-          "adaptive_draft", "max_draft_length", "seed")
+          "adaptive_draft", "max_draft_length", "draft_window", "seed")
 """The SampleConfig fields a request may set. temperature, top_p and seed are OpenAI
 fields as well, with the same names and meanings."""
 

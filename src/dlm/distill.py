@@ -1,0 +1,111 @@
+"""Sequence-level distillation: a teacher's own replies as another model's training data.
+
+A speculative drafter is only as fast as the share of its drafts the verifier keeps, and
+greedy verification keeps a draft only when it is the verifier's argmax. A drafter trained
+on the corpus learns what people wrote; one trained on what the verifier writes learns
+the verifier (sequence-level knowledge distillation, Kim & Rush 2016; for drafters,
+DistillSpec, Zhou et al. 2024). `distill` keeps every prompt of a `dlm data` directory
+and replaces each reply by the teacher's reply under the decoding it will verify with,
+so the result trains with `dlm train --data OUT` like any prepared directory.
+
+    from dlm import DiffusionLM, SampleConfig, distill
+    distill(DiffusionLM.load("runs/ar"), "runs/chatmix", "runs/chatmix-ar",
+            SampleConfig(length=128, temperature=0))      # `dlm distill`
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dlm.config import SampleConfig
+from dlm.data.example import Example
+from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
+from dlm.data.shards import ensure_shards, read_jsonl_examples
+from dlm.errors import DataError
+
+SPLITS = ("train", "validation")
+
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    examples: dict[str, int]
+    empty: dict[str, int]
+    """Replies in which the teacher wrote eos first (kept: the student learns that too)."""
+    seconds: float
+
+
+def teacher_replies(teacher, histories: Sequence[list[dict[str, str]]], config: SampleConfig,
+                    batch_size: int) -> list[str]:
+    """The teacher's reply to each history, in batches of similar prompt length (less
+    padding), returned in the given order."""
+    order = sorted(range(len(histories)),
+                   key=lambda i: sum(len(m["content"]) for m in histories[i]))
+    replies: list[str] = [""] * len(histories)
+    for lo in range(0, len(order), batch_size):
+        picked = order[lo : lo + batch_size]
+        ids = teacher.reply_ids([histories[i] for i in picked], config)
+        for i, row in zip(picked, ids, strict=True):
+            replies[i] = teacher.decode_reply(row.tolist(), config)
+    return replies
+
+
+def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig | None = None,
+            batch_size: int = 64, max_examples: int | None = None,
+            say=print) -> DistillResult:
+    """Write `out_dir`: the chat examples of the `dlm data` directory `data` (each split's
+    first `max_examples`, all by default) with every reply replaced by `teacher`'s (a
+    DiffusionLM, usually the AR verifier) under `config` (default: greedy, replies up to
+    the teacher's default length), and its tokenizer."""
+    start = time.perf_counter()
+    data, out = Path(data), Path(out_dir)
+    if not is_prepared(data):
+        raise DataError(f"{data}: not a `dlm data` directory (no {PREPARED}); run `dlm data` "
+                        "first")
+    config = config or SampleConfig(length=teacher.default_length, temperature=0.0)
+    if config.length == "auto":
+        raise DataError("distill needs a fixed reply length (the longest reply the teacher "
+                        "may write), not auto")
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    empty: dict[str, int] = {}
+    for split in SPLITS:
+        path = data / f"{split}.jsonl"
+        if not path.is_file():
+            continue
+        examples = []
+        for ex in read_jsonl_examples(path):
+            if ex.messages is None:
+                raise DataError(f"{path}: plain text; distillation needs chat examples "
+                                "(a prompt to reply to)")
+            examples.append(ex)
+            if max_examples is not None and len(examples) >= max_examples:
+                break
+        histories = [ex.messages[:-1] for ex in examples]
+        replies = teacher_replies(teacher, histories, config, batch_size)
+        write_jsonl(out / f"{split}.jsonl", [
+            Example(messages=[*h, {"role": "assistant", "content": r}])
+            for h, r in zip(histories, replies, strict=True)])
+        counts[split] = len(examples)
+        empty[split] = sum(not r for r in replies)
+        say(f"{split}: {len(examples):,} replies by the teacher ({empty[split]:,} empty)")
+    if "train" not in counts:
+        raise DataError(f"{data}: no train.jsonl to distill")
+    teacher.tokenizer.save(out / "tokenizer.json")
+    meta = ensure_shards({s: out / f"{s}.jsonl" for s in counts}, teacher.tokenizer,
+                         shard_dir(out, teacher.tokenizer), say)
+    source = json.loads((data / PREPARED).read_text())
+    seconds = time.perf_counter() - start
+    (out / PREPARED).write_text(json.dumps({
+        "config": {**source.get("config", {}), "out_dir": str(out)},
+        "distilled": {"from": str(data), "teacher": str(teacher.source),
+                      "decoding": asdict(config), "max_examples": max_examples,
+                      "empty": empty},
+        "kind": "chat",
+        "tokens": {s: v["tokens"] for s, v in meta["splits"].items()},
+        "examples": counts, "seconds": round(seconds, 2)}, indent=2))
+    return DistillResult(out, counts, empty, seconds)

@@ -1,0 +1,95 @@
+"""Distillation: a teacher's replies replace a chat directory's, prompts kept, trainable."""
+
+import json
+
+import pytest
+import torch
+
+from dlm import DataConfig, DiffusionLM, SampleConfig, distill, prepare, train
+from dlm.errors import ConfigError, DataError
+from dlm.model import Transformer
+
+from .conftest import tiny_config, tiny_train_config
+
+
+@pytest.fixture
+def chat_dir(tmp_path):
+    """40 distinct exchanges, a fifth of them held out."""
+    source = tmp_path / "chats.tsv"
+    source.write_text("".join(f"is {a} bigger than {b}\t{a} is {'more' if a > b else 'less'}\n"
+                              for a in range(8) for b in range(5)))
+    prepare(DataConfig(sources=[str(source)], out_dir=str(tmp_path / "chats"),
+                       vocab_size=300, val_fraction=0.2), say=lambda _: None)
+    return tmp_path / "chats"
+
+
+def teacher_for(folder) -> DiffusionLM:
+    from dlm.tokenizer import DLMTokenizer
+
+    tok = DLMTokenizer.load(folder / "tokenizer.json")
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(tok.vocab_size, causal=True)).eval()
+    with torch.no_grad():  # sharper than at init, so replies differ from prompt to prompt
+        for p in model.parameters():
+            p.mul_(4.0)
+    return DiffusionLM(model, tok, 16, 8, objective="ar")
+
+
+def rows(path):
+    return [json.loads(line)["messages"] for line in path.read_text().splitlines()]
+
+
+def test_every_reply_is_the_teachers_and_every_prompt_is_kept(chat_dir, tmp_path):
+    teacher = teacher_for(chat_dir)
+    config = SampleConfig(length=6, temperature=0.0)
+    # batches of 3 in prompt-length order: the replies must still land on their prompts
+    result = distill(teacher, chat_dir, tmp_path / "out", config, batch_size=3,
+                     say=lambda _: None)
+    assert result.examples["validation"] >= 4
+    for split in ("train", "validation"):
+        source, made = rows(chat_dir / f"{split}.jsonl"), rows(tmp_path / "out" / f"{split}.jsonl")
+        assert len(made) == len(source) == result.examples[split]
+        for before, after in zip(source, made, strict=True):
+            assert after[:-1] == before[:-1]
+            assert after[-1]["role"] == "assistant"
+            assert after[-1]["content"] == teacher.reply(before[:-1], config)
+    replies = {m[-1]["content"] for m in rows(tmp_path / "out" / "train.jsonl")}
+    assert len(replies) > 1  # not one reply for every prompt
+    meta = json.loads((tmp_path / "out" / "data.json").read_text())
+    assert meta["distilled"]["decoding"]["length"] == 6
+    assert meta["examples"] == result.examples and meta["tokens"]["train"] > 0
+
+
+def test_a_distilled_directory_trains_and_max_examples_caps_each_split(chat_dir, tmp_path):
+    teacher = teacher_for(chat_dir)
+    result = distill(teacher, chat_dir, tmp_path / "out", SampleConfig(length=6),
+                     max_examples=5, say=lambda _: None)
+    assert result.examples == {"train": 5, "validation": 5}
+    run = train(tiny_train_config(tmp_path / "student", tmp_path / "out", max_steps=2))
+    assert (run.checkpoint / "config.json").is_file()
+
+
+def test_bad_sources_are_clear_errors(chat_dir, tmp_path, pairs_tsv):
+    teacher = teacher_for(chat_dir)
+    with pytest.raises(DataError, match="not a `dlm data` directory"):
+        distill(teacher, pairs_tsv.parent, tmp_path / "o1", say=lambda _: None)
+    (tmp_path / "stories.txt").write_text("\n\n".join(f"story {i} ends." for i in range(20)))
+    prepare(DataConfig(sources=[str(tmp_path / "stories.txt")], out_dir=str(tmp_path / "txt"),
+                       vocab_size=300), say=lambda _: None)
+    with pytest.raises(DataError, match="plain text"):
+        distill(teacher, tmp_path / "txt", tmp_path / "o2", say=lambda _: None)
+    with pytest.raises(DataError, match="fixed reply length"):
+        distill(teacher, chat_dir, tmp_path / "o3", SampleConfig(length="auto"),
+                say=lambda _: None)
+
+
+def test_fine_tuning_may_add_positions_but_not_reshape_weights(tmp_path, pairs_tsv):
+    base = train(tiny_train_config(tmp_path / "base", pairs_tsv, objective="ar", max_steps=1))
+    longer = train(tiny_train_config(
+        tmp_path / "longer", pairs_tsv, objective="ar", max_steps=1, init_from=str(
+            base.checkpoint), response_len=48, model_overrides={"max_seq_len": 96}))
+    assert DiffusionLM.load(longer.checkpoint).model.config.max_seq_len == 96
+    with pytest.raises(ConfigError, match="d_model would change the shape"):
+        train(tiny_train_config(tmp_path / "wider", pairs_tsv, objective="ar", max_steps=1,
+                                init_from=str(base.checkpoint),
+                                model_overrides={"d_model": 64}))
