@@ -93,7 +93,15 @@ def test_greedy_with_a_real_drafter_and_each_prompt_alone(models, tok, draft_ste
                           draft_steps=draft_steps)
     prompt, padding = prompts(tok, TEXTS)
     reference = ar_reply(verifier, prompt, padding, config, tok)
-    assert torch.equal(spec_reply(drafter, verifier, prompt, padding, config, tok), reference)
+    rows = []
+
+    def recording(canvas, key_padding, select=None):
+        rows.append(canvas.shape[0])
+        return drafter(canvas, key_padding, select)
+
+    assert torch.equal(spec_reply(recording, verifier, prompt, padding, config, tok), reference)
+    # rows that have ended are left out of the drafter's batch
+    assert (reference == tok.eos_id).any(1).sum() >= 1 and min(rows) < len(TEXTS)
     for text in TEXTS[:3]:
         one, _ = prompts(tok, [text])
         assert torch.equal(spec_reply(drafter, verifier, one, None, config, tok),

@@ -570,6 +570,9 @@ def bench(
              "output.")] = None,
     draft_steps: Annotated[list[int] | None, typer.Option(
         help="--speculative: drafter calls per draft (repeat). Default: 1.")] = None,
+    draft_window: Annotated[list[int] | None, typer.Option(
+        help="--speculative: reply positions the drafter sees past its drafts (repeat; 0: "
+             "the whole canvas). Default: 0.")] = None,
     judge: Annotated[Path | None, typer.Option(
         help="With trained --ckpt and --ar-ckpt: an AR checkpoint (trained apart from both) "
              "that scores each sampler's replies, so speed stands beside quality.")] = None,
@@ -611,7 +614,7 @@ def bench(
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
             seq_len, bf16, activation_checkpointing, repeats,
             [str(p) for p in accuracy or []], say, speculative, draft_steps,
-            str(judge) if judge else None)
+            str(judge) if judge else None, draft_window)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

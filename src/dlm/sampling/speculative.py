@@ -296,15 +296,28 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     distribution each came from (B, K, V; None when greedy) and the drafter calls made."""
     B, P = prompt.shape
     L, device = reply.shape[1], prompt.device
+    drafting = counts > 0
+    if not bool(drafting.all()):  # finished rows cost the drafter nothing: leave them out
+        rows = drafting.nonzero()[:, 0]
+        some, q, calls = draft(drafter, prompt[rows], None if key_padding is None else
+                               key_padding[rows], reply[rows], written[rows], counts[rows], K,
+                               config, mask_id, eos_id, banned, pads, generator)
+        drafts = torch.full((B, K), eos_id, dtype=torch.int64, device=device)
+        drafts[rows] = some
+        proposal = None
+        if q is not None:  # finished rows draw nothing; their (unread) q is uniform
+            proposal = torch.full((B, K, q.shape[-1]), 1 / q.shape[-1], dtype=q.dtype,
+                                  device=device)
+            proposal[rows] = q
+        return drafts, proposal, calls
     offsets = torch.arange(K, device=device)
     open_ = offsets[None, :] < counts[:, None]  # (B, K) still to draft
     drafts = torch.full((B, K), eos_id, dtype=torch.int64, device=device)
     proposal = None
     steps = min(config.draft_steps, max(K, 1))
     calls = 0
-    drafting = counts > 0
-    lo = int(written[drafting].min()) if bool(drafting.any()) else 0
-    hi = max(int((written + counts)[drafting].max()) if bool(drafting.any()) else 1, lo + 1)
+    lo = int(written.min())
+    hi = max(int((written + counts).max()), lo + 1)
     if config.draft_window:  # the canvas ends `draft_window` masks after the last draft
         reply = reply[:, : min(L, hi + config.draft_window)]
     canvas = torch.cat([prompt, reply], 1)
