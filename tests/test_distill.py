@@ -60,11 +60,11 @@ def test_every_reply_is_the_teachers_and_every_prompt_is_kept(chat_dir, tmp_path
     assert meta["examples"] == result.examples and meta["tokens"]["train"] > 0
 
 
-def test_a_distilled_directory_trains_and_max_examples_caps_each_split(chat_dir, tmp_path):
+def test_a_distilled_directory_trains_and_the_caps_hold(chat_dir, tmp_path):
     teacher = teacher_for(chat_dir)
     result = distill(teacher, chat_dir, tmp_path / "out", SampleConfig(length=6),
-                     max_examples=5, say=lambda _: None)
-    assert result.examples == {"train": 5, "validation": 5}
+                     max_examples=5, max_validation=3, say=lambda _: None)
+    assert result.examples == {"train": 5, "validation": 3}
     run = train(tiny_train_config(tmp_path / "student", tmp_path / "out", max_steps=2))
     assert (run.checkpoint / "config.json").is_file()
 

@@ -494,7 +494,9 @@ def distill(
     = 1.0,
     batch_size: Annotated[int, typer.Option(help="Replies per teacher call.")] = 64,
     max_examples: Annotated[int | None, typer.Option(
-        help="Distill only the first N examples of each split.")] = None,
+        help="Distill only the first N training examples.")] = None,
+    max_validation: Annotated[int | None, typer.Option(
+        help="Distill only the first N validation examples.")] = None,
     seed: Annotated[int, typer.Option(help="Seed when sampling (temperature > 0).")] = 0,
     device: Device = "auto",
 ):
@@ -507,7 +509,7 @@ def distill(
     lm = DiffusionLM.load(teacher, device)
     config = SampleConfig(length=length, temperature=temperature,
                           repetition_penalty=repetition_penalty, seed=seed)
-    result = do_distill(lm, data, out, config, batch_size, max_examples,
+    result = do_distill(lm, data, out, config, batch_size, max_examples, max_validation,
                         say=lambda text: console.print(f"[dim]{text}[/dim]"))
     console.print(f"written: {result.out_dir} ({result.seconds:.0f} s)")
 

@@ -56,9 +56,10 @@ def teacher_replies(teacher, histories: Sequence[list[dict[str, str]]], config: 
 
 def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig | None = None,
             batch_size: int = 64, max_examples: int | None = None,
-            say=print) -> DistillResult:
-    """Write `out_dir`: the chat examples of the `dlm data` directory `data` (each split's
-    first `max_examples`, all by default) with every reply replaced by `teacher`'s (a
+            max_validation: int | None = None, say=print) -> DistillResult:
+    """Write `out_dir`: the chat examples of the `dlm data` directory `data` (the first
+    `max_examples` of train and `max_validation` of validation, all by default) with
+    every reply replaced by `teacher`'s (a
     DiffusionLM, usually the AR verifier) under `config` (default: greedy, replies up to
     the teacher's default length), and its tokenizer."""
     start = time.perf_counter()
@@ -77,13 +78,14 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         path = data / f"{split}.jsonl"
         if not path.is_file():
             continue
+        cap = max_examples if split == "train" else max_validation
         examples = []
         for ex in read_jsonl_examples(path):
             if ex.messages is None:
                 raise DataError(f"{path}: plain text; distillation needs chat examples "
                                 "(a prompt to reply to)")
             examples.append(ex)
-            if max_examples is not None and len(examples) >= max_examples:
+            if cap is not None and len(examples) >= cap:
                 break
         histories = [ex.messages[:-1] for ex in examples]
         replies = teacher_replies(teacher, histories, config, batch_size)
@@ -104,7 +106,7 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         "config": {**source.get("config", {}), "out_dir": str(out)},
         "distilled": {"from": str(data), "teacher": str(teacher.source),
                       "decoding": asdict(config), "max_examples": max_examples,
-                      "empty": empty},
+                      "max_validation": max_validation, "empty": empty},
         "kind": "chat",
         "tokens": {s: v["tokens"] for s, v in meta["splits"].items()},
         "examples": counts, "seconds": round(seconds, 2)}, indent=2))

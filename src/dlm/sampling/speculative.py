@@ -271,11 +271,15 @@ def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: to
         n = int(written[b])
         history[b, :n] = reply[b, :n]
         history[b, n : n + W - 1] = drafts[b]
-    ruled = torch.stack([
-        next_token_logits(logits[:, j], masked_after(history, written + j), config, mask_id,
-                          eos_id) for j in range(W)], 1)  # (B, W, V)
+    if reads_history:
+        ruled = torch.stack([
+            next_token_logits(logits[:, j], masked_after(history, written + j), config,
+                              mask_id, eos_id) for j in range(W)], 1)  # (B, W, V)
+    else:  # the rules that read no history, on every position at once
+        ruled = next_token_logits(logits.view(B * W, V), history, config, mask_id,
+                                  eos_id).view(B, W, V)
     return (token_distribution(ruled, config.temperature, config.top_k, config.top_p),
-            ruled.double().softmax(-1))
+            ruled.softmax(-1))
 
 
 def masked_after(history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

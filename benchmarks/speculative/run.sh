@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Speculative decoding on trained chat models, this CPU (benchmarks/speculative/README.md).
+# Needs runs/chatmix and the shipped recipe's AR model (bash recipes/chat-tiny/recipe.sh ar),
+# and the study's chat judge (python benchmarks/objectives/study.py --chat).
+#   bash benchmarks/speculative/run.sh models    # train the verifiers, distill, train drafters
+#   bash benchmarks/speculative/run.sh bench     # the two tables
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=benchmarks/speculative/configs
+train() { [ -f "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['out_dir'])" "$1")/last/config.json" ] || dlm train --config "$1"; }
+if [ "${1:-}" = models ]; then
+    # tiny pair: the recipe's AR model given 192 positions, a drafter distilled from it
+    train $here/verifier.json
+    [ -f runs/spec/chatmix-distilled/data.json ] || dlm distill runs/chatmix \
+        --teacher runs/spec/verifier --out runs/spec/chatmix-distilled --length 128 \
+        --max-examples 20000 --batch-size 128
+    train $here/drafter.json
+    # the judge: the study's separately trained chat AR model given 192 positions
+    train $here/judge.json
+    # small pair: a 29.5M-parameter AR verifier, the tiny drafter distilled again from it
+    train $here/verifier-small.json
+    [ -f runs/spec/chatmix-distilled-small/data.json ] || dlm distill runs/chatmix \
+        --teacher runs/spec/verifier-small --out runs/spec/chatmix-distilled-small \
+        --length 128 --max-examples 6000 --max-validation 500 --batch-size 64
+    train $here/drafter-small.json
+fi
+if [ "${1:-}" = bench ]; then
+    dlm bench --preset none --generate tiny --ckpt runs/spec/drafter --ar-ckpt runs/spec/verifier \
+        --judge runs/spec/judge --speculative 4 --speculative 8 --speculative 16 \
+        --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
+        --name speculative-tiny --out-dir benchmarks/speculative
+    dlm bench --preset none --generate none --ckpt runs/spec/drafter-small \
+        --ar-ckpt runs/spec/verifier-small --speculative 4 --speculative 8 --speculative 16 \
+        --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
+        --name speculative-small --out-dir benchmarks/speculative
+fi
