@@ -399,6 +399,10 @@ def test_a_block_diffusion_drafter(tok):
         attn_mask=block_causal_mask(a, size))
     expected = bd3(ids[:, a : a + 4], real[:, : a + 4], cache=cache, start=a)
     torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
+    # the canvas cut after the block (what speculative decoding feeds it) changes nothing
+    assert drafter.canvas_end(7) == 8
+    torch.testing.assert_close(drafter(canvas[:, : P + 8], None)[:, P + 4 :], expected,
+                               atol=1e-9, rtol=1e-9)
     assert drafter.limit(torch.tensor([0, 5, 7])).tolist() == [4, 3, 1]
     config = SampleConfig(length=20, decode="speculative", draft_length=8, eos="ban")
     steps = []

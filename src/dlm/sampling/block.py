@@ -109,6 +109,11 @@ class BlockDrafter:
         self.model, self.size, self.pad_id = model, block_size, pad_id
         self.left = -prompt_len % block_size  # the reply starts on a block boundary
 
+    def canvas_end(self, hi: int) -> int:
+        """The reply positions a draft ending before `hi` needs: up to its block's end
+        (a noisy block sees only earlier clean blocks and itself, so the cut is exact)."""
+        return -(-hi // self.size) * self.size
+
     def limit(self, written: torch.Tensor) -> torch.Tensor:
         """(B,) the most tokens each row may draft: to the end of its current block."""
         return self.size - written % self.size

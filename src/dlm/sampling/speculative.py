@@ -296,7 +296,9 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     """counts[b] draft tokens after row b's `written` reply tokens, in `draft_steps`
     parallel steps over the drafter's canvas: the prompt, the reply so far and masks to
     `length`, as it was trained (a canvas cut after the drafts would tell it the reply
-    ends there), or `draft_window` masks past the last draft. Returns drafts (B, K), the
+    ends there), or `draft_window` masks past the last draft (a block drafter's canvas
+    ends with the block, which is exact). Rows with nothing to draft are left out of the
+    drafter's batch. Returns drafts (B, K), the
     distribution each came from (B, K, V; None when greedy) and the drafter calls made."""
     B, P = prompt.shape
     L, device = reply.shape[1], prompt.device
@@ -324,6 +326,8 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     hi = max(int((written + counts).max()), lo + 1)
     if config.draft_window:  # the canvas ends `draft_window` masks after the last draft
         reply = reply[:, : min(L, hi + config.draft_window)]
+    elif hasattr(drafter, "canvas_end"):  # a block drafter: nothing after the block counts
+        reply = reply[:, : min(L, drafter.canvas_end(hi))]
     canvas = torch.cat([prompt, reply], 1)
     padding = None if key_padding is None else torch.cat(
         [key_padding, torch.ones_like(reply, dtype=torch.bool)], 1)
