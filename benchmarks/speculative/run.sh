@@ -30,7 +30,7 @@ if [ "${1:-}" = bench ]; then
         --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
         --name speculative-tiny --out-dir benchmarks/speculative
     dlm bench --preset none --generate none --ckpt runs/spec/drafter-small \
-        --ar-ckpt runs/spec/verifier-small --speculative 4 --speculative 8 --speculative 16 \
+        --ar-ckpt runs/spec/verifier-small --speculative 8 --speculative 16 --repeats 2 \
         --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
         --name speculative-small --out-dir benchmarks/speculative
 fi
