@@ -107,6 +107,51 @@ def test_kept_drafts_cut_the_forwards():
     assert forwards <= 16 / 4 + 2, forwards  # the first forward has no draft to verify
 
 
+class Positional(torch.nn.Module):
+    """A mock dual model whose reply is a function of position: a clean token at position
+    p predicts token(p + 1), a mask at p predicts token(p) (it stands for that token).
+    Its AR half and its diffusion half agree, so every draft taken from the right mask
+    outputs is kept; a draft read one mask off is refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = ModelConfig(vocab_size=V, d_model=2, n_layers=1, n_heads=1, d_ff=2,
+                                  max_seq_len=96)
+
+    @staticmethod
+    def token(p):
+        return 10 + p % 30
+
+    def new_cache(self, batch, max_len):
+        from dlm.model import KVCache
+
+        return KVCache(self.config, batch, max_len, "cpu", torch.float64)
+
+    def forward(self, ids, key_padding=None, select=None, cache=None, start=None,
+                positions=None, attn_mask=None):
+        B, T = ids.shape
+        begin = (cache.length if start is None else start) if cache is not None else 0
+        if positions is None:
+            positions = torch.arange(begin, begin + T)
+        positions = positions.expand(B, T)
+        if cache is not None:
+            cache.length = max(cache.length, begin + T)
+        target = torch.where(ids == MASK, self.token(positions), self.token(positions + 1))
+        return torch.zeros(B, T, V, dtype=torch.float64).scatter_(-1, target[..., None], 9.0)
+
+
+@pytest.mark.parametrize("block", [3, 4])
+def test_the_next_draft_is_read_from_the_masks_after_the_verified_token(block):
+    m = Positional()
+    prompt = torch.full((2, 5), 7)
+    config = SampleConfig(length=24, eos="ban")
+    steps = list(dual_decode(m, prompt, None, config, block, MASK, EOS))
+    assert torch.equal(steps[-1].tokens, ar_reply(m, prompt, None, config))
+    assert steps[-1].tokens[0, :3].tolist() == [Positional.token(p) for p in (5, 6, 7)]
+    # after the first forward (nothing to verify), each writes block_size tokens
+    assert steps[-1].nfe <= 1 + 24 / block + 1, steps[-1].nfe
+
+
 def test_a_dual_run_trains_evaluates_both_and_decodes(tmp_path, pairs_tsv):
     cfg = tiny_train_config(tmp_path / "dual", pairs_tsv, objective="dual", max_steps=30,
                             eval_every=30, block_size=4)

@@ -276,7 +276,7 @@ def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: to
             next_token_logits(logits[:, j], masked_after(history, written + j), config,
                               mask_id, eos_id) for j in range(W)], 1)  # (B, W, V)
     else:  # the rules that read no history, on every position at once
-        ruled = next_token_logits(logits.view(B * W, V), history, config, mask_id,
+        ruled = next_token_logits(logits.reshape(B * W, V), history, config, mask_id,
                                   eos_id).view(B, W, V)
     return (token_distribution(ruled, config.temperature, config.top_k, config.top_p),
             ruled.softmax(-1))
