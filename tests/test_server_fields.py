@@ -26,11 +26,11 @@ HELLO = [{"role": "user", "content": "hello"}]
 SET = dict(steps=3, block_length=4, rule="margin", threshold=0.5, temperature=0.7, top_k=5,
            top_p=0.9, remask=0.1, eos="ban", cfg_scale=1.5, predictor="euler",
            decode="speculative", draft_length=3, draft_steps=2, adaptive_draft=False,
-           max_draft_length=8, seed=7)
+           max_draft_length=8, draft_window=4, seed=7)
 REFUSED = dict(steps=-2, block_length=-1, rule="loudest", threshold=0.0, temperature=-0.5,
                top_k=-1, top_p=1.5, remask=1.0, eos="never", cfg_scale=-1.0, predictor="midpoint",
                decode="sideways", draft_length=0, draft_steps=0, adaptive_draft="maybe",
-               max_draft_length=0, seed=2**64)
+               max_draft_length=0, draft_window=-1, seed=2**64)
 
 
 @pytest.fixture
