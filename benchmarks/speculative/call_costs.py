@@ -35,14 +35,13 @@ def main(drafter_path: str = "runs/spec/drafter", verifier_path: str = "runs/spe
                 window = torch.zeros(B, T, dtype=torch.bool)
                 window[:, T // 2 : T // 2 + 8] = True
                 print(f"drafter  batch {B} canvas {T:3d}: "
-                      f"{mean_ms(lambda: drafter.denoiser(ids, None, window)):.2f} ms")
+                      f"{mean_ms(lambda i=ids, w=window: drafter.denoiser(i, None, w)):.2f} ms")
             for n in (1, 2, 4, 8, 17):
                 cache = verifier.model.new_cache(B, 300)
                 verifier.model(torch.randint(0, vocab, (B, 40)), None, cache=cache)
                 ids = torch.randint(0, vocab, (B, n))
-                print(f"verifier batch {B} new {n:3d}: "
-                      f"{mean_ms(lambda: verifier.model(ids, None, cache=cache, start=40)):.2f}"
-                      " ms")
+                ms = mean_ms(lambda i=ids, c=cache: verifier.model(i, None, cache=c, start=40))
+                print(f"verifier batch {B} new {n:3d}: {ms:.2f} ms")
 
 
 if __name__ == "__main__":
