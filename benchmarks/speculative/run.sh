@@ -29,6 +29,11 @@ if [ "${1:-}" = bench ]; then
         --judge runs/spec/judge --speculative 4 --speculative 8 --speculative 16 \
         --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
         --name speculative-tiny --out-dir benchmarks/speculative
+    # the same pair on 32 held-out prompts (the first 8 are the table above's)
+    dlm bench --preset none --generate none --ckpt runs/spec/drafter --ar-ckpt runs/spec/verifier \
+        --speculative 4 --speculative 8 --speculative 16 --draft-window 0 --draft-window 16 \
+        --length 32 --length 128 --batch 1 --batch 8 --speculative-prompts 32 \
+        --name speculative-tiny-32 --out-dir benchmarks/speculative
     dlm bench --preset none --generate none --ckpt runs/spec/drafter-small \
         --ar-ckpt runs/spec/verifier-small --speculative 8 --speculative 16 --repeats 2 \
         --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \

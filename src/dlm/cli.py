@@ -575,6 +575,9 @@ def bench(
     draft_window: Annotated[list[int] | None, typer.Option(
         help="--speculative: reply positions the drafter sees past its drafts (repeat; 0: "
              "the whole canvas). Default: 0.")] = None,
+    speculative_prompts: Annotated[int | None, typer.Option(
+        help="--speculative: held-out prompts every cell replies to (default: the largest "
+             "--batch).")] = None,
     judge: Annotated[Path | None, typer.Option(
         help="With trained --ckpt and --ar-ckpt: an AR checkpoint (trained apart from both) "
              "that scores each sampler's replies, so speed stands beside quality.")] = None,
@@ -616,7 +619,7 @@ def bench(
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
             seq_len, bf16, activation_checkpointing, repeats,
             [str(p) for p in accuracy or []], say, speculative, draft_steps,
-            str(judge) if judge else None, draft_window)
+            str(judge) if judge else None, draft_window, speculative_prompts)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

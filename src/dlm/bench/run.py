@@ -75,7 +75,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               accuracy: list[str] | None = None, say=lambda text: None,
               speculative: list[int] | None = None,
               draft_steps: list[int] | None = None, judge: str | None = None,
-              draft_windows: list[int] | None = None) -> BenchReport:
+              draft_windows: list[int] | None = None,
+              speculative_prompts: int | None = None) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -102,7 +103,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
                          "calls means nothing (pass trained --ckpt and --ar-ckpt).")
     if speculative:
         results += speculative_rows(ckpt, ar_ckpt, device, lengths, batches, speculative,
-                                    draft_steps or [1], repeats, say, draft_windows)
+                                    draft_steps or [1], repeats, say, draft_windows,
+                                    speculative_prompts)
         meta["speculative_models"] = f"{ckpt} drafts, {ar_ckpt} verifies"
     for ckpt_path in accuracy or []:
         results.append(bf16_accuracy(ckpt_path, device))
@@ -114,7 +116,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
 def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device,
                      lengths: list[int], batches: list[int], ks: list[int],
                      draft_steps: list[int], repeats: int, say,
-                     windows: list[int] | None = None) -> list[dict[str, Any]]:
+                     windows: list[int] | None = None,
+                     prompts: int | None = None) -> list[dict[str, Any]]:
     """The speculative table: trained --ckpt drafting for trained --ar-ckpt."""
     from dlm.bench.speculative import bench_speculative
     from dlm.eval_report import held_out
@@ -124,6 +127,6 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
         raise ConfigError("--speculative needs trained --ckpt (the drafter) and --ar-ckpt "
                           "(the verifier), trained on one tokenizer")
     lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
-    _, histories, _, _ = held_out(lm, None, max(batches))
+    _, histories, _, _ = held_out(lm, None, prompts or max(batches))
     return bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
-                             repeats, say=say, windows=windows)
+                             repeats, say=say, windows=windows, prompts=prompts)

@@ -84,15 +84,16 @@ def timed_groups(fn, groups: list, device: torch.device, repeats: int, budget_s:
 def bench_speculative(lm, verifier, histories: list, device: torch.device, lengths: list[int],
                       batches: list[int], ks: list[int], draft_steps: list[int],
                       repeats: int = 3, budget_s: float = 30.0, say=lambda text: None,
-                      windows: list[int] | None = None) -> list[dict[str, Any]]:
+                      windows: list[int] | None = None,
+                      prompts: int | None = None) -> list[dict[str, Any]]:
     """One row per (length, batch, variant), AR first. `lm` drafts (a DiffusionLM with
     full attention), `verifier` is the AR DiffusionLM; greedy replies to `histories`.
-    Every cell replies to the same prompts (as many as the largest batch), in groups of
-    its batch, so batch 1 is measured on all of them one at a time, not on the first."""
+    Every cell replies to the same `prompts` prompts (default: as many as the largest
+    batch), in groups of its batch, so batch 1 is measured on all of them one at a time."""
     lm.with_verifier(verifier)
     eos = lm.tokenizer.eos_id
     limit = min(lm.model.config.max_seq_len, verifier.model.config.max_seq_len)
-    chats_all = histories[: max(batches)]
+    chats_all = histories[: prompts or max(batches)]
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
         verifier.reply_ids(histories[:1], SampleConfig(length=8))  # warm-up
@@ -155,10 +156,10 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
 @renders("speculative")
 def speculative_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["## Speculative decoding: diffusion drafts, AR verifies (identical output)", "",
-             "Greedy replies to the same held-out prompts in every cell (as many as the "
-             "largest batch, in groups of the cell's batch; latency is the groups' summed "
-             "medians); the AR model's own reply is the reference, and `identical` counts "
-             "the replies whose speculative ids are the same. "
+             "Greedy replies to the same held-out prompts in every cell (in groups of the "
+             "cell's batch; latency is the groups' summed medians); the AR model's own "
+             "reply is the reference, and `identical` counts the replies whose speculative "
+             "ids are the same. "
              "AR calls/token: the AR model's forwards (its prompt's included) per reply "
              "token of a row; a batch runs until its longest reply ends, so AR decoding's "
              "is above 1 when rows differ in length. Kept: the share of drafted tokens the "
