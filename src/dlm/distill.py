@@ -59,9 +59,9 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
             max_validation: int | None = None, say=print) -> DistillResult:
     """Write `out_dir`: the chat examples of the `dlm data` directory `data` (the first
     `max_examples` of train and `max_validation` of validation, all by default) with
-    every reply replaced by `teacher`'s (a
-    DiffusionLM, usually the AR verifier) under `config` (default: greedy, replies up to
-    the teacher's default length), and its tokenizer."""
+    every reply replaced by `teacher`'s (a DiffusionLM, usually the AR verifier) under
+    `config` (default: greedy, replies up to the teacher's default length), and its
+    tokenizer."""
     start = time.perf_counter()
     data, out = Path(data), Path(out_dir)
     if not is_prepared(data):

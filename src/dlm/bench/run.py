@@ -129,4 +129,4 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
     _, histories, _, _ = held_out(lm, None, prompts or max(batches))
     return bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
-                             repeats, say=say, windows=windows, prompts=prompts)
+                             repeats, say=say, windows=windows)

@@ -84,16 +84,15 @@ def timed_groups(fn, groups: list, device: torch.device, repeats: int, budget_s:
 def bench_speculative(lm, verifier, histories: list, device: torch.device, lengths: list[int],
                       batches: list[int], ks: list[int], draft_steps: list[int],
                       repeats: int = 3, budget_s: float = 30.0, say=lambda text: None,
-                      windows: list[int] | None = None,
-                      prompts: int | None = None) -> list[dict[str, Any]]:
+                      windows: list[int] | None = None) -> list[dict[str, Any]]:
     """One row per (length, batch, variant), AR first. `lm` drafts (a DiffusionLM with
     full attention), `verifier` is the AR DiffusionLM; greedy replies to `histories`.
-    Every cell replies to the same `prompts` prompts (default: as many as the largest
-    batch), in groups of its batch, so batch 1 is measured on all of them one at a time."""
+    Every cell replies to all of `histories`, in groups of its batch, so batch 1 is
+    measured on each of them alone."""
     lm.with_verifier(verifier)
     eos = lm.tokenizer.eos_id
     limit = min(lm.model.config.max_seq_len, verifier.model.config.max_seq_len)
-    chats_all = histories[: prompts or max(batches)]
+    chats_all = list(histories)
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
         verifier.reply_ids(histories[:1], SampleConfig(length=8))  # warm-up

@@ -262,22 +262,20 @@ def verifier_distribution(logits: torch.Tensor, reply: torch.Tensor, written: to
     under the same rules AR decoding applies there (given the reply so far and the drafts
     before), and its untempered probabilities (shown as each token's confidence)."""
     B, W, V = logits.shape
-    # the reply each position follows (what is written, then the drafts before it), built
-    # only for the rules that read it: a per-row loop every round otherwise
-    reads_history = config.repetition_penalty != 1.0 or config.no_repeat_ngram > 0
-    width = reply.shape[1] + W if reads_history else 0
-    history = torch.full((B, width), -1, dtype=torch.int64, device=reply.device)
-    for b in range(B if reads_history else 0):
-        n = int(written[b])
-        history[b, :n] = reply[b, :n]
-        history[b, n : n + W - 1] = drafts[b]
-    if reads_history:
+    if config.repetition_penalty == 1.0 and not config.no_repeat_ngram:
+        # no rule reads the reply before a position: rule every position at once
+        ruled = next_token_logits(logits.reshape(B * W, V), written.new_empty(B * W, 0),
+                                  config, mask_id, eos_id).view(B, W, V)
+    else:  # each position follows what is written, then the drafts before it
+        history = torch.full((B, reply.shape[1] + W), -1, dtype=torch.int64,
+                             device=reply.device)
+        for b in range(B):
+            n = int(written[b])
+            history[b, :n] = reply[b, :n]
+            history[b, n : n + W - 1] = drafts[b]
         ruled = torch.stack([
             next_token_logits(logits[:, j], masked_after(history, written + j), config,
                               mask_id, eos_id) for j in range(W)], 1)  # (B, W, V)
-    else:  # the rules that read no history, on every position at once
-        ruled = next_token_logits(logits.reshape(B * W, V), history, config, mask_id,
-                                  eos_id).view(B, W, V)
     return (token_distribution(ruled, config.temperature, config.top_k, config.top_p),
             ruled.softmax(-1))
 
@@ -298,8 +296,8 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     `length`, as it was trained (a canvas cut after the drafts would tell it the reply
     ends there), or `draft_window` masks past the last draft (a block drafter's canvas
     ends with the block, which is exact). Rows with nothing to draft are left out of the
-    drafter's batch. Returns drafts (B, K), the
-    distribution each came from (B, K, V; None when greedy) and the drafter calls made."""
+    drafter's batch. Returns drafts (B, K), the distribution each came from (B, K, V;
+    None when greedy) and the drafter calls made."""
     B, P = prompt.shape
     L, device = reply.shape[1], prompt.device
     drafting = counts > 0
