@@ -69,8 +69,12 @@ def main() -> None:
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with torch.inference_mode():
-        drafts = {(name, B, k): draft_cost(model(SIZES["tiny"], False, 8199, dt), B, k)
-                  for name, dt in dtypes.items() for B in GOALS for k in (4, 16)}
+        drafts = {}
+        for name, dt in dtypes.items():
+            drafter = model(SIZES["tiny"], False, 8199, dt)
+            for B in GOALS:
+                for k in (4, 16):
+                    drafts[name, B, k] = draft_cost(drafter, B, k)
         for size, shape in SIZES.items():
             costs = {}
             for name, dt in dtypes.items():
