@@ -77,3 +77,19 @@ def pytest_addoption(parser):
     parser.addoption("--fault-trials", type=int, default=3,
                      help="Training runs killed with SIGKILL at random moments (besides one "
                           "at each failpoint) in the fault-injection tests.")
+
+
+@pytest.fixture(scope="module")
+def models(tok):
+    """Speculative decoding's pair (tests/test_speculative.py, test_draft_cache.py): a
+    random causal verifier and a random full-attention drafter, in float64 so that
+    one forward over k positions and k forwards of one agree to the last argmax."""
+    import torch
+
+    torch.manual_seed(0)
+    verifier = Transformer(tiny_config(tok.vocab_size, causal=True)).double().eval()
+    drafter = Transformer(tiny_config(tok.vocab_size)).double().eval()
+    with torch.no_grad():  # sharper than at init, so each token depends on its context
+        for p in verifier.parameters():
+            p.mul_(6.0)
+    return verifier, drafter

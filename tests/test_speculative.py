@@ -16,19 +16,6 @@ from dlm.sampling.speculative import next_draft_length, speculative_decode, veri
 from .conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def models(tok):
-    """A random causal verifier and a random full-attention drafter, in float64 so that
-    one forward over k positions and k forwards of one agree to the last argmax."""
-    torch.manual_seed(0)
-    verifier = Transformer(tiny_config(tok.vocab_size, causal=True)).double().eval()
-    drafter = Transformer(tiny_config(tok.vocab_size)).double().eval()
-    with torch.no_grad():  # sharper than at init, so each token depends on its context
-        for p in verifier.parameters():
-            p.mul_(6.0)
-    return verifier, drafter
-
-
 def prompts(tok, texts):
     rows = [tok.encode(t) for t in texts]
     width = max(len(r) for r in rows)

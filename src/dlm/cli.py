@@ -62,14 +62,15 @@ def sample_config(lm, sampling: dict) -> SampleConfig:
     return chat_decoding(lm, **fields)
 
 
-def load_model(ckpt: Path | None, device: str, verifier: Path | None = None):
+def load_model(ckpt: Path | None, device: str, verifier: Path | None = None,
+               dtype: str = "float32"):
     """The checkpoint for a sampling command: a run's `best/` when it has one, said so;
     without one, the shipped chat model. With `verifier`, that AR checkpoint attached
-    for speculative decoding."""
+    for speculative decoding (in the same dtype)."""
     from dlm.pipeline import DiffusionLM
     from dlm.shipped import shipped_checkpoint
 
-    lm = DiffusionLM.load(ckpt or shipped_checkpoint(), device)
+    lm = DiffusionLM.load(ckpt or shipped_checkpoint(), device, dtype=dtype)
     if note := lm.source_note():
         typer.echo(note, err=True)  # stderr: stdout stays the replies
     if verifier is not None:
@@ -90,6 +91,9 @@ def parse_length(text: str | None, lm) -> int | str | None:
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(
+    help="Weights for inference: float32, or bfloat16 (faster on CPUs with bf16 matrix "
+         "units and on GPUs; greedy replies may differ from float32's at near ties).")]
 Verifier = Annotated[Path | None, typer.Option(
     help="AR checkpoint that verifies this model's drafts (--decode speculative): the "
          "reply is the AR model's, in fewer AR calls.")]
@@ -149,13 +153,14 @@ def generate(
     ckpt: ChatCkpt = None,
     verifier: Verifier = None,
     device: Device = "auto",
+    dtype: Dtype = "float32",
     sampling: dict | None = None,
 ):
     """Reply to prompts, optionally showing the denoising trace."""
     from dlm.console import TraceRecorder, console, print_trace
     from dlm.control import Constraints
 
-    lm = load_model(ckpt, device, verifier)
+    lm = load_model(ckpt, device, verifier, dtype)
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"))
     constraints = Constraints.parse(force, require)
@@ -249,12 +254,13 @@ def chat(
     ckpt: ChatCkpt = None,
     verifier: Verifier = None,
     device: Device = "auto",
+    dtype: Dtype = "float32",
     sampling: dict | None = None,
 ):
     """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
     from dlm.console import chat_repl
 
-    lm = load_model(ckpt, device, verifier)
+    lm = load_model(ckpt, device, verifier, dtype)
     chat_repl(lm, sample_config(lm, sampling), delay, sampling.get("trace", False),
               sampling.get("trace_file"))
 
@@ -288,6 +294,7 @@ def serve(
     ckpt: ChatCkpt = None,
     verifier: Verifier = None,
     device: Device = "auto",
+    dtype: Dtype = "float32",
 ):
     """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /."""
     from dlm.config import ServeConfig
@@ -301,7 +308,7 @@ def serve(
                          shutdown_timeout_s=shutdown_timeout)
     from dlm.shipped import shipped_checkpoint
 
-    run_server(ckpt or shipped_checkpoint(), config, device, verifier=verifier)
+    run_server(ckpt or shipped_checkpoint(), config, device, verifier=verifier, dtype=dtype)
 
 
 @app.command()
@@ -499,6 +506,9 @@ def distill(
         help="Distill only the first N validation examples.")] = None,
     seed: Annotated[int, typer.Option(help="Seed when sampling (temperature > 0).")] = 0,
     device: Device = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="The teacher's weights: float32 or bfloat16 (use the precision it will "
+             "verify in).")] = "float32",
 ):
     """Replace every reply of a chat directory by a teacher model's own, to train a
     drafter that agrees with its verifier (`dlm train --data OUT`)."""
@@ -506,7 +516,7 @@ def distill(
     from dlm.distill import distill as do_distill
     from dlm.pipeline import DiffusionLM
 
-    lm = DiffusionLM.load(teacher, device)
+    lm = DiffusionLM.load(teacher, device, dtype=dtype)
     config = SampleConfig(length=length, temperature=temperature,
                           repetition_penalty=repetition_penalty, seed=seed)
     result = do_distill(lm, data, out, config, batch_size, max_examples, max_validation,
@@ -581,6 +591,12 @@ def bench(
     judge: Annotated[Path | None, typer.Option(
         help="With trained --ckpt and --ar-ckpt: an AR checkpoint (trained apart from both) "
              "that scores each sampler's replies, so speed stands beside quality.")] = None,
+    draft_cache: Annotated[list[str] | None, typer.Option(
+        help="--speculative: the drafter's cache (repeat): none, or prefix (the committed "
+             "prefix's keys kept across rounds). Default: none.")] = None,
+    speculative_dtype: Annotated[str, typer.Option(
+        help="--speculative: the drafter's and verifier's weights (float32 or bfloat16); AR "
+             "decoding is timed in the same precision.")] = "float32",
     device: Device = "auto",
 ):
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
@@ -619,7 +635,8 @@ def bench(
             str(ckpt) if ckpt else None, str(ar_ckpt) if ar_ckpt else None, batch_size,
             seq_len, bf16, activation_checkpointing, repeats,
             [str(p) for p in accuracy or []], say, speculative, draft_steps,
-            str(judge) if judge else None, draft_window, speculative_prompts)
+            str(judge) if judge else None, draft_window, speculative_prompts,
+            speculative_dtype, draft_cache)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

@@ -151,8 +151,9 @@ class TimeEmbedding(nn.Module):
                                  nn.Linear(d_model, d_model))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        angles = 1000.0 * t.float()[:, None] * self.freqs[None, :]  # (B, F)
-        return self.mlp(torch.cat([angles.cos(), angles.sin()], -1))
+        angles = 1000.0 * t.float()[:, None] * self.freqs.float()[None, :]  # (B, F)
+        waves = torch.cat([angles.cos(), angles.sin()], -1)  # float32, then the weights' dtype
+        return self.mlp(waves.to(self.mlp[0].weight.dtype))
 
 
 def modulation(cfg: ModelConfig, parts: int) -> nn.Linear | None:
@@ -298,7 +299,7 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
             if positions.dim() == 2:  # (B, T, hd/2) -> (B, 1, T, hd/2), broadcast over heads
                 cos, sin = cos[:, None], sin[:, None]
-        x = self.embed(ids) if embeds is None else embeds  # (B, T, C)
+        x = self.embed(ids) if embeds is None else embeds.to(self.embed.weight.dtype)  # (B, T, C)
         cond = None if time is None else self.time_embed(time.to(device))  # (B, C)
         recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:

@@ -41,6 +41,21 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# Weight precisions a model can be loaded in for inference. bfloat16 halves the bytes read
+# per forward and uses the CPU's bf16 matrix units; greedy replies can differ from float32's
+# where two tokens are nearly tied, so a comparison holds the precision fixed.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def pick_dtype(name: str | torch.dtype) -> torch.dtype:
+    """float32 or bfloat16 (a name or the torch dtype); anything else is refused."""
+    if isinstance(name, torch.dtype) and name in DTYPES.values():
+        return name
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {name!r}; use {' or '.join(DTYPES)}", "dtype")
+    return DTYPES[name]
+
+
 MODEL_CARD = """---
 {{ card_data }}
 ---
@@ -78,10 +93,14 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         self.verifier: DiffusionLM | None = None  # the AR model of `decode="speculative"`
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", best: bool = True) -> DiffusionLM:
+    def load(cls, path: str | Path, device: str = "auto", best: bool = True,
+             dtype: str | torch.dtype = "float32") -> DiffusionLM:
         """Load a checkpoint directory, or a run directory: its `best/` (the lowest
-        validation NELBO) when it has one and `best`, else its `last/`."""
+        validation NELBO) when it has one and `best`, else its `last/`; the weights in
+        `dtype` (float32, or bfloat16 for faster inference)."""
+        dtype = pick_dtype(dtype)
         ckpt = load_checkpoint(path, pick_device(device), best)
+        ckpt.model.to(dtype)
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
                  train.get("response_len", 32), train.get("lowercase", False),
@@ -132,6 +151,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def _prompt_batch(self, histories: Sequence[Sequence[dict[str, str]]]):
         tok = self.tokenizer
         rows = []
@@ -153,9 +176,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """Attach the autoregressive model that `SampleConfig(decode="speculative")` verifies
         this model's drafts with (a loaded model or a checkpoint path); returns self.
         Refused unless this model drafts (full attention), the verifier is causal, and
-        both share one tokenizer (the drafts are its ids)."""
+        both share one tokenizer (the drafts are its ids). A path is loaded in this
+        model's dtype."""
         if not isinstance(verifier, DiffusionLM):
-            verifier = DiffusionLM.load(verifier, str(self.device))
+            verifier = DiffusionLM.load(verifier, str(self.device), dtype=self.dtype)
         if self.objective.drafter(self, 1) is None:
             raise ConfigError(f"this model ({self.objective.name}) cannot draft for "
                               "speculative decoding: use a masked-diffusion (diffusion, "

@@ -76,7 +76,9 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               speculative: list[int] | None = None,
               draft_steps: list[int] | None = None, judge: str | None = None,
               draft_windows: list[int] | None = None,
-              speculative_prompts: int | None = None) -> BenchReport:
+              speculative_prompts: int | None = None,
+              speculative_dtype: str = "float32",
+              draft_caches: list[str] | None = None) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -104,8 +106,9 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
     if speculative:
         results += speculative_rows(ckpt, ar_ckpt, device, lengths, batches, speculative,
                                     draft_steps or [1], repeats, say, draft_windows,
-                                    speculative_prompts)
-        meta["speculative_models"] = f"{ckpt} drafts, {ar_ckpt} verifies"
+                                    speculative_prompts, speculative_dtype, draft_caches)
+        meta["speculative_models"] = (f"{ckpt} drafts, {ar_ckpt} verifies, both in "
+                                      f"{speculative_dtype}")
     for ckpt_path in accuracy or []:
         results.append(bf16_accuracy(ckpt_path, device))
         say(f"bf16 accuracy of {ckpt_path}: {results[-1]['relative_difference']:+.2%}")
@@ -116,9 +119,11 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
 def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device,
                      lengths: list[int], batches: list[int], ks: list[int],
                      draft_steps: list[int], repeats: int, say,
-                     windows: list[int] | None = None,
-                     prompts: int | None = None) -> list[dict[str, Any]]:
-    """The speculative table: trained --ckpt drafting for trained --ar-ckpt."""
+                     windows: list[int] | None = None, prompts: int | None = None,
+                     dtype: str = "float32",
+                     caches: list[str] | None = None) -> list[dict[str, Any]]:
+    """The speculative table: trained --ckpt drafting for trained --ar-ckpt, both with
+    weights in `dtype` (AR decoding, the reference, too)."""
     from dlm.bench.speculative import bench_speculative
     from dlm.eval_report import held_out
     from dlm.pipeline import DiffusionLM
@@ -126,7 +131,9 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     if ckpt is None or ar_ckpt is None:
         raise ConfigError("--speculative needs trained --ckpt (the drafter) and --ar-ckpt "
                           "(the verifier), trained on one tokenizer")
-    lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
+    lm = DiffusionLM.load(ckpt, str(device), dtype=dtype)
+    ar = DiffusionLM.load(ar_ckpt, str(device), dtype=dtype)
     _, histories, _, _ = held_out(lm, None, prompts or max(batches))
-    return bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
-                             repeats, say=say, windows=windows)
+    rows = bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
+                             repeats, say=say, windows=windows, caches=caches)
+    return [{**r, "dtype": dtype} for r in rows]

@@ -51,20 +51,25 @@ class Rounds:
 
 
 def speculative_settings(ks: list[int], draft_steps: list[int],
-                         windows: list[int] | None = None) -> list[tuple[str, dict]]:
+                         windows: list[int] | None = None,
+                         caches: list[str] | None = None) -> list[tuple[str, dict]]:
     """(label, SampleConfig fields) of each speculative variant: fixed k at each draft
     step count, and adaptive k from the smallest, at each draft window (0: the whole
-    canvas)."""
+    canvas) and each drafter cache (none, or prefix: the committed prefix's keys kept
+    across rounds)."""
     out = []
-    for w in windows or [0]:
-        seen = f", window {w}" if w else ""
-        out += [(f"k = {k}, {d} draft step{'s' if d > 1 else ''}{seen}",
-                 {"draft_length": k, "draft_steps": d, "adaptive_draft": False,
-                  "max_draft_length": max(k, 16), "draft_window": w})
-                for d in draft_steps for k in ks]
-        out.append((f"adaptive k (from {min(ks)}, up to 16), 1 draft step{seen}",
-                    {"draft_length": min(ks), "draft_steps": 1, "adaptive_draft": True,
-                     "max_draft_length": 16, "draft_window": w}))
+    for cache in caches or ["none"]:
+        for w in windows or [0]:
+            seen = (f", window {w}" if w else "") + (f", {cache} cache" if cache != "none"
+                                                       else "")
+            common = {"draft_window": w, "cache": cache}
+            out += [(f"k = {k}, {d} draft step{'s' if d > 1 else ''}{seen}",
+                     {"draft_length": k, "draft_steps": d, "adaptive_draft": False,
+                      "max_draft_length": max(k, 16), **common})
+                    for d in draft_steps for k in ks]
+            out.append((f"adaptive k (from {min(ks)}, up to 16), 1 draft step{seen}",
+                        {"draft_length": min(ks), "draft_steps": 1, "adaptive_draft": True,
+                         "max_draft_length": 16, **common}))
     return out
 
 
@@ -84,7 +89,8 @@ def timed_groups(fn, groups: list, device: torch.device, repeats: int, budget_s:
 def bench_speculative(lm, verifier, histories: list, device: torch.device, lengths: list[int],
                       batches: list[int], ks: list[int], draft_steps: list[int],
                       repeats: int = 3, budget_s: float = 30.0, say=lambda text: None,
-                      windows: list[int] | None = None) -> list[dict[str, Any]]:
+                      windows: list[int] | None = None,
+                      caches: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (length, batch, variant), AR first. `lm` drafts (a DiffusionLM with
     full attention), `verifier` is the AR DiffusionLM; greedy replies to `histories`.
     Every cell replies to all of `histories`, in groups of its batch, so batch 1 is
@@ -122,7 +128,7 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
                              "verifier_calls_per_token": ar_calls / made,
                              "identical": len(chats_all)})
                 say(f"length {length}, batch {batch}: AR {ar_tps:,.0f} tok/s")
-                for label, fields in speculative_settings(ks, draft_steps, windows):
+                for label, fields in speculative_settings(ks, draft_steps, windows, caches):
                     config = SampleConfig(length=length, decode="speculative", **fields)
                     s, replies = timed_groups(lambda c, g=config: lm.reply_ids(c, g), groups,
                                               device, repeats, budget_s)

@@ -65,7 +65,8 @@ def ar_decode(
     nothing = torch.zeros_like(canvas, dtype=torch.bool)
     yield Step(canvas.clone(), nothing, confidences.clone(), 0, L, nothing, 0)
     cache = model.new_cache(B, P + L)
-    logits = model(prompt, real, cache=cache)[:, -1]  # (B, V)
+    # float32 logits, as speculative verification reads them (a bfloat16 model's values)
+    logits = model(prompt, real, cache=cache)[:, -1].float()  # (B, V)
     done = torch.zeros(B, dtype=torch.bool, device=prompt.device)
     for i in range(L):
         logits = next_token_logits(logits, canvas[:, :i], config, mask_id, eos_id)
@@ -83,4 +84,4 @@ def ar_decode(
         if bool(done.all()) or i == L - 1:
             break
         real = torch.cat([real, torch.ones(B, 1, dtype=torch.bool, device=real.device)], 1)
-        logits = model(tokens[:, None].to(prompt.dtype), real, cache=cache)[:, -1]
+        logits = model(tokens[:, None].to(prompt.dtype), real, cache=cache)[:, -1].float()

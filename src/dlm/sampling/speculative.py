@@ -33,8 +33,10 @@ from dataclasses import dataclass
 import torch
 
 from dlm.config import SampleConfig
+from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling.ar import next_token_logits
+from dlm.sampling.draft_cache import prefix_cached
 from dlm.sampling.rules import sample_tokens, token_distribution
 from dlm.sampling.sampler import Denoiser, Step
 
@@ -225,6 +227,12 @@ def speculative_decode(
     calls, nfe, index = cache.prefills, 0, 0
     pending = prompt[:, -1].clone()
     k = config.draft_length
+    if config.cache != "none":  # the drafter's committed prefix read from a cache
+        cached = prefix_cached(drafter, B, P + L)
+        if cached is None:
+            raise ConfigError("cache: only a full-attention drafter keeps a prefix cache "
+                              "across rounds (a block drafter caches by its blocks)", "cache")
+        drafter = cached
     limit = getattr(drafter, "limit", None)  # a block drafter drafts within its block
     while not bool(reply.done.all()):
         counts = reply.draft_counts(k)
@@ -303,6 +311,8 @@ def draft(drafter: Denoiser, prompt: torch.Tensor, key_padding: torch.Tensor | N
     drafting = counts > 0
     if not bool(drafting.all()):  # finished rows cost the drafter nothing: leave them out
         rows = drafting.nonzero()[:, 0]
+        if hasattr(drafter, "keep_rows"):  # a cached drafter forgets the finished rows
+            drafter.keep_rows(rows)
         some, q, calls = draft(drafter, prompt[rows], None if key_padding is None else
                                key_padding[rows], reply[rows], written[rows], counts[rows], K,
                                config, mask_id, eos_id, banned, pads, generator)

@@ -14,15 +14,16 @@ from dlm.server.app import create_app
 
 
 def serve(ckpt: str | Path, config: ServeConfig | None = None, device: str = "auto",
-          log_level: str = "info", verifier: str | Path | None = None) -> None:
-    """Load `ckpt` and serve it with uvicorn until interrupted; with `verifier`, that AR
-    checkpoint beside it, for requests with `decode: speculative`."""
+          log_level: str = "info", verifier: str | Path | None = None,
+          dtype: str = "float32") -> None:
+    """Load `ckpt` (weights in `dtype`) and serve it with uvicorn until interrupted; with
+    `verifier`, that AR checkpoint beside it, for requests with `decode: speculative`."""
     import uvicorn
 
     from dlm.pipeline import DiffusionLM
 
     config = config or ServeConfig()
-    lm = DiffusionLM.load(ckpt, device)
+    lm = DiffusionLM.load(ckpt, device, dtype=dtype)
     if verifier is not None:
         lm.with_verifier(verifier)
     app = create_app(lm, config)
