@@ -143,3 +143,27 @@ def test_bfloat16_weights(tmp_path, tok):
     assert len(lm.generate("hello", SampleConfig(length=8, steps=4))) == 1
     with pytest.raises(ConfigError, match="dtype"):
         DiffusionLM.load(tmp_path / "d", "cpu", dtype="float16")
+
+
+def test_the_verifier_cache_grows_when_refusals_leave_gaps(models, tok, monkeypatch):
+    """Rows that keep different counts leave hidden slots; the cache starts at the reply's
+    size and grows (keeping what is written), and the reply is still AR's."""
+    from dlm.model import KVCache
+
+    from .test_speculative import Oracle
+
+    grown = []
+    reserve = KVCache.reserve
+
+    def spy(self, capacity):
+        grown.append((self.capacity, capacity))
+        reserve(self, capacity)
+    monkeypatch.setattr(KVCache, "reserve", spy)
+    verifier, _ = models
+    prompt, padding = prompts(tok, TEXTS)
+    config = SampleConfig(length=40, decode="speculative", draft_length=16,
+                          adaptive_draft=False, max_draft_length=16, eos="ban")
+    reference = ar_reply(verifier, prompt, padding, config, tok)
+    drafter = Oracle(reference, prompt.shape[1], tok.vocab_size, 0.8, seed=3)
+    assert torch.equal(spec_reply(drafter, verifier, prompt, padding, config, tok), reference)
+    assert grown and all(new > old for old, new in grown)

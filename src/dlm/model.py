@@ -77,10 +77,7 @@ class KVCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype)
                        for _ in range(cfg.n_layers)]
         self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.keys[0].shape[2]
+        self.capacity = max_len  # positions it can hold
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
         """Store (B, nh, T, hd) at `start`; return the keys and values of every position
@@ -92,6 +89,18 @@ class KVCache:
         self.values[layer][:, :, start:end] = v.to(self.values[layer].dtype)
         visible = max(self.length, end)
         return self.keys[layer][:, :, :visible], self.values[layer][:, :, :visible]
+
+    def reserve(self, capacity: int) -> None:
+        """Hold at least `capacity` positions, keeping those written (a cache that grows on
+        demand instead of being sized for the worst case up front)."""
+        if capacity <= self.capacity:
+            return
+        for store in (self.keys, self.values):
+            for layer, old in enumerate(store):
+                new = old.new_zeros(*old.shape[:2], capacity, old.shape[3])
+                new[:, :, : self.length] = old[:, :, : self.length]
+                store[layer] = new
+        self.capacity = capacity
 
     def truncate(self, length: int) -> None:
         """Forget every position from `length` on (speculative decoding's rollback after a

@@ -24,7 +24,7 @@ from dlm.config import SampleConfig
 from dlm.model import Transformer
 from dlm.sampling.rules import token_distribution
 from dlm.sampling.sampler import Step
-from dlm.sampling.speculative import Reply, VerifierCache, verifier_distribution, verify_drafts
+from dlm.sampling.speculative import Reply, VerifierCache, verifier_logits, verify_round
 
 
 @torch.no_grad()
@@ -66,11 +66,12 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
                        positions=torch.cat([positions, block_at], 1).clamp(max=limit),
                        attn_mask=grid).float()
         calls += 1
-        target, probs = verifier_distribution(logits[:, : 1 + K], reply.tokens, reply.written,
-                                              drafts, config, mask_id, eos_id)
-        verdict = verify_drafts(drafts, counts, target, proposal, generator)
+        ruled = verifier_logits(logits[:, : 1 + K], reply.tokens, reply.written, drafts, config,
+                                mask_id, eos_id)
+        verdict, sequence, confidence = verify_round(ruled, drafts, counts, config, proposal,
+                                                     generator)
         all_kept = verdict.accepted >= counts
-        committed, rejected = reply.commit(drafts, counts, verdict, probs)
+        committed, rejected = reply.commit(sequence, confidence, counts, verdict)
         cache.rollback(start, verdict.accepted, K)  # the block's noisy keys go too
         pending = verdict.next_tokens.to(prompt.dtype)
         yield reply.step(calls, calls, calls, committed=committed, rejected=rejected)
