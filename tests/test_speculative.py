@@ -317,6 +317,12 @@ def test_the_api_refuses_what_cannot_verify(models, tok):
     ar = DiffusionLM(verifier, tok, objective="ar")
     with pytest.raises(ConfigError, match="cannot draft"):
         ar.with_verifier(ar)
+    # a drafter trained with rainbow padding holds pad ids the verifier lacks: accepted
+    # (pads are proposed as eos); a verifier with ids the drafter lacks is not
+    padded = tok.with_rainbow(7)
+    DiffusionLM(drafter, padded).with_verifier(ar)
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        lm.with_verifier(DiffusionLM(verifier, padded, objective="ar"))
     drafter.double()
 
 

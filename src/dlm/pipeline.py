@@ -176,8 +176,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """Attach the autoregressive model that `SampleConfig(decode="speculative")` verifies
         this model's drafts with (a loaded model or a checkpoint path); returns self.
         Refused unless this model drafts (full attention), the verifier is causal, and
-        both share one tokenizer (the drafts are its ids). A path is loaded in this
-        model's dtype."""
+        both share one tokenizer (the drafts are its ids; the drafter's may add rainbow pads,
+        which it proposes as eos). A path is loaded in this model's dtype."""
         if not isinstance(verifier, DiffusionLM):
             verifier = DiffusionLM.load(verifier, str(self.device), dtype=self.dtype)
         if self.objective.drafter(self, 1) is None:
@@ -188,7 +188,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             raise ConfigError(f"the verifier {verifier.source or ''} is not an "
                               "autoregressive checkpoint (objective "
                               f"{verifier.objective.name}); train one with --objective ar")
-        if verifier.tokenizer.hf.to_str() != self.tokenizer.hf.to_str():
+        # the same tokenizer, or the drafter's with its rainbow pads added (proposed as eos,
+        # so every drafted id is one the verifier reads)
+        pads = len(self.tokenizer.pad_cycle)
+        if verifier.tokenizer.with_rainbow(pads).hf.to_str() != self.tokenizer.hf.to_str():
             raise ConfigError(f"the verifier {verifier.source or ''} has another tokenizer "
                               f"than this model {self.source or ''} (vocabularies "
                               f"{verifier.tokenizer.vocab_size} and {self.tokenizer.vocab_size}"
