@@ -137,12 +137,15 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
     judge = run("judge", objective="ar", seed=1)
     report = run_bench(torch.device("cpu"), [], "tiny", lengths=[8], batches=[1, 2],
                        ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2, 4],
-                       judge=judge)
+                       judge=judge, draft_caches=["none", "prefix"])
     md = report.markdown()
     generation = [r for r in report.results if r["what"] == "generation"]
     assert generation and all(r["judged_ppl"] > 1 for r in generation)
     speculative = [r for r in report.results if r["what"] == "speculative"]
-    assert len(speculative) == 2 * (1 + 3)  # per batch: AR, k = 2, k = 4, adaptive
+    # per batch: AR, then k = 2, k = 4 and adaptive without and with the drafter's cache
+    assert len(speculative) == 2 * (1 + 3 * 2)
+    assert sum("prefix cache" in r["variant"] for r in speculative) == 2 * 3
+    assert all(r["dtype"] == "float32" for r in speculative)
     assert all(r["identical"] == r["prompts"] == 2 for r in speculative)  # batch 1: both
     assert all(0 <= r["acceptance"] <= 1 for r in speculative if "acceptance" in r)
     assert "judged PPL" in md and "identical" in md and "AR calls/token" in md

@@ -4,6 +4,8 @@
 # and the study's chat judge (python benchmarks/objectives/study.py --chat).
 #   bash benchmarks/speculative/run.sh models    # train the verifiers, distill, train drafters
 #   bash benchmarks/speculative/run.sh bench     # the two tables
+#   bash benchmarks/speculative/run.sh d384      # the 13.8M verifier's pair, then its table
+#     (needs only runs/chatmix and runs/text: recipes/chat-tiny/recipe.sh's first steps)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benchmarks/speculative/configs
@@ -38,4 +40,19 @@ if [ "${1:-}" = bench ]; then
         --ar-ckpt runs/spec/verifier-small --speculative 8 --speculative 16 --repeats 2 \
         --draft-window 0 --draft-window 16 --length 32 --length 128 --batch 1 --batch 8 \
         --name speculative-small --out-dir benchmarks/speculative
+fi
+if [ "${1:-}" = d384 ]; then
+    # a 13.8M-parameter AR verifier: text pretraining, then chat fine-tuning (~60 min)
+    train $here/verifier-d384-pre.json
+    train $here/verifier-d384.json
+    # the shipped drafter distilled from its bfloat16 replies, the precision it verifies in
+    [ -f runs/spec/chatmix-distilled-d384/data.json ] || dlm distill runs/chatmix \
+        --teacher runs/spec/verifier-d384 --out runs/spec/chatmix-distilled-d384 --length 128 \
+        --max-examples 12000 --max-validation 500 --batch-size 128 --dtype bfloat16
+    train $here/drafter-d384.json
+    dlm bench --preset none --generate none --ckpt runs/spec/drafter-d384 \
+        --ar-ckpt runs/spec/verifier-d384 --speculative-dtype bfloat16 --speculative 4 \
+        --speculative 8 --speculative 16 --draft-window 16 --draft-cache none \
+        --draft-cache prefix --length 32 --length 128 --batch 1 --batch 8 \
+        --speculative-prompts 32 --name speculative-d384 --out-dir benchmarks/speculative
 fi

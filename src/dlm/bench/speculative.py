@@ -168,7 +168,8 @@ def speculative_table(results: list[dict[str, Any]]) -> list[str]:
              "AR calls/token: the AR model's forwards (its prompt's included) per reply "
              "token of a row; a batch runs until its longest reply ends, so AR decoding's "
              "is above 1 when rows differ in length. Kept: the share of drafted tokens the "
-             "verifier kept; per round: the mean kept per row and round.", "",
+             "verifier kept; per round: the mean kept per row and round. Both models' "
+             f"weights (and AR decoding's) in {results[0].get('dtype', 'float32')}.", "",
              "| length | batch | decoding | latency (sum of medians) | reply tokens | tokens/s "
              "| × AR "
              "| AR calls/token | drafter calls | kept | kept/round | identical |",
