@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from dlm.bench import run_bench
@@ -149,3 +150,16 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
     assert all(r["identical"] == r["prompts"] == 2 for r in speculative)  # batch 1: both
     assert all(0 <= r["acceptance"] <= 1 for r in speculative if "acceptance" in r)
     assert "judged PPL" in md and "identical" in md and "AR calls/token" in md
+    # bfloat16 weights: AR is timed in float32 too, and every ratio is also given against
+    # the faster of the two
+    report = run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1],
+                       ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2],
+                       speculative_dtype="bfloat16")
+    rows = report.results
+    assert [r["variant"] for r in rows[:2]] == ["AR + KV cache",
+                                                "AR + KV cache, float32 weights"]
+    best = max(rows[0]["tokens_per_s"], rows[1]["tokens_per_s"])
+    for r in rows:
+        assert r["dtype"] == "bfloat16"
+        assert r["ratio_best_ar"] == pytest.approx(r["tokens_per_s"] / best)
+    assert "× faster AR" in report.markdown() and "bfloat16" in report.markdown()

@@ -126,7 +126,7 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     weights in `dtype` (AR decoding, the reference, too)."""
     from dlm.bench.speculative import bench_speculative
     from dlm.eval_report import held_out
-    from dlm.pipeline import DiffusionLM
+    from dlm.pipeline import DiffusionLM, pick_dtype
 
     if ckpt is None or ar_ckpt is None:
         raise ConfigError("--speculative needs trained --ckpt (the drafter) and --ar-ckpt "
@@ -134,6 +134,9 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     lm = DiffusionLM.load(ckpt, str(device), dtype=dtype)
     ar = DiffusionLM.load(ar_ckpt, str(device), dtype=dtype)
     _, histories, _, _ = held_out(lm, None, prompts or max(batches))
+    float32_ar = (DiffusionLM.load(ar_ckpt, str(device)) if pick_dtype(dtype) != torch.float32
+                  else None)  # the AR baseline at its other precision, the faster one counts
     rows = bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
-                             repeats, say=say, windows=windows, caches=caches)
+                             repeats, say=say, windows=windows, caches=caches,
+                             float32_ar=float32_ar)
     return [{**r, "dtype": dtype} for r in rows]
