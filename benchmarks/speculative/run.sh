@@ -50,9 +50,15 @@ if [ "${1:-}" = d384 ]; then
         --teacher runs/spec/verifier-d384 --out runs/spec/chatmix-distilled-d384 --length 128 \
         --max-examples 12000 --max-validation 500 --batch-size 128 --dtype bfloat16
     train $here/drafter-d384.json
+    # the judge of the plain samplers' table: a tiny AR model trained apart (seed 1)
+    train $here/judge-d384.json
     dlm bench --preset none --generate none --ckpt runs/spec/drafter-d384 \
         --ar-ckpt runs/spec/verifier-d384 --speculative-dtype bfloat16 --speculative 4 \
         --speculative 8 --speculative 16 --draft-window 16 --draft-cache none \
         --draft-cache prefix --length 32 --length 128 --batch 1 --batch 8 \
         --speculative-prompts 32 --name speculative-d384 --out-dir benchmarks/speculative
+    # the plain diffusion samplers of the same drafter against the same AR, judged
+    dlm bench --preset none --generate tiny --ckpt runs/spec/drafter-d384 \
+        --ar-ckpt runs/spec/verifier-d384 --judge runs/spec/judge-d384 --length 32 \
+        --length 128 --batch 1 --batch 8 --name samplers-d384 --out-dir benchmarks/speculative
 fi
