@@ -335,6 +335,17 @@ def test_the_api_reply_equals_the_verifier_greedy_reply(models, tok):
         assert lm.generate(text, config) == ar.generate(text, SampleConfig(length=16))
 
 
+def test_the_verifier_reads_the_prompt_as_it_would_alone(models, tok):
+    """A drafter trained on shorter prompts than its verifier: the prompt is cut where the
+    verifier cuts it, so the reply is still the verifier's own."""
+    verifier, drafter = models
+    ar = DiffusionLM(verifier, tok, max_prompt_len=32, objective="ar")
+    lm = DiffusionLM(drafter, tok, max_prompt_len=3).with_verifier(ar)
+    config = SampleConfig(length=12, decode="speculative", draft_length=4)
+    text = "what time is it now tell me a joke"
+    assert lm.generate(text, config) == ar.generate(text, SampleConfig(length=12))
+
+
 def test_traces_show_drafted_accepted_and_rejected_tokens(models, tok):
     """The trace (CLI and --trace-file) and the server's frames tell the three apart."""
     from dlm.render import _pieces, step_record

@@ -155,8 +155,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _prompt_batch(self, histories: Sequence[Sequence[dict[str, str]]]):
+    def _prompt_batch(self, histories: Sequence[Sequence[dict[str, str]]],
+                      max_prompt_len: int | None = None):
         tok = self.tokenizer
+        max_prompt_len = max_prompt_len or self.max_prompt_len
         rows = []
         for history in histories:
             if not history or not any(m["content"].strip() for m in history):
@@ -164,7 +166,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             if self.lowercase:
                 history = [{**m, "content": m["content"].lower()} for m in history]
             ids = tok.encode_prompt(history)
-            rows.append(ids[-self.max_prompt_len:])
+            rows.append(ids[-max_prompt_len:])
         width = max(len(r) for r in rows)
         prompt = torch.tensor([[tok.pad_id] * (width - len(r)) + r for r in rows])
         key_padding = prompt != tok.pad_id
@@ -231,7 +233,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
     ) -> torch.Tensor:
         """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
         config = self.resolve_length(config or SampleConfig(length=self.default_length))
-        prompt, key_padding = self._prompt_batch(histories)
+        # speculative decoding writes the verifier's reply: to the prompt as it reads it
+        speculative = config.decode == "speculative" and self.verifier is not None
+        prompt, key_padding = self._prompt_batch(
+            histories, self.verifier.max_prompt_len if speculative else None)
         return final_tokens(self._steps(prompt, key_padding, config, constraints), on_step)
 
     @torch.inference_mode()
