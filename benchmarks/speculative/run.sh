@@ -48,7 +48,7 @@ if [ "${1:-}" = d384 ]; then
     # the shipped drafter distilled from its bfloat16 replies, the precision it verifies in
     [ -f runs/spec/chatmix-distilled-d384/data.json ] || dlm distill runs/chatmix \
         --teacher runs/spec/verifier-d384 --out runs/spec/chatmix-distilled-d384 --length 128 \
-        --max-examples 12000 --max-validation 500 --batch-size 128 --dtype bfloat16
+        --max-examples 40000 --max-validation 500 --batch-size 128 --dtype bfloat16
     train $here/drafter-d384.json
     # the judge of the plain samplers' table: a tiny AR model trained apart (seed 1)
     train $here/judge-d384.json
