@@ -55,10 +55,11 @@ if [ "${1:-}" = d384 ]; then
     dlm bench --preset none --generate none --ckpt runs/spec/drafter-d384 \
         --ar-ckpt runs/spec/verifier-d384 --speculative-dtype bfloat16 --speculative 4 \
         --speculative 8 --speculative 16 --draft-window 16 --draft-cache none \
-        --draft-cache prefix --length 32 --length 128 --batch 1 --batch 8 \
+        --draft-cache prefix --length 32 --length 128 --batch 1 --batch 8 --repeats 2 \
         --speculative-prompts 32 --name speculative-d384 --out-dir benchmarks/speculative
     # the plain diffusion samplers of the same drafter against the same AR, judged
     dlm bench --preset none --generate tiny --ckpt runs/spec/drafter-d384 \
         --ar-ckpt runs/spec/verifier-d384 --judge runs/spec/judge-d384 --length 32 \
-        --length 128 --batch 1 --batch 8 --name samplers-d384 --out-dir benchmarks/speculative
+        --length 128 --batch 1 --batch 8 --repeats 2 --name samplers-d384 \
+        --out-dir benchmarks/speculative
 fi
