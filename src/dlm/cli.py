@@ -596,7 +596,8 @@ def bench(
              "prefix's keys kept across rounds). Default: none.")] = None,
     speculative_dtype: Annotated[str, typer.Option(
         help="--speculative: the drafter's and verifier's weights (float32 or bfloat16); AR "
-             "decoding is timed in the same precision.")] = "float32",
+             "decoding is timed in the same precision (and in float32 too, each ratio then "
+             "also given against the faster AR).")] = "float32",
     device: Device = "auto",
 ):
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
