@@ -88,6 +88,23 @@ def test_self_speculative_greedy_is_the_models_ar_greedy(block):
     assert len(verifies) <= 24  # never more forwards than AR decoding
 
 
+def test_sampled_self_speculative_replies_are_drawn():
+    """Sampling: the first token too is drawn from the AR half (not its argmax), and a
+    seed gives the same reply again."""
+    m = model(scale=1.0)
+    prompt = torch.randint(6, V, (1, 5), generator=torch.Generator().manual_seed(0))
+    config = SampleConfig(length=6, eos="ban", temperature=1.0)
+
+    def reply(seed):
+        steps = dual_decode(m, prompt, None, config, 4, MASK, EOS,
+                            generator=torch.Generator().manual_seed(seed))
+        return final_tokens(steps)[0]
+
+    replies = [reply(seed) for seed in range(8)]
+    assert torch.equal(replies[0], reply(0))
+    assert len({int(r[0]) for r in replies}) > 1  # the first token varies with the seed
+
+
 def test_kept_drafts_cut_the_forwards():
     """A model whose every prediction is the same token (its diffusion half agrees with
     its AR half): every draft is kept, so a forward writes block_size tokens."""

@@ -126,7 +126,7 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     weights in `dtype` (AR decoding, the reference, too)."""
     from dlm.bench.speculative import bench_speculative
     from dlm.eval_report import held_out
-    from dlm.pipeline import DiffusionLM, pick_dtype
+    from dlm.pipeline import DiffusionLM
 
     if ckpt is None or ar_ckpt is None:
         raise ConfigError("--speculative needs trained --ckpt (the drafter) and --ar-ckpt "
@@ -134,8 +134,8 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     lm = DiffusionLM.load(ckpt, str(device), dtype=dtype)
     ar = DiffusionLM.load(ar_ckpt, str(device), dtype=dtype)
     _, histories, _, _ = held_out(lm, None, prompts or max(batches))
-    float32_ar = (DiffusionLM.load(ar_ckpt, str(device)) if pick_dtype(dtype) != torch.float32
-                  else None)  # the AR baseline at its other precision, the faster one counts
+    # the AR baseline at its other precision too (from the file: a cast back is lossy)
+    float32_ar = DiffusionLM.load(ar_ckpt, str(device)) if ar.dtype != torch.float32 else None
     rows = bench_speculative(lm, ar, histories, device, lengths, batches, ks, draft_steps,
                              repeats, say=say, windows=windows, caches=caches,
                              float32_ar=float32_ar)

@@ -51,42 +51,35 @@ class Verdict:
 
 
 def verify_drafts(drafts: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
-                  proposal: torch.Tensor | None,
+                  proposal: torch.Tensor,
                   generator: torch.Generator | None = None) -> Verdict:
-    """The speculative acceptance rule.
+    """The speculative sampling acceptance rule (greedy verification is `verify_round`'s
+    argmax comparison).
 
     drafts: (B, K) draft ids, of which the first counts[b] are real in row b. target:
     (B, K + 1, V) the verifier's distribution at each draft position and the one after
     (position j given the drafts before j). proposal: (B, K, V) the distribution each
-    draft was drawn from, or None for greedy (the target is then one-hot and a draft
-    stays when it is the argmax).
+    draft was drawn from.
     """
     B, K = drafts.shape
     rows = torch.arange(B, device=drafts.device)
     real = torch.arange(K, device=drafts.device)[None, :] < counts[:, None]  # (B, K)
     p_draft = target[:, :K].gather(-1, drafts[..., None])[..., 0]  # (B, K)
-    if proposal is None:
-        keep = p_draft > 0.5  # one-hot target: the draft is the argmax
-    else:
-        q_draft = proposal.gather(-1, drafts[..., None])[..., 0]
-        u = torch.rand(B, K, dtype=target.dtype, device=drafts.device, generator=generator)
-        keep = u * q_draft < p_draft  # u < p / q without dividing by a zero q
-    keep &= real
+    q_draft = proposal.gather(-1, drafts[..., None])[..., 0]
+    u = torch.rand(B, K, dtype=target.dtype, device=drafts.device, generator=generator)
+    keep = (u * q_draft < p_draft) & real  # u < p / q without dividing by a zero q
     # the accepted count is the length of the run of kept drafts from the left
     accepted = keep.to(torch.int64).cumprod(1).sum(1)  # (B,)
     after = target[rows, accepted]  # (B, V): the distribution at the first unkept position
-    if proposal is not None:
-        refused = accepted < counts
-        q = torch.cat([proposal, torch.zeros_like(proposal[:, :1])], 1)[rows, accepted]
-        residual = (after - q).clamp(min=0)
-        mass = residual.sum(-1, keepdim=True)
-        # a refusal has mass > 0 (q != p there); the guard only avoids 0/0 in rows that
-        # accepted everything, which take `after` itself
-        residual = torch.where(mass > 0, residual / mass.clamp(min=1e-300), after)
-        after = torch.where(refused[:, None], residual, after)
-        next_tokens = torch.multinomial(after, 1, generator=generator)[:, 0]
-    else:
-        next_tokens = after.argmax(-1)
+    refused = accepted < counts
+    q = torch.cat([proposal, proposal.new_zeros(B, 1, proposal.shape[-1])], 1)[rows, accepted]
+    residual = (after - q).clamp(min=0)
+    mass = residual.sum(-1, keepdim=True)
+    # a refusal has mass > 0 (q != p there); the guard only avoids 0/0 in rows that
+    # accepted everything, which take `after` itself
+    residual = torch.where(mass > 0, residual / mass.clamp(min=1e-300), after)
+    after = torch.where(refused[:, None], residual, after)
+    next_tokens = torch.multinomial(after, 1, generator=generator)[:, 0]
     return Verdict(accepted, next_tokens)
 
 
@@ -112,6 +105,8 @@ def verify_round(ruled: torch.Tensor, drafts: torch.Tensor, counts: torch.Tensor
         verdict = Verdict(accepted, choice[rows, accepted])
     else:
         target = token_distribution(ruled, config.temperature, config.top_k, config.top_p)
+        if proposal is None:  # nothing drafted yet (a dual model's first forward): K = 0
+            proposal = target.new_zeros(B, K, target.shape[-1])
         verdict = verify_drafts(drafts, counts, target, proposal, generator)
     sequence = torch.cat([drafts, drafts.new_zeros(B, 1)], 1)
     sequence[rows, verdict.accepted] = verdict.next_tokens
