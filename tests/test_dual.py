@@ -1,6 +1,8 @@
 """The dual objective (AR + block diffusion in one model, TiDAR-style): its mask, its two
 losses, and self-speculative decoding that writes exactly its own AR greedy reply."""
 
+import json
+
 import pytest
 import torch
 
@@ -130,10 +132,11 @@ class Positional(torch.nn.Module):
     Its AR half and its diffusion half agree, so every draft taken from the right mask
     outputs is kept; a draft read one mask off is refused."""
 
-    def __init__(self):
+    def __init__(self, wrong_every: int = 0):
         super().__init__()
         self.config = ModelConfig(vocab_size=V, d_model=2, n_layers=1, n_heads=1, d_ff=2,
                                   max_seq_len=96)
+        self.wrong_every = wrong_every  # masks at multiples of it guess the wrong token
 
     @staticmethod
     def token(p):
@@ -154,6 +157,9 @@ class Positional(torch.nn.Module):
         if cache is not None:
             cache.length = max(cache.length, begin + T)
         target = torch.where(ids == MASK, self.token(positions), self.token(positions + 1))
+        if self.wrong_every:
+            wrong = (ids == MASK) & (positions % self.wrong_every == 0)
+            target = torch.where(wrong, self.token(positions + 1), target)
         return torch.zeros(B, T, V, dtype=torch.float64).scatter_(-1, target[..., None], 9.0)
 
 
@@ -167,6 +173,24 @@ def test_the_next_draft_is_read_from_the_masks_after_the_verified_token(block):
     assert steps[-1].tokens[0, :3].tolist() == [Positional.token(p) for p in (5, 6, 7)]
     # after the first forward (nothing to verify), each writes block_size tokens
     assert steps[-1].nfe <= 1 + 24 / block + 1, steps[-1].nfe
+
+
+def test_a_refusal_does_not_cost_a_forward_without_drafts():
+    """Drafts at every third position are refused. Each forward drafts for every number
+    of drafts the verifier may keep, so the one after a refusal verifies a draft too:
+    with 3 drafts a forward, 3 tokens a forward from the third on (keep 2, correct 1).
+    Drafting only for "all kept" spent a forward writing one token after every refusal
+    (18 calls here)."""
+    m = Positional(wrong_every=3)
+    prompt = torch.full((2, 5), 7)
+    config = SampleConfig(length=24, eos="ban")
+    steps = list(dual_decode(m, prompt, None, config, 4, MASK, EOS))
+    assert torch.equal(steps[-1].tokens, ar_reply(m, prompt, None, config))
+    rejected = sum(int(s.rejected.any()) for s in steps if s.rejected is not None)
+    assert rejected >= 5  # the mock does refuse
+    # the prompt's prefill, a first forward with nothing to verify, one more to settle
+    # into the pattern, then 3 tokens a forward: 11 calls
+    assert steps[-1].nfe <= 12, steps[-1].nfe
 
 
 def test_a_dual_run_trains_evaluates_both_and_decodes(tmp_path, pairs_tsv):
@@ -186,3 +210,21 @@ def test_a_dual_run_trains_evaluates_both_and_decodes(tmp_path, pairs_tsv):
         lm.with_verifier(lm)
     with pytest.raises(ConfigError, match="block_size"):
         train(tiny_train_config(tmp_path / "bad", pairs_tsv, objective="dual", block_size=1))
+
+
+def test_a_dual_run_starts_from_an_ar_checkpoint_at_its_likelihood(tmp_path, pairs_tsv):
+    """TiDAR starts from an AR model: its weights read causally are the AR half, so the
+    dual run's first validation is the AR model's own held-out NLL, exactly."""
+    ar = train(tiny_train_config(tmp_path / "ar", pairs_tsv, objective="ar", max_steps=20,
+                                 eval_every=20))
+    ar_nll = [json.loads(line) for line in
+              (tmp_path / "ar" / "metrics.jsonl").open()][-1]["val_nll"]
+    cfg = tiny_train_config(tmp_path / "dual", pairs_tsv, objective="dual", max_steps=2,
+                            eval_every=2, block_size=4, init_from=str(ar.checkpoint))
+    result = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "dual" / "metrics.jsonl").open()]
+    first = next(r for r in rows if "val_nll" in r)
+    assert first["step"] == 0
+    assert first["val_nll"] == pytest.approx(ar_nll, rel=1e-5)
+    lm = DiffusionLM.load(result.checkpoint)
+    assert lm.objective.name == "dual" and not lm.model.config.causal

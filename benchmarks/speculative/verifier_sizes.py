@@ -8,8 +8,11 @@ bidirectional drafter (8,199 ids) over a 70-position canvas with its head over t
 drafts, in float32 and bfloat16. For each: the AR step (1 new position after a
 60-token cached prompt), the verification of k drafts (k + 1 positions), the drafter
 call, and the tokens a round must write for 2x AR at batch 1 and 1.3x at batch 8:
-goal x (verify + draft) / AR step, with AR at its faster precision. The loop's own
-work is left out, so these are lower bounds. Medians of 30 calls, after half a
+goal x (verify + draft) / AR step, with AR at its faster precision, against the most a
+round can write (k + 1, every draft kept). The dual model (one backbone drafting and
+verifying itself, no drafter call) is costed too: one forward over the pending token,
+its k drafts and a block of k + 1 masks (2k + 2 positions). The loop's own work is left
+out, so these are lower bounds. Medians of 30 calls, after half a
 second of warm-up calls.
 """
 
@@ -80,7 +83,7 @@ def main() -> None:
             for name, dt in dtypes.items():
                 verifier = model(shape, True, 8192, dt)
                 for B in GOALS:
-                    for new in (1, 5, 17):
+                    for new in (1, 5, 8, 16, 17):
                         costs[name, B, new] = ar_cost(verifier, B, new)
             params = verifier.num_parameters() / 1e6
             for B, goal in GOALS.items():
@@ -91,7 +94,13 @@ def main() -> None:
                         round_ms = costs[name, B, k + 1] + drafts[name, B, k]
                         cells.append(f"{name} k={k:2d}: verify {costs[name, B, k + 1]:5.1f} + "
                                      f"draft {drafts[name, B, k]:4.1f} ms -> "
-                                     f"{goal * round_ms / ar:4.1f} tokens/round")
+                                     f"{goal * round_ms / ar:4.1f} tokens/round (at most "
+                                     f"{k + 1})")
+                    for k in (3, 7):  # the dual model: 2k + 2 positions, no drafter
+                        forward = costs[name, B, 2 * k + 2]
+                        cells.append(f"{name} dual k={k}: forward {forward:5.1f} ms -> "
+                                     f"{goal * forward / ar:4.1f} tokens/forward (at most "
+                                     f"{k + 1})")
                 print(f"{size:7s} {params:5.1f}M batch {B}: AR step "
                       f"{costs['float32', B, 1]:5.1f} ms float32, "
                       f"{costs['bfloat16', B, 1]:5.1f} bfloat16; for {goal}x need")

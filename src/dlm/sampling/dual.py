@@ -1,14 +1,15 @@
 """Self-speculative decoding of a dual model (`--objective dual`): each forward verifies
 the previous draft causally and drafts the next block by diffusion, over one KV cache.
 
-One forward reads [pending, d_1..d_K, M_0..M_{B-1}]: the last written token and the K
-drafts causally, as the AR half was trained (their outputs verify the drafts and give
-the next token; their keys are AR keys, kept in the cache when accepted), and a block of
-B = block_size masks that sees every clean token before it and itself, as the diffusion
-half was trained. The first mask stands where the verifier's next token will go; the
-other B - 1 are the next draft, used when every draft of this round was kept (they
-assumed so). After a refusal the next forward drafts afresh while writing the
-verifier's token, so every forward writes at least one token. The acceptance rule is
+One forward reads [pending, d_1..d_K, then K + 1 blocks of B = block_size masks]: the
+last written token and the K drafts causally, as the AR half was trained (their outputs
+verify the drafts and give the next token; their keys are AR keys, kept in the cache
+when accepted), and, for each number a of drafts the verifier may keep, a block that
+sees every clean token before it, pending and d_1..d_a, and itself, as the diffusion
+half was trained (TiDAR's drafting for every outcome). The first mask of block a stands
+where the verifier's token goes when it keeps a drafts; its other B - 1 masks are the
+next draft, read from the block of the outcome that happened. So every forward after
+the first both verifies and drafts, even after a refusal. The acceptance rule is
 `dlm.sampling.speculative`'s: greedy replies are the model's own AR greedy replies;
 sampled ones are distributed as its AR half's (drafts are drawn in one parallel step,
 each independent given the prefix, so each has a known q).
@@ -41,7 +42,8 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
     M = block_size
     reply = Reply(B, L, mask_id, eos_id, prompt.dtype, device)
     yield reply.step(0, 0, 0)
-    cache = VerifierCache(CausalView(model), prompt, key_padding, P + L * (M + 1) + M)
+    # room for the reply, as many gaps again and one forward's blocks; it grows on demand
+    cache = VerifierCache(CausalView(model), prompt, key_padding, P + 2 * L + M * (M + 1))
     calls = cache.prefills
     pending = prompt[:, -1].clone()
     drafts = torch.zeros(B, 0, dtype=torch.int64, device=device)
@@ -51,17 +53,19 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
     limit = model.config.max_seq_len - 1
     while not bool(reply.done.all()):
         K = drafts.shape[1]
+        blocks = K + 1  # one per number of drafts the verifier may keep
         is_draft = torch.arange(K, device=device)[None, :] < counts[:, None]
-        start, positions = cache.open_round(~reply.done, is_draft, reply.written, extra=M)
-        # each row's block starts right after its own drafts
-        block_at = (P + reply.written + counts)[:, None] + torch.arange(M, device=device)
-        T = 1 + K + M
+        start, positions = cache.open_round(~reply.done, is_draft, reply.written,
+                                            extra=blocks * M)
+        # block a starts right after the pending token and the first a drafts
+        block_at = ((P + reply.written)[:, None, None]
+                    + torch.arange(blocks, device=device)[None, :, None]
+                    + torch.arange(M, device=device)[None, None, :]).view(B, blocks * M)
+        T = 1 + K + blocks * M
         S = start + T
-        keys = torch.arange(S, device=device)
-        queries = torch.arange(start, S, device=device)
-        grid = keys[None, :] <= queries[:, None]  # the causal part: pending and drafts
-        grid[1 + K :] = True  # the block sees every clean token and itself
-        logits = model(torch.cat([pending[:, None], drafts.to(prompt.dtype), masks], 1),
+        grid = block_attention(start, K, blocks, M, device)
+        logits = model(torch.cat([pending[:, None], drafts.to(prompt.dtype),
+                                  masks.repeat(1, blocks)], 1),
                        cache.keys(S), cache=cache.cache, start=start,
                        positions=torch.cat([positions, block_at], 1).clamp(max=limit),
                        attn_mask=grid).float()
@@ -70,13 +74,13 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
                                 mask_id, eos_id)
         verdict, sequence, confidence = verify_round(ruled, drafts, counts, config, proposal,
                                                      generator)
-        all_kept = verdict.accepted >= counts
         committed, rejected = reply.commit(sequence, confidence, counts, verdict)
-        cache.rollback(start, verdict.accepted, K)  # the block's noisy keys go too
+        cache.rollback(start, verdict.accepted, K)  # the blocks' noisy keys go too
         pending = verdict.next_tokens.to(prompt.dtype)
         yield reply.step(calls, calls, calls, committed=committed, rejected=rejected)
-        # the next draft: the block after the verifier's token, where this round's guess held
-        block = logits[:, 1 + K + 1 :]  # (B, M - 1, V)
+        # the next draft: the block of the outcome that happened, after the verifier's token
+        rows = torch.arange(B, device=device)
+        block = logits[:, 1 + K :].view(B, blocks, M, -1)[rows, verdict.accepted, 1:]
         block[..., mask_id] = float("-inf")
         if banned:
             block[..., list(banned)] = float("-inf")
@@ -87,8 +91,24 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
             drafts = torch.multinomial(q.reshape(-1, q.shape[-1]), 1,
                                        generator=generator).view(B, M - 1)
         proposal = None if config.temperature == 0 else q
-        counts = torch.where(all_kept & ~reply.done, reply.draft_counts(M - 1), 0)
+        counts = reply.draft_counts(M - 1)
         if not bool(counts.any()):  # no row drafts: no draft slots next forward
             drafts = drafts[:, :0]
         if bool(counts.any()):
             yield reply.drafted_step(drafts, counts, calls, calls, calls)
+
+
+def block_attention(start: int, K: int, blocks: int, M: int, device) -> torch.Tensor:
+    """(T, start + T) bool, True where a query may see a key, for one forward over
+    [pending, K drafts, `blocks` blocks of M masks] after `start` cached slots: pending
+    and the drafts causally; block a every cached slot, pending, the first a drafts and
+    its own M masks (never another block's)."""
+    T = 1 + K + blocks * M
+    keys = torch.arange(start + T, device=device)
+    grid = keys[None, :] <= torch.arange(start, start + T, device=device)[:, None]
+    which = torch.arange(blocks, device=device).repeat_interleave(M)  # each mask's block
+    first = start + 1 + K + which * M  # where its block's slots begin
+    clean = keys[None, :] < (start + 1 + which)[:, None]
+    own = (keys[None, :] >= first[:, None]) & (keys[None, :] < (first + M)[:, None])
+    grid[1 + K :] = clean | own
+    return grid
