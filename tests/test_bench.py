@@ -163,3 +163,31 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
         assert r["dtype"] == "bfloat16"
         assert r["ratio_best_ar"] == pytest.approx(r["tokens_per_s"] / best)
     assert "× faster AR" in report.markdown() and "bfloat16" in report.markdown()
+
+
+def test_a_dual_model_is_benched_against_its_own_ar_half(tmp_path, pairs_tsv):
+    """--self-speculative: a dual --ckpt's own decoding against AR decoding of its AR
+    half, at identical output (greedy), with its forwards and kept drafts counted; any
+    other checkpoint is refused by name."""
+    from dlm.errors import ConfigError
+    from dlm.train import train
+
+    from .conftest import tiny_train_config
+
+    cfg = tiny_train_config(tmp_path / "dual", pairs_tsv, objective="dual", block_size=4,
+                            max_steps=8, val_fraction=0.3)
+    dual = str(train(cfg).checkpoint)
+    report = run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1, 2],
+                       ckpt=dual, repeats=1, self_speculative=True)
+    rows = [r for r in report.results if r["what"] == "speculative"]
+    assert [r["variant"] for r in rows] == ["AR + KV cache", "self-speculative, blocks of 4"] * 2
+    assert all(r["identical"] == r["prompts"] == 2 for r in rows)
+    mine = rows[1::2]
+    assert all(r["drafter_calls"] == 0 and 0 <= r["acceptance"] <= 1 for r in mine)
+    assert all(r["verifier_calls_per_token"] > 0 for r in rows)
+    assert "a dual model drafts and verifies itself" in report.markdown()
+    ar = str(train(tiny_train_config(tmp_path / "ar", pairs_tsv, objective="ar",
+                                     max_steps=2)).checkpoint)
+    with pytest.raises(ConfigError, match="only a dual one"):
+        run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1], ckpt=ar,
+                  repeats=1, self_speculative=True)

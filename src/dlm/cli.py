@@ -598,6 +598,10 @@ def bench(
         help="--speculative: the drafter's and verifier's weights (float32 or bfloat16); AR "
              "decoding is timed in the same precision (and in float32 too, each ratio then "
              "also given against the faster AR).")] = "float32",
+    self_speculative: Annotated[bool, typer.Option(
+        help="Also: a dual --ckpt (--objective dual) drafting and verifying itself, against "
+             "AR decoding of its own AR half at identical output (--speculative-prompts and "
+             "--speculative-dtype apply).")] = False,
     device: Device = "auto",
 ):
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
@@ -637,7 +641,7 @@ def bench(
             seq_len, bf16, activation_checkpointing, repeats,
             [str(p) for p in accuracy or []], say, speculative, draft_steps,
             str(judge) if judge else None, draft_window, speculative_prompts,
-            speculative_dtype, draft_cache)
+            speculative_dtype, draft_cache, self_speculative)
     js, md = report.write(out_dir, name)
     console.print(report.markdown())
     console.print(f"written: {js}, {md}")

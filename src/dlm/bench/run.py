@@ -78,7 +78,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
               draft_windows: list[int] | None = None,
               speculative_prompts: int | None = None,
               speculative_dtype: str = "float32",
-              draft_caches: list[str] | None = None) -> BenchReport:
+              draft_caches: list[str] | None = None,
+              self_speculative: bool = False) -> BenchReport:
     results: list[dict[str, Any]] = []
     notes: list[str] = []
     meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
@@ -108,6 +109,11 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
                                     draft_steps or [1], repeats, say, draft_windows,
                                     speculative_prompts, speculative_dtype, draft_caches)
         meta["speculative_models"] = (f"{ckpt} drafts, {ar_ckpt} verifies, both in "
+                                      f"{speculative_dtype}")
+    if self_speculative:
+        results += self_speculative_rows(ckpt, device, lengths, batches, repeats, say,
+                                         speculative_prompts, speculative_dtype)
+        meta["speculative_models"] = (f"{ckpt} (dual) drafts and verifies itself, in "
                                       f"{speculative_dtype}")
     for ckpt_path in accuracy or []:
         results.append(bf16_accuracy(ckpt_path, device))
@@ -140,3 +146,25 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
                              repeats, say=say, windows=windows, caches=caches,
                              float32_ar=float32_ar)
     return [{**r, "dtype": dtype} for r in rows]
+
+
+def self_speculative_rows(ckpt: str | None, device: torch.device, lengths: list[int],
+                          batches: list[int], repeats: int, say, prompts: int | None = None,
+                          dtype: str = "float32") -> list[dict[str, Any]]:
+    """The speculative table of a dual --ckpt decoding itself, against AR decoding of its
+    own AR half (the reference), both with weights in `dtype`."""
+    from dlm.bench.speculative import bench_self_speculative
+    from dlm.eval_report import held_out
+    from dlm.pipeline import DiffusionLM
+
+    if ckpt is None:
+        raise ConfigError("--self-speculative needs a trained dual --ckpt (--objective dual)")
+    lm = DiffusionLM.load(ckpt, str(device), dtype=dtype)
+    if lm.objective.name != "dual":
+        raise ConfigError(f"--self-speculative: {ckpt} is a {lm.objective.name} checkpoint; "
+                          "only a dual one (--objective dual) drafts and verifies itself")
+    _, histories, _, _ = held_out(lm, None, prompts or max(batches))
+    float32_lm = DiffusionLM.load(ckpt, str(device)) if lm.dtype != torch.float32 else None
+    rows = bench_self_speculative(lm, histories, device, lengths, batches, repeats, say=say,
+                                  float32_lm=float32_lm)
+    return [{**r, "dtype": dtype, "dual": True} for r in rows]

@@ -99,13 +99,55 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
     runs in bfloat16, timed too, so that each ratio is also given against the faster of
     the two AR decodings (`ratio_best_ar`)."""
     lm.with_verifier(verifier)
-    eos = lm.tokenizer.eos_id
+    variants = [(label, {"decode": "speculative", **fields})
+                for label, fields in speculative_settings(ks, draft_steps, windows, caches)]
     limit = min(lm.model.config.max_seq_len, verifier.model.config.max_seq_len)
+    return against_ar(lm, verifier.reply_ids, variants, histories, device, lengths, batches,
+                      repeats, budget_s, say, limit,
+                      None if float32_ar is None else float32_ar.reply_ids)
+
+
+def bench_self_speculative(lm, histories: list, device: torch.device, lengths: list[int],
+                           batches: list[int], repeats: int = 3, budget_s: float = 30.0,
+                           say=lambda text: None, float32_lm=None) -> list[dict[str, Any]]:
+    """The same table for a dual model (`--objective dual`) drafting and verifying itself
+    (its default decoding), against AR decoding of its own AR half: greedy replies must
+    be identical. `float32_lm`: the model in float32 when `lm` is bfloat16."""
+    variants = [(f"self-speculative, blocks of {lm.block_size}", {})]
+    return against_ar(lm, lambda c, a, s=None: causal_reply_ids(lm, c, a, s), variants,
+                      histories, device, lengths, batches, repeats, budget_s, say,
+                      lm.model.config.max_seq_len,
+                      None if float32_lm is None else
+                      lambda c, a, s=None: causal_reply_ids(float32_lm, c, a, s))
+
+
+def causal_reply_ids(lm, histories: list, config: SampleConfig, on_step=None) -> torch.Tensor:
+    """A dual model's replies by AR decoding of its AR half (its causal reading)."""
+    from dlm.objectives.dual import CausalView
+    from dlm.sampling.ar import ar_decode
+    from dlm.sampling.sampler import final_tokens
+
+    prompt, padding = lm._prompt_batch(histories)
+    tok = lm.tokenizer
+    with torch.inference_mode():
+        return final_tokens(ar_decode(CausalView(lm.model), prompt, padding, config,
+                                      tok.mask_id, tok.eos_id), on_step)
+
+
+def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
+               device: torch.device, lengths: list[int], batches: list[int], repeats: int,
+               budget_s: float, say, limit: int, float32_ar_reply=None
+               ) -> list[dict[str, Any]]:
+    """Time AR decoding (`ar_reply(chats, config, on_step=None)`, the reference) and each
+    variant (`lm.reply_ids` with those SampleConfig fields) on the same prompts; count
+    every variant's AR calls, drafts kept and identical replies."""
+    eos = lm.tokenizer.eos_id
     chats_all = list(histories)
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
-        verifier.reply_ids(histories[:1], SampleConfig(length=8))  # warm-up
-        lm.reply_ids(histories[:1], SampleConfig(length=8, decode="speculative"))
+        ar_reply(histories[:1], SampleConfig(length=8))  # warm-up
+        for _, fields in variants[:1]:
+            lm.reply_ids(histories[:1], SampleConfig(length=8, **fields))
         for length in lengths:
             width = lm._prompt_batch(chats_all)[0].shape[1]
             if width + length > limit:
@@ -115,14 +157,14 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
             for batch in batches:
                 groups = [chats_all[i : i + batch] for i in range(0, len(chats_all), batch)]
                 ar_config = SampleConfig(length=length)
-                s, reference = timed_groups(lambda c, a=ar_config: verifier.reply_ids(c, a),
+                s, reference = timed_groups(lambda c, a=ar_config: ar_reply(c, a),
                                             groups, device, repeats, budget_s)
                 made = sum(reply_tokens(ids, eos) for ids in reference)
                 ar_tps = made / s["median"]
                 ar_calls = 0
                 for chats in groups:  # its forwards, counted
                     last: list[Step] = []
-                    verifier.reply_ids(chats, ar_config, last.append)
+                    ar_reply(chats, ar_config, last.append)
                     ar_calls += last[-1].nfe * len(chats)  # every row waits for the batch
                 base = {"what": "speculative", "length": length, "batch": batch,
                         "prompts": len(chats_all), "prompt_len": width}
@@ -133,9 +175,9 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
                 rows.append(ar_row)
                 say(f"length {length}, batch {batch}: AR {ar_tps:,.0f} tok/s")
                 best_ar = ar_tps
-                if float32_ar is not None:
+                if float32_ar_reply is not None:
                     s, replies = timed_groups(
-                        lambda c, a=ar_config: float32_ar.reply_ids(c, a), groups, device,
+                        lambda c, a=ar_config: float32_ar_reply(c, a), groups, device,
                         repeats, budget_s)
                     tps = sum(reply_tokens(ids, eos) for ids in replies) / s["median"]
                     best_ar = max(ar_tps, tps)
@@ -146,8 +188,8 @@ def bench_speculative(lm, verifier, histories: list, device: torch.device, lengt
                                  "identical": identical_count(replies, reference)})
                     say(f"  AR in float32: {tps:,.0f} tok/s")
                 ar_row["ratio_best_ar"] = ar_tps / best_ar
-                for label, fields in speculative_settings(ks, draft_steps, windows, caches):
-                    config = SampleConfig(length=length, decode="speculative", **fields)
+                for label, fields in variants:
+                    config = SampleConfig(length=length, **fields)
                     s, replies = timed_groups(lambda c, g=config: lm.reply_ids(c, g), groups,
                                               device, repeats, budget_s)
                     calls = drafter_calls = drafted = kept = rounds = 0
@@ -183,11 +225,17 @@ def identical_count(replies: list[torch.Tensor], reference: list[torch.Tensor]) 
 
 @renders("speculative")
 def speculative_table(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Speculative decoding: diffusion drafts, AR verifies (identical output)", "",
+    dual = bool(results[0].get("dual"))
+    lines = ["## Self-speculative decoding: a dual model drafts and verifies itself "
+             "(identical output)" if dual else
+             "## Speculative decoding: diffusion drafts, AR verifies (identical output)", "",
              "Greedy replies to the same held-out prompts in every cell (in groups of the "
-             "cell's batch; latency is the groups' summed medians); the AR model's own "
-             "reply is the reference, and `identical` counts the replies whose speculative "
-             "ids are the same. "
+             "cell's batch; latency is the groups' summed medians); "
+             + ("AR decoding of the dual model's own AR half is the reference (one forward "
+                "per token), and each forward of its own decoding verifies the previous "
+                "draft and drafts the next block (AR calls: its forwards; it has no "
+                "separate drafter)" if dual else "the AR model's own reply is the reference")
+             + ", and `identical` counts the replies whose speculative ids are the same. "
              "AR calls/token: the AR model's forwards (its prompt's included) per reply "
              "token of a row; a batch runs until its longest reply ends, so AR decoding's "
              "is above 1 when rows differ in length. Kept: the share of drafted tokens the "
