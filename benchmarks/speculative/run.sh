@@ -62,4 +62,9 @@ if [ "${1:-}" = d384 ]; then
         --ar-ckpt runs/spec/verifier-d384 --judge runs/spec/judge-d384 --length 32 \
         --length 128 --batch 1 --batch 8 --repeats 2 --name samplers-d384 \
         --out-dir benchmarks/speculative
+    # the dual model at the verifier's size, started from it (TiDAR-style), decoding itself
+    train $here/dual-d384.json
+    dlm bench --preset none --generate none --ckpt runs/spec/dual-d384 --self-speculative \
+        --length 32 --length 128 --batch 1 --batch 8 --repeats 2 --speculative-prompts 32 \
+        --name self-speculative-d384 --out-dir benchmarks/speculative
 fi

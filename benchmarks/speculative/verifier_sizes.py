@@ -11,7 +11,8 @@ call, and the tokens a round must write for 2x AR at batch 1 and 1.3x at batch 8
 goal x (verify + draft) / AR step, with AR at its faster precision, against the most a
 round can write (k + 1, every draft kept). The dual model (one backbone drafting and
 verifying itself, no drafter call) is costed too: one forward over the pending token,
-its k drafts and a block of k + 1 masks (2k + 2 positions). The loop's own work is left
+its k drafts and a block of k + 1 masks for each of the k + 1 numbers of drafts it may
+keep (1 + k + (k + 1)^2 positions; `dlm.sampling.dual`). The loop's own work is left
 out, so these are lower bounds. Medians of 30 calls, after half a
 second of warm-up calls.
 """
@@ -83,7 +84,7 @@ def main() -> None:
             for name, dt in dtypes.items():
                 verifier = model(shape, True, 8192, dt)
                 for B in GOALS:
-                    for new in (1, 5, 8, 16, 17):
+                    for new in (1, 5, 17, 20, 72):
                         costs[name, B, new] = ar_cost(verifier, B, new)
             params = verifier.num_parameters() / 1e6
             for B, goal in GOALS.items():
@@ -96,8 +97,8 @@ def main() -> None:
                                      f"draft {drafts[name, B, k]:4.1f} ms -> "
                                      f"{goal * round_ms / ar:4.1f} tokens/round (at most "
                                      f"{k + 1})")
-                    for k in (3, 7):  # the dual model: 2k + 2 positions, no drafter
-                        forward = costs[name, B, 2 * k + 2]
+                    for k in (3, 7):  # the dual model: a block per outcome, no drafter
+                        forward = costs[name, B, 1 + k + (k + 1) ** 2]
                         cells.append(f"{name} dual k={k}: forward {forward:5.1f} ms -> "
                                      f"{goal * forward / ar:4.1f} tokens/forward (at most "
                                      f"{k + 1})")
