@@ -179,7 +179,7 @@ def test_a_dual_model_is_benched_against_its_own_ar_half(tmp_path, pairs_tsv):
     dual = str(train(cfg).checkpoint)
     report = run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1, 2],
                        ckpt=dual, repeats=1, self_speculative=True)
-    rows = [r for r in report.results if r["what"] == "speculative"]
+    rows = [r for r in report.results if r["what"] == "self_speculative"]
     assert [r["variant"] for r in rows] == ["AR + KV cache", "self-speculative, blocks of 4"] * 2
     assert all(r["identical"] == r["prompts"] == 2 for r in rows)
     mine = rows[1::2]

@@ -195,21 +195,15 @@ def self_speculative(lm: DiffusionLM, histories: list, config: SampleConfig) -> 
     (the default): seconds per reply of each, forwards, and whether they are identical."""
     if not hasattr(lm.objective, "diffusion_bound"):
         return {}
-    from dlm.objectives.dual import CausalView
-    from dlm.sampling.ar import ar_decode
-    from dlm.sampling.sampler import final_tokens
+    from dlm.bench.speculative import causal_reply_ids
 
-    prompt, padding = lm._prompt_batch(histories)
-    tok = lm.tokenizer
+    decoders = {"ar": lambda on_step: causal_reply_ids(lm, histories, config, on_step),
+                "self-speculative": lambda on_step: lm.reply_ids(histories, config, on_step)}
     timings, outputs, forwards = {}, {}, {}
-    for name in ("ar", "self-speculative"):
+    for name, decode in decoders.items():
         started = time.perf_counter()
-        with torch.inference_mode():
-            steps = (ar_decode(CausalView(lm.model), prompt, padding, config, tok.mask_id,
-                               tok.eos_id) if name == "ar"
-                     else lm.objective.reply_steps(lm, prompt, padding, config, None))
-            last = []
-            outputs[name] = final_tokens(steps, last.append)
+        last = []
+        outputs[name] = decode(last.append)
         timings[name] = time.perf_counter() - started
         forwards[name] = last[-1].nfe if last[-1].nfe else last[-1].step_index
     same = sum(bool(torch.equal(a, b)) for a, b in zip(outputs["ar"],

@@ -113,8 +113,8 @@ def run_bench(device: torch.device, train_presets: list[str], generate_preset: s
     if self_speculative:
         results += self_speculative_rows(ckpt, device, lengths, batches, repeats, say,
                                          speculative_prompts, speculative_dtype)
-        meta["speculative_models"] = (f"{ckpt} (dual) drafts and verifies itself, in "
-                                      f"{speculative_dtype}")
+        meta["self_speculative_model"] = (f"{ckpt} (dual) drafts and verifies itself, in "
+                                          f"{speculative_dtype}")
     for ckpt_path in accuracy or []:
         results.append(bf16_accuracy(ckpt_path, device))
         say(f"bf16 accuracy of {ckpt_path}: {results[-1]['relative_difference']:+.2%}")
@@ -167,4 +167,4 @@ def self_speculative_rows(ckpt: str | None, device: torch.device, lengths: list[
     float32_lm = DiffusionLM.load(ckpt, str(device)) if lm.dtype != torch.float32 else None
     rows = bench_self_speculative(lm, histories, device, lengths, batches, repeats, say=say,
                                   float32_lm=float32_lm)
-    return [{**r, "dtype": dtype, "dual": True} for r in rows]
+    return [{**r, "dtype": dtype} for r in rows]

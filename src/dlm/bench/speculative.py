@@ -118,7 +118,8 @@ def bench_self_speculative(lm, histories: list, device: torch.device, lengths: l
                       histories, device, lengths, batches, repeats, budget_s, say,
                       lm.model.config.max_seq_len,
                       None if float32_lm is None else
-                      lambda c, a, s=None: causal_reply_ids(float32_lm, c, a, s))
+                      lambda c, a, s=None: causal_reply_ids(float32_lm, c, a, s),
+                      what="self_speculative")
 
 
 def causal_reply_ids(lm, histories: list, config: SampleConfig, on_step=None) -> torch.Tensor:
@@ -136,11 +137,12 @@ def causal_reply_ids(lm, histories: list, config: SampleConfig, on_step=None) ->
 
 def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
                device: torch.device, lengths: list[int], batches: list[int], repeats: int,
-               budget_s: float, say, limit: int, float32_ar_reply=None
-               ) -> list[dict[str, Any]]:
+               budget_s: float, say, limit: int, float32_ar_reply=None,
+               what: str = "speculative") -> list[dict[str, Any]]:
     """Time AR decoding (`ar_reply(chats, config, on_step=None)`, the reference) and each
     variant (`lm.reply_ids` with those SampleConfig fields) on the same prompts; count
-    every variant's AR calls, drafts kept and identical replies."""
+    every variant's AR calls, drafts kept and identical replies. Rows are of kind
+    `what` (the table they render in)."""
     eos = lm.tokenizer.eos_id
     chats_all = list(histories)
     rows: list[dict[str, Any]] = []
@@ -166,7 +168,7 @@ def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
                     last: list[Step] = []
                     ar_reply(chats, ar_config, last.append)
                     ar_calls += last[-1].nfe * len(chats)  # every row waits for the batch
-                base = {"what": "speculative", "length": length, "batch": batch,
+                base = {"what": what, "length": length, "batch": batch,
                         "prompts": len(chats_all), "prompt_len": width}
                 ar_row = {**base, "variant": "AR + KV cache", "latency_s": s,
                           "reply_tokens": made, "tokens_per_s": ar_tps, "ratio": 1.0,
@@ -225,7 +227,17 @@ def identical_count(replies: list[torch.Tensor], reference: list[torch.Tensor]) 
 
 @renders("speculative")
 def speculative_table(results: list[dict[str, Any]]) -> list[str]:
-    dual = bool(results[0].get("dual"))
+    return table_of_rounds(results, dual=False)
+
+
+@renders("self_speculative")
+def self_speculative_table(results: list[dict[str, Any]]) -> list[str]:
+    return table_of_rounds(results, dual=True)
+
+
+def table_of_rounds(results: list[dict[str, Any]], dual: bool) -> list[str]:
+    """Speculative rows against their AR reference: a drafter and a verifier, or a dual
+    model drafting and verifying itself."""
     lines = ["## Self-speculative decoding: a dual model drafts and verifies itself "
              "(identical output)" if dual else
              "## Speculative decoding: diffusion drafts, AR verifies (identical output)", "",

@@ -51,6 +51,7 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
     proposal: torch.Tensor | None = None
     masks = torch.full((B, M), mask_id, dtype=prompt.dtype, device=device)
     limit = model.config.max_seq_len - 1
+    rows = torch.arange(B, device=device)
     while not bool(reply.done.all()):
         K = drafts.shape[1]
         blocks = K + 1  # one per number of drafts the verifier may keep
@@ -79,7 +80,6 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
         pending = verdict.next_tokens.to(prompt.dtype)
         yield reply.step(calls, calls, calls, committed=committed, rejected=rejected)
         # the next draft: the block of the outcome that happened, after the verifier's token
-        rows = torch.arange(B, device=device)
         block = logits[:, 1 + K :].view(B, blocks, M, -1)[rows, verdict.accepted, 1:]
         block[..., mask_id] = float("-inf")
         if banned:
