@@ -94,9 +94,13 @@ def api_cases(lm: DiffusionLM) -> list[tuple[str, str]]:
 
 
 def last_line(proc: subprocess.CompletedProcess) -> str:
+    """The exit code, the last stderr line, and what stdout says of skipped rows."""
     lines = proc.stderr.decode("utf-8", "backslashreplace").strip().splitlines()
+    skipped = [line.strip() for line in proc.stdout.decode("utf-8", "backslashreplace")
+               .splitlines() if "skipped" in line]
     return f"exit {proc.returncode}: {lines[-1] if lines else ''}" + (
-        " (traceback)" if "Traceback" in proc.stderr.decode("utf-8", "replace") else "")
+        " (traceback)" if "Traceback" in proc.stderr.decode("utf-8", "replace") else "") + (
+        f" stdout: {' / '.join(skipped)}" if skipped else "")
 
 
 def cli_cases(folder: Path) -> list[tuple[str, str]]:
@@ -110,7 +114,7 @@ def cli_cases(folder: Path) -> list[tuple[str, str]]:
                               + [b"hi \xed\xa0\x80 there\tok"]) + b"\n")
     latin = folder / "c.tsv"
     latin.write_bytes("caf\xe9\tna\xefve\n".encode("latin-1") * 20)
-    env = {**os.environ, "PYTHONUTF8": "0"}
+    env = {**os.environ, "PYTHONUTF8": "0", "COLUMNS": "300"}
     dlm = [sys.executable, "-m", "dlm"]
     commands = {
         "dlm data a.jsonl (row 21: prompt \"hi \\ud800 there\")":
@@ -131,7 +135,7 @@ def cli_cases(folder: Path) -> list[tuple[str, str]]:
     for label, argv in commands.items():
         proc = subprocess.run([os.fsencode(a) for a in argv], capture_output=True, env=env,
                               cwd=folder, timeout=600)
-        rows.append((label, last_line(proc)))
+        rows.append((label, last_line(proc).replace(str(folder), "<tmp>")))
     return rows
 
 

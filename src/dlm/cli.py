@@ -19,6 +19,7 @@ from dlm.config import (
     load_train_config,
 )
 from dlm.errors import ConfigError, DLMError
+from dlm.wellformed import check_text, printable
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -28,15 +29,45 @@ app = typer.Typer(
 
 
 def friendly_errors(fn):
-    """Turn a DLMError into one line on stderr and exit code 2, without a traceback."""
+    """Turn a DLMError into one line on stderr and exit code 2, without a traceback.
+    Every text argument is checked first (`check_arguments`)."""
+    arguments = positional_names(fn)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_arguments(kwargs, arguments)
             return fn(*args, **kwargs)
         except DLMError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
+            typer.secho(f"error: {printable(str(exc))}", fg="red", err=True)
             raise typer.Exit(2) from None
     return wrapper
+
+
+def positional_names(fn) -> set[str]:
+    """The parameters of a command that are typer Arguments (the rest are options)."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(inspect.unwrap(fn), include_extras=True)
+    return {name for name, hint in hints.items()
+            if any(isinstance(m, typer.models.ArgumentInfo)
+                   for m in getattr(hint, "__metadata__", ()))}
+
+
+def check_arguments(kwargs: dict, arguments: set[str]) -> None:
+    """Refuse a text option or argument that is not well-formed Unicode, naming it: argv
+    bytes that are not UTF-8 reach Python as unpaired surrogates. Paths are exempt, as
+    names of files the system can open, whatever their bytes. The flags that `with_flags`
+    gathers into one dict are checked one by one."""
+    for key, value in kwargs.items():
+        given = value.items() if isinstance(value, dict) else [(key, value)]
+        for name, item in given:
+            if isinstance(item, Path) or (isinstance(item, list | tuple)
+                                          and any(isinstance(v, Path) for v in item)):
+                continue
+            check_text(item, name.upper() if name in arguments
+                       else "--" + name.replace("_", "-"))
 
 
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
@@ -654,6 +685,11 @@ def version():
 
 
 def main() -> None:
+    # Nothing dlm prints may fail to encode: a file name or echoed input that is not UTF-8
+    # is written with escapes instead of ending the command with a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     app()
 
 

@@ -6,7 +6,9 @@ callbacks.
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from dlm.render import label, render_rich, step_record, trace_line
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
 from dlm.train import Reporter, TrainResult
+from dlm.wellformed import problem
 
 console = Console(highlight=False)
 
@@ -200,6 +203,8 @@ def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04,
     turn = 0
     console.print("[dim]chat: /quit to leave, /reset to forget, /steps N, /temp X[/dim]")
     history: list[dict[str, str]] = []
+    if isinstance(sys.stdin, io.TextIOWrapper):  # a line that is not UTF-8 is refused, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
     while True:
         try:
             line = console.input("[bold]you> [/bold]").strip()
@@ -207,6 +212,9 @@ def chat_repl(lm: DiffusionLM, config: SampleConfig, delay: float = 0.04,
             console.print()
             return
         if not line:
+            continue
+        if (said := problem(line)) is not None:  # bytes that are not UTF-8 on stdin
+            console.print(f"[red]{said}; the line is ignored[/red]")
             continue
         if line.startswith("/"):
             cmd, _, arg = line.partition(" ")

@@ -26,3 +26,8 @@ def first_line(exc: BaseException) -> str:
     """An exception's first line, at most 200 characters (for a one-line error)."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+class TextError(ConfigError):
+    """Text that is not well-formed Unicode (an unpaired surrogate); `field` names the
+    argument, request field or row it came in (`dlm.wellformed`)."""

@@ -29,6 +29,7 @@ from dlm.model import Transformer
 from dlm.objectives import Objective, get_objective
 from dlm.sampling import Canvas, Step, denoise, final_tokens
 from dlm.tokenizer import DLMTokenizer
+from dlm.wellformed import check_text
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -232,6 +233,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         on_step: Callable[[Step], None] | None = None, constraints: Constraints | None = None,
     ) -> torch.Tensor:
         """Response canvases (B, L) for a batch of chat histories, denoised in one batch."""
+        check_text(histories, "histories")
+        if constraints:
+            check_text({"force": constraints.force, "require": constraints.require},
+                       "constraints")
         config = self.resolve_length(config or SampleConfig(length=self.default_length))
         # speculative decoding writes the verifier's reply: to the prompt as it reads it
         speculative = config.decode == "speculative" and self.verifier is not None
@@ -293,6 +298,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
               on_step: Callable[[Step], None] | None = None,
               constraints: Constraints | None = None) -> str:
         """The assistant's next turn for a chat history (a list of {"role", "content"})."""
+        check_text(history, "history")
         ids = self.reply_ids([history], config, on_step, constraints)
         return self.decode_reply(ids[0].tolist(), config)
 
@@ -300,6 +306,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  n: int = 1, on_step: Callable[[Step], None] | None = None,
                  constraints: Constraints | None = None) -> list[str]:
         """Replies to one or more single-turn prompts, `n` samples each, in one batch."""
+        check_text(prompts, "prompts")
         if isinstance(prompts, str):
             prompts = [prompts]
         histories = [[{"role": "user", "content": p}] for p in prompts for _ in range(n)]
@@ -311,6 +318,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                on_step: Callable[[Step], None] | None = None) -> Infill:
         """Fill the `[MASK]`, `[MASK*n]` and `[MASK*?]` blanks of `template` (see
         `dlm.control.infill`); given text is never changed."""
+        check_text({"template": template, "prompt": prompt}, "")
         return infill(self, template, prompt, config, max_span, on_step)
 
     def edit(self, text: str, span: str | None = None, low_confidence: int = 0,
@@ -318,4 +326,5 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
              length: int | None = None, on_step: Callable[[Step], None] | None = None) -> Edit:
         """Regenerate a span of `text` (regex or A:B) or its `low_confidence` least likely
         tokens (see `dlm.control.edit`); the rest is kept."""
+        check_text({"text": text, "span": span, "prompt": prompt}, "")
         return edit(self, text, span, low_confidence, prompt, config, length, on_step)

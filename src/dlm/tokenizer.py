@@ -18,6 +18,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dlm.errors import CheckpointError, first_line
+from dlm.wellformed import check_text
 
 PAD, MASK, BOS, EOS, USER, ASSISTANT = (
     "<|pad|>",
@@ -119,12 +120,22 @@ class DLMTokenizer:
 
     # ------------------------------------------------------------------- text
     def encode(self, text: str) -> list[int]:
-        return self.hf.encode(" " + text, add_special_tokens=False).ids
+        """Ids of `text`; text that is not well-formed Unicode is a `TextError` (the doors
+        refuse it first, naming their field: this is for direct callers)."""
+        try:
+            return self.hf.encode(" " + text, add_special_tokens=False).ids
+        except TypeError:  # the Rust library's only word for a str it cannot read
+            check_text(text, "text")
+            raise
 
     def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
         """`encode` for many texts in one call, which the Rust library spreads over all cores."""
-        return [e.ids for e in self.hf.encode_batch([" " + t for t in texts],
-                                                    add_special_tokens=False)]
+        try:
+            encoded = self.hf.encode_batch([" " + t for t in texts], add_special_tokens=False)
+        except TypeError:
+            check_text(list(texts), "texts")
+            raise
+        return [e.ids for e in encoded]
 
     def fingerprint(self) -> str:
         """A hash of the whole tokenizer (vocabulary, merges, settings): token caches key on it."""

@@ -79,6 +79,18 @@ def read_convlab(path: Path, split: str | None = None,
     return out
 
 
+def root_cause(exc: BaseException) -> str:
+    """The first line of the first specific error in `exc`'s chain: `datasets` wraps the
+    parser's own word (Arrow's "Invalid UTF8 sequence ... in row 5") in a generic one."""
+    generic = ("An error occurred while generating the dataset",)
+    while exc is not None:
+        text = str(exc).strip()
+        if text and not text.startswith(generic):
+            return text.splitlines()[0][:300]
+        exc = exc.__cause__ or exc.__context__
+    return "no message"
+
+
 def _download(location: str) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -113,7 +125,7 @@ def load_hub_splits(location: str, fields: FieldMap, split: str | None = None,
     except DataError:
         raise
     except Exception as exc:  # the library raises many types; the message is what matters
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = root_cause(exc)
         if is_hub_id(location):  # perhaps a ConvLab-style repository: its files, then its zip
             try:
                 snapshot = convlab_zip(_download(location))

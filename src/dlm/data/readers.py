@@ -20,15 +20,25 @@ import yaml
 from dlm.data.example import Example, ReadReport, expand_turns, pair
 from dlm.data.rows import FieldMap, dialogue, row_examples
 from dlm.errors import DataError
+from dlm.wellformed import problem
+
+# A byte-order mark starts some UTF-8 files (it is dropped there, and kept as text
+# anywhere else). Bytes that encode a surrogate (ED A0 80) are read as the surrogate, so
+# that row is refused with its line, as any bad row; other bytes that are not UTF-8 refuse
+# the whole file (it is more likely in another encoding than damaged in one row).
+ENCODING = dict(encoding="utf-8-sig", errors="surrogatepass")
 
 
 # ----------------------------------------------------------------- file formats
 def read_tsv(path: Path, report: ReadReport) -> Iterator[Example]:
     """`prompt<TAB>response` per line; blank lines and `#` comments are ignored."""
-    with path.open(encoding="utf-8") as f:
+    with path.open(**ENCODING) as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if (said := problem(line)) is not None:
+                report.skip(f"{path}:{lineno}", said)
                 continue
             parts = line.split("\t")
             if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
@@ -40,7 +50,7 @@ def read_tsv(path: Path, report: ReadReport) -> Iterator[Example]:
 def read_jsonl(path: Path, report: ReadReport, fields: FieldMap | None = None,
                ) -> Iterator[Example]:
     """One JSON object per line, in any layout of `dlm.data.rows` (detected per line)."""
-    with path.open(encoding="utf-8") as f:
+    with path.open(**ENCODING) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -60,15 +70,22 @@ def read_jsonl(path: Path, report: ReadReport, fields: FieldMap | None = None,
 
 
 def read_text(path: Path, report: ReadReport) -> Iterator[Example]:
-    """Plain text for unconditional training: one document per blank-line-separated block."""
+    """Plain text for unconditional training: one document per blank-line-separated block
+    (a block with a line that is not well-formed Unicode is skipped, naming the line)."""
     block: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for line in [*f, ""]:
+    bad: tuple[str, str] | None = None
+    with path.open(**ENCODING) as f:
+        for lineno, line in enumerate([*f, ""], 1):
             if line.strip():
                 block.append(line.rstrip("\n"))
+                if bad is None and (said := problem(line)) is not None:
+                    bad = f"{path}:{lineno}", said
             elif block:
-                yield Example(text="\n".join(block))
-                block = []
+                if bad is None:
+                    yield Example(text="\n".join(block))
+                else:
+                    report.skip(*bad)
+                block, bad = [], None
 
 
 def read_dailydialog_zip(path: Path, report: ReadReport) -> Iterator[Example]:
@@ -94,9 +111,12 @@ def read_dailydialog_zip(path: Path, report: ReadReport) -> Iterator[Example]:
 def _dailydialog_member(archive: zipfile.ZipFile, name: str, path: Path,
                         report: ReadReport) -> Iterator[Example]:
     with archive.open(name) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8")
+        text = io.TextIOWrapper(raw, **ENCODING)
         for lineno, line in enumerate(text, 1):
             if not line.strip():
+                continue
+            if (said := problem(line)) is not None:
+                report.skip(f"{path}:{name}:{lineno}", said)
                 continue
             utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
             if len(utterances) < 2:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dlm.data.example import Example
+from dlm.wellformed import first_invalid
 
 ROLE_ALIASES = {
     "user": "user", "human": "user", "prompter": "user",
@@ -198,6 +199,8 @@ def row_examples(row: object, fields: FieldMap | None = None) -> list[Example]:
     """The dialogues (or plain text) of one row; ValueError says what is wrong with it."""
     if not isinstance(row, dict):
         raise ValueError("expected a JSON object")
+    if (found := first_invalid(row)) is not None:  # JSON can escape a lone surrogate
+        raise ValueError(f"{found[0]}: {found[1]}")
     fields = fields or FieldMap()
     name = detect_format(row, fields)
     if name not in ROW_FORMATS:

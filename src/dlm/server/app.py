@@ -31,18 +31,23 @@ from dlm.errors import DLMError
 from dlm.server.batcher import Batcher, QueueFull, Stopping
 from dlm.server.limits import RequestError
 from dlm.server.routes import router
+from dlm.wellformed import printable
 
 STATIC = resources.files("dlm.server") / "static"
 log = logging.getLogger("dlm.server")
 # Validation errors answered 400 with the field as `param` (others are 422s)
 REFUSED_FIELDS = {"extra_forbidden": "unsupported_parameter", "not_served": "unsupported_parameter",
                   "not_implemented": "unsupported_parameter", "stop_too_many": "invalid_value",
-                  "stop_empty": "invalid_value", "conflict": "invalid_value"}
+                  "stop_empty": "invalid_value", "conflict": "invalid_value",
+                  "invalid_text": "invalid_text"}
 
 
 def error(status: int, message: str, param: str | None = None, code: str | None = None,
           kind: str = "invalid_request_error", headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param,
+    # a message may quote the refused input: its surrogates are escaped so the answer
+    # itself is UTF-8
+    return JSONResponse({"error": {"message": printable(message), "type": kind,
+                                   "param": None if param is None else printable(param),
                                    "code": code}}, status_code=status, headers=headers)
 
 
@@ -215,7 +220,7 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
 
     @app.exception_handler(DLMError)
     async def on_dlm_error(request: Request, exc: DLMError) -> JSONResponse:
-        return error(400, str(exc), "body", "invalid_request")
+        return error(400, str(exc), getattr(exc, "field", None) or "body", "invalid_request")
 
     # CORS outermost (added last), so refusals carry its headers too
     app.add_middleware(RequestGuard, config=config)

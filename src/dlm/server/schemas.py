@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from dlm.server.sample_fields import request_fields, why_not_served
+from dlm.wellformed import first_invalid
 
 
 class Strict(BaseModel):
@@ -65,6 +66,16 @@ class OpenAISettings(BaseModel):
     store: bool | None = Field(None, description="Accepted; nothing is stored.")
     max_completion_tokens: int | None = Field(None, ge=1, description="OpenAI's newer "
                                               "name for max_tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_text_that_is_not_unicode(cls, data: Any) -> Any:
+        """Every string of the body, field names included, must be well-formed Unicode:
+        JSON can escape an unpaired surrogate (`"\\ud800"`), which no UTF-8 text holds."""
+        if (found := first_invalid(data)) is not None:
+            raise PydanticCustomError("invalid_text", "{field}: {problem}",
+                                      {"field": found[0], "problem": found[1]})
+        return data
 
     @model_validator(mode="after")
     def refuse_what_is_not_implemented(self):
