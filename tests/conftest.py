@@ -74,6 +74,10 @@ def pytest_addoption(parser):
     parser.addoption("--fuzz-report", default=None,
                      help="Write the fuzz suite's counts (requests per route and status, "
                           "the slowest response) to this JSON file.")
+    parser.addoption("--fault-moments", type=int, default=7,
+                     help="Failpoint passages (of 76: every step and every moment of every "
+                          "save) at which a training run is killed in the fault-injection "
+                          "tests, spread evenly; CI: 7, the long mode: 40 or more.")
     parser.addoption("--fault-trials", type=int, default=3,
                      help="Training runs killed with SIGKILL at random moments (besides one "
                           "at each failpoint) in the fault-injection tests.")
@@ -93,3 +97,10 @@ def models(tok):
         for p in verifier.parameters():
             p.mul_(6.0)
     return verifier, drafter
+
+
+def pytest_generate_tests(metafunc):
+    if "moment" in metafunc.fixturenames:
+        from tests.test_faults import pytest_generate_tests_for_moments
+
+        pytest_generate_tests_for_moments(metafunc)

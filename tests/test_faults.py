@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 import dlm.checkpoint as ckpt_mod
 from dlm.checkpoint import load_checkpoint
+from dlm.errors import CheckpointError
 from dlm.cli import app
 from dlm.failpoints import POINTS
 from dlm.pipeline import DiffusionLM
@@ -79,34 +80,54 @@ def reference(tmp_path_factory, request):
     return data, weights(run)
 
 
-def kill_trials(count: int) -> list[tuple[str, str | None, int]]:
-    """(label, failpoint, step to reach before a random kill) per trial."""
-    trials = [(f"{p} #{n}", f"{p}:{n}", 0) for p, n in
-              zip(POINTS, (3, 2, 5), strict=True)]
-    rng = random.Random(0)
-    trials += [(f"random kill after step {k}", None, k)
-               for k in (rng.randint(1, STEPS - 2) for _ in range(count))]
-    return trials
+def kill_moments() -> list[tuple[str, int]]:
+    """Every distinct failpoint passage of the reference run, in the order it passes them:
+    each step passes `train.step`, then each save its checkpoint points (`last/` every
+    step; `best/` too at the last step, where the final evaluation is the best)."""
+    saves = [*range(1, STEPS), STEPS, STEPS + 1]  # the last step saves best/, then last/
+    save_points = [p for p in POINTS if p.startswith("checkpoint.")]
+    moments = []
+    for step in range(1, STEPS + 1):
+        moments.append(("train.step", step))
+        for n in saves[step - 1: step + (step == STEPS)]:
+            moments += [(p, n) for p in save_points]
+    return moments
 
 
-@pytest.mark.parametrize("label,failpoint,after", kill_trials(3),
-                         ids=[t[0] for t in kill_trials(3)])
-def test_a_killed_run_loads_generates_and_resumes_to_the_same_weights(
-        tmp_path, reference, label, failpoint, after):
-    data, expected = reference
-    run = tmp_path / "run"
-    proc = dlm("train", "--config", config_file(tmp_path, data, run), failpoint=failpoint)
-    if failpoint:
-        assert finished(proc) == -signal.SIGKILL, proc.stderr.read()
-    else:
-        deadline = time.monotonic() + 120
-        # a kill before the first checkpoint has nothing to recover: wait for one
-        while ((steps_logged(run) < after or not (run / "last").is_dir())
-               and proc.poll() is None and time.monotonic() < deadline):
-            time.sleep(0.01)
-        time.sleep(random.Random(after).uniform(0, 0.3))  # anywhere in the next steps
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+def spread(moments: list, count: int) -> list:
+    """`count` of `moments` spread evenly from the first to the last (all of them when
+    `count` reaches their number)."""
+    if count >= len(moments):
+        return moments
+    if count <= 1:
+        return moments[-1:][:count]
+    return [moments[round(i * (len(moments) - 1) / (count - 1))] for i in range(count)]
+
+
+# Always tried: the moments of the final saves, where a resume finds the run at max_steps
+# and saves nothing more (an old copy left there once stayed for good), and between the
+# renames of best/ and of last/.
+SHARP = [("checkpoint.renamed", STEPS), ("checkpoint.renamed", STEPS + 1),
+         ("checkpoint.in_place", STEPS + 1)]
+
+
+def pytest_generate_tests_for_moments(metafunc) -> None:
+    """`--fault-moments N`: the failpoint passages the kill test is run at (conftest)."""
+    moments = kill_moments()
+    count = metafunc.config.getoption("--fault-moments")
+    chosen = set(spread(moments, count)) | set(SHARP)
+    chosen = [m for m in moments if m in chosen]
+    metafunc.parametrize("moment", chosen, ids=[f"{p}:{n}" for p, n in chosen])
+
+
+def left_behind(run: Path) -> list[str]:
+    """What a save left beside the run's checkpoints: temp folders and old copies."""
+    return sorted(p.name for p in run.iterdir() if p.name.startswith((".last.", ".best.")))
+
+
+def recovers(run: Path, expected: dict[str, torch.Tensor], label: str) -> None:
+    """The killed run's checkpoint loads and generates; a resume reaches the reference's
+    weights bit for bit and leaves no temp folder or old copy behind."""
     lm = DiffusionLM.load(run, "cpu")  # the last checkpoint is whole
     assert isinstance(lm.generate("hello")[0], str)
     step = lm.meta["step"]
@@ -116,16 +137,52 @@ def test_a_killed_run_loads_generates_and_resumes_to_the_same_weights(
     got = weights(run)
     assert got.keys() == expected.keys()
     assert all(torch.equal(got[k], expected[k]) for k in got), label
-    assert not list(run.glob(".last.*"))  # no temp or old copy left behind
+    assert not left_behind(run), (label, left_behind(run))
+
+
+def test_a_kill_at_any_moment_of_the_save_path_recovers(tmp_path, reference, moment):
+    """SIGKILL at one failpoint passage (`--fault-moments N` spreads N of them over every
+    step and every moment of every save, `best/` included)."""
+    data, expected = reference
+    point, n = moment
+    run = tmp_path / "run"
+    proc = dlm("train", "--config", config_file(tmp_path, data, run), failpoint=f"{point}:{n}")
+    assert finished(proc) == -signal.SIGKILL, proc.stderr.read()
+    if not (run / "last").is_dir() and not list(run.glob(".last.old-*")):
+        # killed before its first checkpoint was in place: nothing to resume, say so; the
+        # same run started again gets the same weights and clears the half-made save
+        with pytest.raises(CheckpointError, match="no checkpoint|no config.json"):
+            load_checkpoint(run)
+        again = dlm("train", "--config", config_file(tmp_path, data, run))
+        assert finished(again) == 0, again.stderr.read()
+        got = weights(run)
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+        assert not left_behind(run), left_behind(run)
+        return
+    recovers(run, expected, f"{point}:{n}")
+
+
+def random_kill(tmp_path: Path, data: Path, expected, after: int, label: str) -> None:
+    """SIGKILL at a random instant after step `after` (timing, not a chosen moment)."""
+    run = tmp_path / "run"
+    proc = dlm("train", "--config", config_file(tmp_path, data, run))
+    deadline = time.monotonic() + 120
+    # a kill before the first checkpoint has nothing to recover: wait for one
+    while ((steps_logged(run) < after or not (run / "last").is_dir())
+           and proc.poll() is None and time.monotonic() < deadline):
+        time.sleep(0.01)
+    time.sleep(random.Random(after).uniform(0, 0.3))  # anywhere in the next steps
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    recovers(run, expected, label)
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_more_random_kill_moments(tmp_path, reference, seed, request):
+def test_a_kill_at_a_random_instant_recovers(tmp_path, reference, seed, request):
     if seed >= request.config.getoption("--fault-trials"):
         pytest.skip("over the --fault-trials budget (raise it for a longer run)")
     after = random.Random(100 + seed).randint(1, STEPS - 2)
-    test_a_killed_run_loads_generates_and_resumes_to_the_same_weights(
-        tmp_path, reference, f"seed {seed}", None, after)
+    random_kill(tmp_path, reference[0], reference[1], after, f"seed {seed}")
 
 
 def one_line_error(result) -> str:

@@ -72,6 +72,7 @@ def save_checkpoint(
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    passage("checkpoint.started")
     try:
         config = {
             "format_version": FORMAT_VERSION,
@@ -84,6 +85,7 @@ def save_checkpoint(
         # The output head is tied to the embedding, so every tensor is stored once.
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        passage("checkpoint.weights")
         tokenizer.save(tmp / TOKENIZER)
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
@@ -106,12 +108,69 @@ def save_checkpoint(
     passage("checkpoint.renamed")
     os.rename(tmp, path)
     _fsync_dir(path.parent)
+    passage("checkpoint.in_place")
     # The new checkpoint is in place: what an earlier, killed save left beside it (its
     # half-written temp, or the old copy it had moved aside) is no longer needed.
     for stale in (old, *path.parent.glob(f".{path.name}.tmp-*"),
                   *path.parent.glob(f".{path.name}.old-*")):
         shutil.rmtree(stale, ignore_errors=True)
+    passage("checkpoint.saved")
     return path
+
+
+def _step_of(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / CONFIG).read_text(encoding="utf-8")).get("step", -1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return -1
+
+
+def finish_interrupted_save(path: str | Path) -> str | None:
+    """Complete or undo what a killed `save_checkpoint(path)` left beside `path`, so no
+    copy is left behind whichever moment the kill came (run by the one process that
+    writes the run, before it reads or saves). Returns what was done, or None.
+
+    - `path` whole: every `.NAME.tmp-*` and `.NAME.old-*` beside it is stale: removed.
+    - `path` missing (killed between the two renames): the interrupted save's new copy
+      (`.NAME.tmp-PID`) is whole, since the old one (`.NAME.old-PID`) is only moved aside
+      once the new one is written and synced: it is moved into place; without it, the
+      whole old copy of the highest step is put back. Then the rest is removed.
+
+    A `path` that exists without config.json (damaged by hand) is left alone, and so is
+    everything beside it: cleanup never deletes the only whole copy.
+    """
+    path = Path(path)
+    parent, name = path.parent, path.name
+    done = None
+    if not path.exists():
+        olds = [p for p in parent.glob(f".{name}.old-*") if (p / CONFIG).is_file()]
+        finished = [new for old in olds
+                    if ((new := parent / f".{name}.tmp-{old.name.rsplit('-', 1)[1]}")
+                        / CONFIG).is_file()]
+        candidates = finished or olds
+        if candidates:
+            source = max(candidates, key=lambda p: (_step_of(p), (p / CONFIG).stat().st_mtime))
+            os.rename(source, path)
+            _fsync_dir(parent)
+            done = (f"{path}: a save was interrupted between its renames; "
+                    f"{'finished it' if finished else 'put the previous copy back'} "
+                    f"(step {_step_of(path)})")
+    if not (path / CONFIG).is_file():
+        return done
+    stale = [*parent.glob(f".{name}.tmp-*"), *parent.glob(f".{name}.old-*")]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale and done is None:
+        done = f"{path}: removed {len(stale)} copies an interrupted save left beside it"
+    return done
+
+
+def finish_interrupted_saves(run: str | Path) -> list[str]:
+    """`finish_interrupted_save` for a run directory's `last/` and `best/`, or for `run`
+    itself when it is a checkpoint directory."""
+    run = Path(run)
+    said = [finish_interrupted_save(p) for p in (run, run / "last", run / "best")]
+    return [s for s in said if s]
 
 
 def resolve(path: str | Path, best: bool = False) -> Path:
@@ -126,9 +185,10 @@ def resolve(path: str | Path, best: bool = False) -> Path:
     for candidate in (path, *(path / name for name in inside)):
         if (candidate / CONFIG).is_file():
             return candidate
-        olds = sorted(candidate.parent.glob(f".{candidate.name}.old-*"))
-        if olds and (olds[-1] / CONFIG).is_file():
-            return olds[-1]
+        olds = [p for p in candidate.parent.glob(f".{candidate.name}.old-*")
+                if (p / CONFIG).is_file()]
+        if olds:
+            return max(olds, key=lambda p: (_step_of(p), (p / CONFIG).stat().st_mtime))
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint here; train one with `dlm train "
                               f"--out-dir {path}` or pass the directory that holds config.json")

@@ -3,10 +3,15 @@ their recovery (kill -9 at a chosen instant, not only where a timer happens to l
 
     DLM_FAILPOINT=checkpoint.renamed:3 dlm train ...   # SIGKILL at its 3rd passage there
 
-Off unless DLM_FAILPOINT is set; a passage then costs one dictionary lookup. The points:
-`train.step` (after the backward pass, before the optimiser step), `checkpoint.written`
-(every file of the new checkpoint written, nothing renamed yet), `checkpoint.renamed`
-(the old checkpoint moved aside, the new one not yet in place).
+Off unless DLM_FAILPOINT is set; a passage then costs one dictionary lookup. The points,
+in the order a step and its save pass them:
+- `train.step`: after the backward pass, before the optimiser step;
+- `checkpoint.started`: the new checkpoint's temp folder made, nothing in it;
+- `checkpoint.weights`: config and weights written, tokenizer and training state not;
+- `checkpoint.written`: every file written and synced, nothing renamed yet;
+- `checkpoint.renamed`: the old checkpoint moved aside, the new one not yet in place;
+- `checkpoint.in_place`: the new one in place, the old copy still beside it;
+- `checkpoint.saved`: the stale copies removed, the save complete.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("train.step", "checkpoint.written", "checkpoint.renamed")
+POINTS = ("train.step", "checkpoint.started", "checkpoint.weights", "checkpoint.written",
+          "checkpoint.renamed", "checkpoint.in_place", "checkpoint.saved")
 _passages: dict[str, int] = {}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dlm.checkpoint import save_checkpoint
+from dlm.checkpoint import finish_interrupted_saves, save_checkpoint
 from dlm.config import TrainConfig, to_dict
 from dlm.data.shards import ChatSampler, PackedSampler
 from dlm.distributed import World
@@ -36,6 +36,8 @@ class RunCheckpoint:
         self.cfg, self.world, self.model, self.optimizer = cfg, world, model, optimizer
         self.sampler, self.noise, self.tokenizer, self.on_save = sampler, noise, tokenizer, on_save
         self.out_dir = Path(cfg.out_dir)
+        if world.is_main:  # a resumed run's own folder may differ from the path resumed
+            finish_interrupted_saves(self.out_dir)
 
     @property
     def sharded(self) -> bool:

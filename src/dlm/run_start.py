@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from dlm.checkpoint import load_checkpoint
+from dlm.checkpoint import finish_interrupted_saves, load_checkpoint
 from dlm.config import TrainConfig, from_dict, model_preset
 from dlm.distributed import World
 from dlm.errors import CheckpointError, ConfigError
@@ -41,6 +41,10 @@ def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
         raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
     state = None
     if resume is not None:
+        if world.is_main:  # the writer finishes what a killed save left, before reading
+            for note in finish_interrupted_saves(resume):
+                say(note)
+        world.barrier()
         ckpt = load_checkpoint(resume)
         state = ckpt.train_state()
         if state is None:
