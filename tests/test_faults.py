@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 import dlm.checkpoint as ckpt_mod
 from dlm.checkpoint import load_checkpoint
-from dlm.errors import CheckpointError
 from dlm.cli import app
+from dlm.errors import CheckpointError
 from dlm.failpoints import POINTS
 from dlm.pipeline import DiffusionLM
 from tests.conftest import tiny_train_config
