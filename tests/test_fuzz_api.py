@@ -27,12 +27,14 @@ from dlm.server import create_app
 from dlm.tokenizer import DLMTokenizer
 from tests.conftest import PAIRS
 from tests.server_util import tiny_lm
+from tests.strategies import door_text, is_unicode
 
 KEY = "fuzz-key"
 SLOWEST_S = 10.0
 LIMITS = dict(api_key=KEY, max_tokens=32, max_steps=32, max_n=2, max_prompt_tokens=64,
               max_request_bytes=16_384, max_queue=8)
 SEEN: collections.Counter = collections.Counter()  # (route, status) -> requests
+TEXT_SEEN: collections.Counter = collections.Counter()  # (route, valid text?, status) -> n
 SLOWEST: dict[str, float] = {}
 
 
@@ -83,9 +85,9 @@ def test_no_request_gets_a_5xx_or_a_shapeless_error(operation, mode, with_key, r
 
 
 def json_values(depth: int = 3):
-    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | door_text(20)
     return st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
-                        | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                        | st.dictionaries(door_text(12), inner, max_size=4),
                         max_leaves=12)
 
 
@@ -109,7 +111,14 @@ def test_bodies_a_schema_cannot_describe(client, route, request):
               | st.integers(300, 5000).map(lambda n: b'{"messages": [{"role": "user", '
                                            b'"content": "hi"}], "max_tokens": 1' + b"0" * n
                                            + b"}")
-              | st.text(max_size=100).map(lambda t: t.encode("utf-16")))
+              | st.text(max_size=100).map(lambda t: t.encode("utf-16"))
+              # a request's text with an unpaired surrogate as a JSON escape, and as the
+              # bytes that would encode it (ED A0 80: not UTF-8, so not JSON)
+              | door_text(40).map(lambda t: json.dumps(
+                  {"messages": [{"role": "user", "content": t}], "prompt": t,
+                   "template": t, "max_tokens": 4}).encode())
+              | door_text(40).map(lambda t: json.dumps({"prompt": t}, ensure_ascii=False)
+                                  .encode("utf-8", "surrogatepass")))
     kinds = st.sampled_from(["application/json", "text/plain", "application/x-www-form-"
                              "urlencoded", "multipart/form-data"])
 
@@ -121,6 +130,97 @@ def test_bodies_a_schema_cannot_describe(client, route, request):
         response = client.post(route, content=body, headers={**headers, "content-type": kind})
         check(f"POST {route} (raw)", response, time.perf_counter() - start)
         assert response.status_code < 500
+
+    run()
+
+
+def text_fields(route: str) -> list[tuple]:
+    """Every place a string goes in the route's request body, from the app's own OpenAPI
+    schema (so a text field added later is fuzzed too): a path of keys and indices;
+    `None` as the last key stands for a dict key (`metadata`'s)."""
+    schema = APP.openapi()
+    components = schema["components"]["schemas"]
+    ref = schema["paths"][route]["post"]["requestBody"]["content"]["application/json"][
+        "schema"]["$ref"]
+    paths: list[tuple] = []
+
+    def walk(spec: dict, path: tuple) -> None:
+        if "$ref" in spec:
+            return walk(components[spec["$ref"].rsplit("/", 1)[1]], path)
+        for option in spec.get("anyOf", [spec]):
+            kind = option.get("type")
+            if kind == "string":
+                paths.append(path)
+            elif kind == "array":
+                walk(option.get("items", {}), (*path, 0))
+            elif kind == "object" and "properties" in option:
+                for name, sub in option["properties"].items():
+                    walk(sub, (*path, name))
+            elif kind == "object" and option.get("additionalProperties"):
+                paths.extend([(*path, "k"), (*path, None)])
+            elif "$ref" in option:
+                walk(option, path)
+
+    walk({"$ref": ref}, ())
+    return sorted(set(paths), key=str)
+
+
+def base_body(route: str, field: tuple) -> dict:
+    """A request the route answers 200, of the shape that `field` belongs to."""
+    body: dict = {"max_tokens": 4, "steps": 4}
+    if route.endswith("/completions") and "chat" not in route:
+        return {**body, "prompt": "hello"}
+    if field[:1] == ("template",):
+        return {**body, "template": "a [MASK] day"}
+    if field[:1] in (("text",), ("span",), ("prompt",)) and route.endswith("/denoise"):
+        return {**body, "text": "I am happy today", "span": "happy"}
+    return {**body, "messages": [{"role": "user", "content": "hello"}]}
+
+
+def with_text(body: dict, field: tuple, text: str) -> tuple[dict, str]:
+    """`body` with `text` put at `field`, and the field's name as dlm's errors write it
+    (`messages[0].content`, `stop[0]`, `metadata.k`)."""
+    body = json.loads(json.dumps(body))
+    head, *rest = field
+    if not rest:
+        body[head] = text
+        return body, head
+    if rest == [0]:
+        body[head] = [text]
+        return body, f"{head}[0]"
+    if head == "messages":
+        body["messages"][0][rest[1]] = text
+        return body, f"messages[0].{rest[1]}"
+    body[head] = {"k": text} if rest == ["k"] else {text: "v"}  # a value, or a key
+    return body, f"{head}.k"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_text_field_refuses_text_that_is_not_unicode(client, route, request):
+    """Each text field of the route's schema, messages' content and names included, given
+    door text (about half holding an unpaired surrogate, as a JSON escape): invalid text
+    is a 400 naming the field, valid text is never a 5xx, and every answer, streamed or
+    not, is UTF-8."""
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    fields = text_fields(route)
+    assert ("stop",) in fields and ("user",) in fields and len(fields) >= 8, fields
+
+    @given(field=st.sampled_from(fields), text=door_text(30), stream=st.booleans())
+    @settings(max_examples=request.config.getoption("--fuzz-examples") * 5, deadline=None,
+              database=None, suppress_health_check=list(HealthCheck))
+    def run(field, text, stream):
+        body, name = with_text(base_body(route, field), field, text)
+        body["stream"] = stream
+        start = time.perf_counter()
+        response = client.post(route, content=json.dumps(body).encode(), headers=headers)
+        check(f"POST {route} (text)", response, time.perf_counter() - start)
+        TEXT_SEEN[(route, is_unicode(text), response.status_code)] += 1
+        response.content.decode("utf-8")  # strict: the answer is UTF-8 text
+        if not is_unicode(text):
+            err = response.json()["error"]
+            assert response.status_code == 400 and err["code"] == "invalid_text", err
+            if field[-1] is not None:  # a key's name is written with escapes
+                assert err["param"] == name, (err, name)
 
     run()
 
@@ -180,6 +280,12 @@ def test_the_server_is_healthy_after_the_fuzzing_and_counts_every_route(client, 
                   "per_route": {r: {"requests": sum(c.values()), "by_status": c,
                                     "slowest_s": round(SLOWEST[r], 4)}
                                 for r, c in per_route.items()},
-                  "5xx": sum(n for (_, s), n in SEEN.items() if s >= 500)}
+                  "5xx": sum(n for (_, s), n in SEEN.items() if s >= 500),
+                  "text_fields": {route: {
+                      "requests": sum(n for (r, _, _), n in TEXT_SEEN.items() if r == route),
+                      "invalid_text": sum(n for (r, ok, _), n in TEXT_SEEN.items()
+                                          if r == route and not ok),
+                      "5xx": sum(n for (r, _, st), n in TEXT_SEEN.items()
+                                 if r == route and st >= 500)} for route in ROUTES}}
         with open(out, "w") as f:
             json.dump(report, f, indent=1)
