@@ -291,3 +291,22 @@ def test_sigterm_stops_the_server_mid_request_within_its_timeout(tok, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_app_served_twice_keeps_serving_until_its_last_server_stops(tok):
+    """Two servers on one app (a test client beside a schema loader, a reload): the first
+    to stop must not stop the batcher under the other, whose requests then waited for
+    a worker that had ended (a hang the fuzz suite met when garbage collection closed
+    schemathesis' client mid-run). A request to a stopped batcher is a 503, never a wait."""
+    from dlm.server.batcher import Stopping
+
+    app = create_app(tiny_lm(tok), ServeConfig())
+    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "steps": 4}
+    with TestClient(app) as first:
+        with TestClient(app) as second:
+            assert second.post("/v1/chat/completions", json=body).status_code == 200
+        assert first.post("/v1/chat/completions", json=body).status_code == 200
+        assert not app.state.batcher.closed
+    assert app.state.batcher.closed
+    with pytest.raises(Stopping):
+        app.state.batcher.submit(object())

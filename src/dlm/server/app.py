@@ -147,16 +147,24 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if app.state.batcher.closed:  # served again after a shutdown (tests, reloads)
+        # One app may be served by several servers at once (test clients, a schema
+        # loader, reloads): the batcher stops when the last of them does, not when the
+        # first one leaves while the others still send requests.
+        if app.state.batcher.closed:  # served again after a shutdown
             app.state.batcher = new_batcher()
-        yield
-        app.state.batcher.close(config.shutdown_timeout_s)
+        app.state.serving += 1
+        try:
+            yield
+        finally:
+            app.state.serving -= 1
+            if app.state.serving == 0:
+                app.state.batcher.close(config.shutdown_timeout_s)
 
     app = FastAPI(title="dlm", summary="A text diffusion language model, OpenAI-style.",
                   lifespan=lifespan)
     app.state.lm, app.state.config, app.state.model_name = lm, config, name
     app.state.created = int(time.time())
-    app.state.batcher = new_batcher()
+    app.state.batcher, app.state.serving = new_batcher(), 0
     app.include_router(router, prefix="/v1")
 
     @app.get("/health")

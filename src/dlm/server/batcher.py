@@ -83,6 +83,8 @@ class Batcher:
     # ---- called from the event loop
     def submit(self, job: Job) -> Job:
         with self.lock:
+            if self._stop:  # closed: the job would wait for a worker that has ended
+                raise Stopping("the server is shutting down")
             if self.load() >= self.max_queue:
                 raise QueueFull(f"{self.load()} requests waiting or running "
                                 f"(max_queue={self.max_queue})")
