@@ -5,6 +5,7 @@ line that names the file; never a traceback."""
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import zipfile
@@ -12,8 +13,9 @@ import zipfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlm.data.readers import read_file
+from dlm.data.readers import read_dialogues, read_file
 from dlm.errors import DataError
+from tests.strategies import ODD, SURROGATES, is_unicode
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
@@ -105,3 +107,133 @@ def test_zips_with_any_members_whole_or_damaged(tmp_path_factory, members, damag
     path = tmp_path_factory.mktemp("zip") / "dailydialog.zip"
     path.write_bytes(bytes(data))
     read_or_refuse(path)
+
+
+# ---------------------------------------------------------------- text at the readers
+READ_SEEN: collections.Counter = collections.Counter()  # (reader, rows, kind) -> count
+NOT_A_SEPARATOR = st.characters(exclude_characters="\t\n\r", exclude_categories=["Cs"])
+
+
+def row_text(max_size: int = 16) -> st.SearchStrategy[str]:
+    """Door text without the reader's own separators (tab, line ends), non-empty."""
+    plain = st.text(NOT_A_SEPARATOR, min_size=1, max_size=6)
+    pieces = st.lists(st.one_of(plain, ODD.filter(lambda c: "\n" not in c and "\r" not in c)),
+                      min_size=1, max_size=4).map("".join)
+    bad = st.tuples(pieces, SURROGATES).map(lambda p: p[0] + p[1])
+    # one text in eight bad: most files then have a few bad rows among good ones
+    # (a text that starts with a BOM is left out: at a file's start the BOM is dropped,
+    # as `test_a_byte_order_mark_starts_a_file_and_is_kept_inside_text` checks)
+    return st.one_of(*[pieces] * 7, bad).filter(
+        lambda t: t.strip() and not t.lstrip().startswith(("#", "\ufeff"))
+        and "__eou__" not in t)
+
+
+def write_rows(folder, reader: str, rows: list[tuple[str, str]]):
+    """The rows as a file of `reader`'s format; surrogates as JSON escapes in JSON, as
+    the bytes that would encode them (ED A0 80) elsewhere."""
+    raw = "surrogatepass"
+    if reader == "jsonl":
+        path = folder / "data.jsonl"
+        path.write_text("\n".join(json.dumps({"prompt": p, "response": r}) for p, r in rows))
+    elif reader == "tsv":
+        path = folder / "pairs.tsv"
+        path.write_bytes("\n".join(f"{p}\t{r}" for p, r in rows).encode("utf-8", raw))
+    elif reader == "txt":
+        path = folder / "corpus.txt"
+        path.write_bytes("\n\n".join(f"{p}\n{r}" for p, r in rows).encode("utf-8", raw))
+    elif reader == "zip":
+        path = folder / "dailydialog.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("dialogues_text.txt", "\n".join(
+                f"{p} __eou__ {r} __eou__" for p, r in rows).encode("utf-8", raw))
+    elif reader == "hub-convlab":
+        path = folder / "data.zip"
+        dialogues = [{"data_split": "train", "turns": [
+            {"speaker": "user", "utterance": p}, {"speaker": "system", "utterance": r}]}
+            for p, r in rows]
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("data/dialogues.json", json.dumps(dialogues))
+    else:  # hub-json: read by `datasets` (Arrow holds only UTF-8: any bad row fails all)
+        path = folder / "rows.json"
+        path.write_text("\n".join(json.dumps({"prompt": p, "response": r}) for p, r in rows))
+    return path
+
+
+def read_any(reader: str, path):
+    if reader.startswith("hub"):
+        from dlm.data.hub import load_hub_splits
+        from dlm.data.rows import FieldMap
+
+        examples, report = load_hub_splits(str(path), FieldMap())["train"]
+        return examples, report
+    return read_dialogues(path)
+
+
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.tuples(row_text(), row_text()), min_size=1, max_size=10),
+       reader=st.sampled_from(["jsonl", "tsv", "txt", "zip", "hub-convlab", "hub-json"]))
+def test_text_that_is_not_unicode_is_a_bad_row_in_every_reader(tmp_path_factory, rows,
+                                                                reader):
+    """Each reader, given rows of door text: a row holding an unpaired surrogate is a
+    skipped row named by file and line (or, mostly bad, a one-line refusal naming the
+    file); every other row is kept exactly as given (stripped, never normalised)."""
+    path = write_rows(tmp_path_factory.mktemp(reader), reader, rows)
+    invalid = [not (is_unicode(p) and is_unicode(r)) for p, r in rows]
+    READ_SEEN[(reader, "files")] += 1
+    READ_SEEN[(reader, "rows")] += len(rows)
+    READ_SEEN[(reader, "invalid rows")] += sum(invalid)
+    try:
+        examples, report = read_any(reader, path)
+    except DataError as exc:
+        READ_SEEN[(reader, "files refused")] += 1
+        assert str(path) in str(exc) and "\n" not in str(exc).strip(), exc
+        assert any(invalid) or reader == "hub-json", exc
+        return
+    except Exception:
+        READ_SEEN[(reader, "tracebacks")] += 1
+        raise
+    READ_SEEN[(reader, "rows skipped")] += report.skipped_rows
+    READ_SEEN[(reader, "rows kept")] += len(examples)
+    texts = [m["content"] for ex in examples for m in (ex.messages or [])] + [
+        ex.text for ex in examples if ex.text is not None]
+    assert all(is_unicode(t) for t in texts)
+    assert report.skipped_rows == sum(invalid), (report.skipped, invalid)
+    assert all(str(path) in line for line in report.skipped)
+    if reader == "txt":
+        kept = [tuple(ex.text.split("\n")) for ex in examples]
+        assert kept == [(p, r) for (p, r), bad in zip(rows, invalid, strict=True) if not bad]
+    else:
+        kept = [tuple(m["content"] for m in ex.messages) for ex in examples]
+        assert kept == [(p.strip(), r.strip()) for (p, r), bad in
+                        zip(rows, invalid, strict=True) if not bad]
+
+
+def test_a_byte_order_mark_starts_a_file_and_is_kept_inside_text(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes(b"\xef\xbb\xbfhello\thi \xef\xbb\xbf there\n")
+    examples, _ = read_dialogues(path)
+    assert [m["content"] for m in examples[0].messages] == ["hello", "hi \ufeff there"]
+    jsonl = tmp_path / "data.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"prompt": "a\\u0000b", "response": "e\\u0301"}\n')
+    examples, report = read_dialogues(jsonl)
+    assert report.skipped_rows == 0
+    assert [m["content"] for m in examples[0].messages] == ["a\x00b", "e\u0301"]
+
+
+def test_the_readers_fuzz_counts(request):
+    """Writes the counts of the text fuzz above beside the API's (`--fuzz-report FILE`
+    writes FILE with `-readers` before its suffix)."""
+    assert READ_SEEN[("jsonl", "tracebacks")] == 0 if READ_SEEN else True
+    out = request.config.getoption("--fuzz-report")
+    if out and READ_SEEN:
+        from pathlib import Path
+
+        per_reader: dict = collections.defaultdict(dict)
+        for (reader, kind), n in sorted(READ_SEEN.items()):
+            per_reader[reader][kind] = n
+        for counts in per_reader.values():
+            counts.setdefault("tracebacks", 0)
+        target = Path(out)
+        target.with_name(f"{target.stem}-readers{target.suffix}").write_text(
+            json.dumps(per_reader, indent=1))

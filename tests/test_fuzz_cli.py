@@ -1,0 +1,74 @@
+"""The CLI's arguments under generated text (hypothesis): text that is not valid Unicode
+(argv bytes that are not UTF-8 reach Python as unpaired surrogates) is exit code 2 and
+one `error:` line naming the option or argument; valid text, however odd (NUL, control
+characters, BOMs, the largest code points, strings normalisation would change), is
+never a traceback."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from dlm.checkpoint import save_checkpoint
+from dlm.cli import app
+from dlm.model import Transformer
+from tests.conftest import tiny_config
+from tests.strategies import door_text, is_unicode
+
+runner = CliRunner()
+CLI_SEEN: collections.Counter = collections.Counter()  # (command, valid?, exit code) -> n
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tok):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("fuzz-cli") / "ckpt"
+    save_checkpoint(path, Transformer(tiny_config(tok.vocab_size)), tok,
+                    {"train": {"prompt_len": 16, "response_len": 8}})
+    return path
+
+
+# (command line with TEXT where the generated text goes, the name the error must give)
+COMMANDS = [
+    (["generate", "--prompt", "TEXT"], "--prompt"),
+    (["generate", "--prompt", "hello", "--require", "TEXT"], "--require"),
+    (["generate", "--prompt", "hello", "--rule", "TEXT"], "--rule"),
+    (["infill", "TEXT"], "TEXT"),
+    (["infill", "a [MASK] day", "--prompt", "TEXT"], "--prompt"),
+    (["edit", "--text", "TEXT", "--span", "happy"], "--text"),
+    (["edit", "--text", "I am happy", "--span", "TEXT"], "--span"),
+]
+
+
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(command=st.sampled_from(COMMANDS), text=door_text(24))
+def test_cli_arguments_of_any_text(ckpt, command, text):
+    argv, name = command
+    args = [text if a == "TEXT" else a for a in argv]
+    result = runner.invoke(app, [*args, "--ckpt", str(ckpt), "--length", "4", "--steps", "4",
+                                 "--device", "cpu"])
+    CLI_SEEN[(argv[0], is_unicode(text), result.exit_code)] += 1
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        args, result.output)
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 2), (args, result.output)
+    if not is_unicode(text):
+        assert result.exit_code == 2
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {name}"), result.stderr
+        assert "not valid Unicode" in errors[0]
+        result.stderr.encode("utf-8")  # the refused text is quoted with escapes
+
+
+def test_the_cli_fuzz_sent_both_kinds_and_no_traceback():
+    if not CLI_SEEN:
+        pytest.skip("the fuzz test above was deselected")
+    valid = sum(n for (_, ok, _), n in CLI_SEEN.items() if ok)
+    invalid = sum(n for (_, ok, _), n in CLI_SEEN.items() if not ok)
+    assert valid and invalid, CLI_SEEN
