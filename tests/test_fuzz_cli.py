@@ -7,6 +7,8 @@ never a traceback."""
 from __future__ import annotations
 
 import collections
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,14 +43,22 @@ COMMANDS = [
     (["infill", "TEXT"], "TEXT"),
     (["infill", "a [MASK] day", "--prompt", "TEXT"], "--prompt"),
     (["edit", "--text", "TEXT", "--span", "happy"], "--text"),
+    (["edit", "--text", "TEXT", "--span", "0:1"], "--text"),
     (["edit", "--text", "I am happy", "--span", "TEXT"], "--span"),
 ]
 
 
-@settings(max_examples=100, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(command=st.sampled_from(COMMANDS), text=door_text(24))
-def test_cli_arguments_of_any_text(ckpt, command, text):
+def test_cli_arguments_of_any_text(ckpt, request):
+    @given(command=st.sampled_from(COMMANDS), text=door_text(24))
+    @settings(max_examples=request.config.getoption("--fuzz-examples") * 5, deadline=None,
+              database=None, suppress_health_check=list(HealthCheck))
+    def run(command, text):
+        one_command(ckpt, command, text)
+
+    run()
+
+
+def one_command(ckpt, command, text):
     argv, name = command
     args = [text if a == "TEXT" else a for a in argv]
     result = runner.invoke(app, [*args, "--ckpt", str(ckpt), "--length", "4", "--steps", "4",
@@ -66,9 +76,21 @@ def test_cli_arguments_of_any_text(ckpt, command, text):
         result.stderr.encode("utf-8")  # the refused text is quoted with escapes
 
 
-def test_the_cli_fuzz_sent_both_kinds_and_no_traceback():
+def test_the_cli_fuzz_sent_both_kinds(request):
+    """Both kinds of text were sent; `--fuzz-report FILE` writes the counts per command
+    (FILE with `-cli` before its suffix)."""
     if not CLI_SEEN:
         pytest.skip("the fuzz test above was deselected")
     valid = sum(n for (_, ok, _), n in CLI_SEEN.items() if ok)
     invalid = sum(n for (_, ok, _), n in CLI_SEEN.items() if not ok)
     assert valid and invalid, CLI_SEEN
+    out = request.config.getoption("--fuzz-report")
+    if out:
+        per_command: dict = collections.defaultdict(collections.Counter)
+        for (command, ok, code), n in CLI_SEEN.items():
+            per_command[command]["runs"] += n
+            per_command[command]["invalid_text"] += 0 if ok else n
+            per_command[command][f"exit {code}"] += n
+        target = Path(out)
+        target.with_name(f"{target.stem}-cli{target.suffix}").write_text(
+            json.dumps(per_command, indent=1, sort_keys=True))
