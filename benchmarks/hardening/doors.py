@@ -2,7 +2,7 @@
 text that is valid but unusual: what each answers (HTTP status and body, or the CLI's
 last stderr line, or the Python exception).
 
-    python benchmarks/text-faults/doors.py > benchmarks/text-faults/doors-after.md
+    python benchmarks/hardening/doors.py > benchmarks/hardening/doors-after.md
 
 Runs on the shipped chat model, in one process (the CLI through subprocesses, so argv
 with invalid UTF-8 bytes is what the OS passes).
@@ -149,7 +149,7 @@ def main() -> None:
         rows += [("CLI", *r) for r in cli_cases(Path(tmp))]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip()
-    print(f"Commit {commit}; `python benchmarks/text-faults/doors.py`.\n")
+    print(f"Commit {commit}; `python benchmarks/hardening/doors.py`.\n")
     print("| door | input | answer |\n|---|---|---|")
     for door, label, answer in rows:
         print(f"| {door} | {cell(label)} | {cell(answer)} |")
