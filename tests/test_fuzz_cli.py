@@ -94,3 +94,30 @@ def test_the_cli_fuzz_sent_both_kinds(request):
         target = Path(out)
         target.with_name(f"{target.stem}-cli{target.suffix}").write_text(
             json.dumps(per_command, indent=1, sort_keys=True))
+
+
+def test_chat_skips_a_line_of_input_that_is_not_utf8(ckpt):
+    """`dlm chat` reads bytes from a terminal or a pipe: a line that is not UTF-8 is
+    refused in one line and the chat goes on (it ended with a traceback before)."""
+    import subprocess
+    import sys
+
+    lines = b"hi \xed\xa0\x80 there\nhello \x00 e\xcc\x81\n/quit\n"
+    done = subprocess.run([sys.executable, "-m", "dlm", "chat", "--ckpt", str(ckpt),
+                           "--length", "4", "--steps", "4", "--device", "cpu"],
+                          input=lines, capture_output=True, timeout=120)
+    out = done.stdout.decode("utf-8")  # strict: what it prints is UTF-8
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+    assert "not valid Unicode text" in out and "the line is ignored" in out
+    assert out.count("dlm>") == 1  # the valid line was answered
+
+
+def test_a_trace_file_of_odd_valid_text_is_utf8_json_lines(ckpt, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    prompt = "hi \x00 \ufeff \U0010ffff e\u0301 \u212b"
+    result = runner.invoke(app, ["generate", "--prompt", prompt, "--ckpt", str(ckpt),
+                                 "--length", "4", "--steps", "4", "--device", "cpu",
+                                 "--trace-file", str(trace)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in trace.read_bytes().decode("utf-8").splitlines()]
+    assert len(rows) == 5 and rows[-1]["committed"] >= 1  # every step, as UTF-8 JSON
