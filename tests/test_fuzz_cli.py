@@ -121,3 +121,25 @@ def test_a_trace_file_of_odd_valid_text_is_utf8_json_lines(ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in trace.read_bytes().decode("utf-8").splitlines()]
     assert len(rows) == 5 and rows[-1]["committed"] >= 1  # every step, as UTF-8 JSON
+
+
+def test_files_given_to_the_cli_drop_a_leading_bom_and_refuse_other_encodings(ckpt, tmp_path):
+    """A config or template file with a BOM at its start is read; one that is not UTF-8,
+    or whose JSON escapes an unpaired surrogate, is one line naming the file."""
+    config = tmp_path / "run.json"
+    config.write_bytes(b'\xef\xbb\xbf{"max_steps": 1}')
+    from dlm.config import load_train_config
+
+    assert load_train_config(config).max_steps == 1
+    config.write_bytes(b'{"val_prompts": ["hi \\ud800"]}')
+    result = runner.invoke(app, ["train", "--config", str(config), "--dry-run"])
+    assert result.exit_code == 2 and "val_prompts[0]: not valid Unicode" in result.stderr
+    template = tmp_path / "t.txt"
+    template.write_bytes("\ufeffa [MASK] day".encode())
+    result = runner.invoke(app, ["infill", "--template", str(template), "--ckpt", str(ckpt),
+                                 "--length", "4", "--steps", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    template.write_bytes(b"a [MASK] caf\xe9")
+    result = runner.invoke(app, ["infill", "--template", str(template), "--ckpt", str(ckpt)])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.stderr
+    assert str(template) in result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dlm.errors import ConfigError
+from dlm.wellformed import first_invalid
 
 T = TypeVar("T")
 
@@ -433,11 +434,15 @@ def load_train_config(path: str | Path) -> TrainConfig:
     """Read a TrainConfig from a JSON file (fields as in `TrainConfig`)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a leading BOM is dropped
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of TrainConfig fields")
+    if (found := first_invalid(data)) is not None:  # a JSON escape of a lone surrogate
+        raise ConfigError(f"{path}: {found[0]}: {found[1]}", found[0])
     return from_dict(TrainConfig, data, str(path))

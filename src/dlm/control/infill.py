@@ -165,10 +165,13 @@ def read_template(text: str | None, path: Path | None) -> str:
         raise ConfigError("give the text to infill, or --template FILE (one of the two)")
     if path is None:
         return text
-    try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\n")
+    try:  # a leading BOM is dropped, as in data files
+        return Path(path).read_text(encoding="utf-8-sig").rstrip("\n")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the template: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the template is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
 
 
 def check_template_result(text: str, path: Path | None) -> str | None:
