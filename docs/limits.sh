@@ -10,16 +10,17 @@ dlm serve --ckpt "$CKPT" --port "$PORT" --api-key "$KEY" --max-prompt-tokens 64 
     --max-tokens 128 --max-steps 128 --max-n 4 --max-request-bytes 4096 --max-queue 64 \
     >/dev/null 2>&1 &
 SERVER=$!
-trap 'kill $SERVER' EXIT
+ANSWER=$(mktemp)
+trap 'kill $SERVER; rm -f "$ANSWER"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.3; done
 echo "dlm serve --ckpt $CKPT --api-key \$KEY --max-prompt-tokens 64 --max-tokens 128 \\"
 echo "    --max-steps 128 --max-n 4 --max-request-bytes 4096"
 echo
 try() {  # try NAME AUTH BODY
     local name=$1 auth=$2 body=$3
-    out=$(curl -s -o /tmp/dlm-limit.json -w '%{http_code}' "http://127.0.0.1:$PORT/v1/chat/completions" \
+    out=$(curl -s -o "$ANSWER" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/chat/completions" \
         -H "Content-Type: application/json" ${auth:+-H "Authorization: Bearer $auth"} -d "$body")
-    printf '%-22s %s  %s\n' "$name" "$out" "$(python3 -c 'import json; e = json.load(open("/tmp/dlm-limit.json"))["error"]; print("param=%s: %s" % (e["param"], e["message"]))')"
+    printf '%-22s %s  %s\n' "$name" "$out" "$(python3 -c 'import json, sys; e = json.load(open(sys.argv[1]))["error"]; print("param=%s: %s" % (e["param"], e["message"]))' "$ANSWER")"
 }
 MSG='"messages": [{"role": "user", "content": "hello"}]'
 try "no API key"          ""      "{$MSG}"

@@ -29,6 +29,7 @@ import numpy as np
 
 from dlm import load_checkpoint, train
 from dlm.config import TrainConfig, from_dict
+from dlm.portable import portable
 
 HERE = Path(__file__).parent
 PROBE_STEPS = 40
@@ -203,9 +204,9 @@ def main() -> None:
             if (name, minutes) in skip:
                 continue
             results.append(run_one(name, size, minutes, rates[name]))
-            (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+            (HERE / "results.json").write_text(portable(json.dumps(results, indent=1)) + "\n")
     plot(results, args.budgets)
-    (HERE / "README.md").write_text(report(results, args.budgets, rates, skip))
+    (HERE / "README.md").write_text(portable(report(results, args.budgets, rates, skip)))
     print((HERE / "README.md").read_text())
 
 

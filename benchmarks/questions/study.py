@@ -38,6 +38,7 @@ from dlm.eval_report import held_out
 from dlm.evaluate import likelihood, per_reply_token
 from dlm.metrics import self_bleu
 from dlm.plots import _pyplot
+from dlm.portable import portable
 from dlm.quality import generation_quality, samples_of
 from dlm.shipped import shipped_checkpoint
 from dlm.train import Reporter, train
@@ -665,15 +666,15 @@ def main() -> None:
             + training_note() + ". "
             f"Judge: the separate AR model `{JUDGE}` (trained on the chat mix, seed 101; "
             "never one of the compared models).\n\n" + __doc__.split("Noise. ")[1])
-    (study.report / "README.md").write_text("\n".join([head, *sections]))
+    (study.report / "README.md").write_text(portable("\n".join([head, *sections])))
     for data in results.values():  # the reply texts are in README.md; keep the figures
         for row in [*data.get("rows", []), *data.values()] if isinstance(data, dict) else []:
             if isinstance(row, dict):
                 row.pop("replies", None)
     results["minutes"] = {**minutes, "wall": wall, "training": {
         k: {"minutes": m, "trained_now": fresh} for k, (m, fresh) in TRAINING.items()}}
-    (study.report / "results.json").write_text(json.dumps(results, indent=1, default=str)
-                                               + "\n")
+    (study.report / "results.json").write_text(
+        portable(json.dumps(results, indent=1, default=str)) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from dlm.bench.serving import start_server
+from dlm.portable import portable
 from dlm.server.load import free_port
 from dlm.server.soak import soak
 from dlm.shipped import SHIPPED_DIR
@@ -58,7 +59,7 @@ def main() -> None:
     out = {**result.to_dict(), "wall_s": round(wall, 1), "ckpt": str(args.ckpt),
            "health_after": load, "bad_share": args.bad_share, "drop_share": args.drop_share,
            "machine": f"{platform.processor() or platform.machine()}, CPU"}
-    (HERE / "results.json").write_text(json.dumps(out, indent=1) + "\n")
+    (HERE / "results.json").write_text(portable(json.dumps(out, indent=1)) + "\n")
     write_report(out)
 
 
@@ -72,7 +73,7 @@ def write_report(r: dict) -> None:
     row = "| " + " | ".join(str(r[k]) for k in (
         "clients", "seconds", "sent", "answered", "refused", "cancelled", "lost",
         "duplicated", "server_errors")) + " |"
-    (HERE / "README.md").write_text(f"""# Soak under faults
+    (HERE / "README.md").write_text(portable(f"""# Soak under faults
 
 Command: `python benchmarks/soak/run.py --clients {r['clients']} --seconds {r['seconds']:g}`
 (checkpoint: `{r['ckpt']}`); a `dlm serve` process on loopback, after a 10 s warm-up
@@ -94,7 +95,7 @@ Server memory (resident, {len(rss)} samples in results.json): {rss[0]:.0f} MiB i
 start; once 64 clients are on, the median of the first third of the soak is {early:.0f}
 MiB and of the last third {late:.0f} MiB (range {min(rss[1:]):.0f}–{max(rss):.0f} MiB, the
 batches' working set), {rss[-1]:.0f} MiB at the end: {verdict}.
-""")
+"""))
     print((HERE / "README.md").read_text())
 
 

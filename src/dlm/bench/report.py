@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from dlm.portable import portable
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -110,6 +112,8 @@ class BenchReport:
     def write(self, out_dir: Path, name: str) -> tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
-        js.write_text(json.dumps({**self.meta, "results": self.results}, indent=2) + "\n")
-        md.write_text(self.markdown())
+        # a committed result names no folder of the machine that wrote it
+        js.write_text(portable(json.dumps({**self.meta, "results": self.results},
+                                          indent=2)) + "\n")
+        md.write_text(portable(self.markdown()))
         return js, md
