@@ -43,3 +43,13 @@ def test_a_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(dlm.shipped, "SHIPPED_DIR", tmp_path / "none")
     with pytest.raises(CheckpointError, match="no shipped chat model"):
         dlm.shipped.shipped_checkpoint()
+
+
+def test_load_and_from_pretrained_without_a_path_give_the_shipped_model(tmp_path):
+    """As every command does without --ckpt; a path still loads that path."""
+    assert DiffusionLM.load(device="cpu").source == SHIPPED_DIR
+    lm = DiffusionLM.from_pretrained(device="cpu")
+    assert lm.source == SHIPPED_DIR
+    lm.save_pretrained(tmp_path / "copy")
+    assert DiffusionLM.from_pretrained(tmp_path / "copy", device="cpu").source == \
+        tmp_path / "copy"

@@ -94,13 +94,16 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         self.verifier: DiffusionLM | None = None  # the AR model of `decode="speculative"`
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", best: bool = True,
+    def load(cls, path: str | Path | None = None, device: str = "auto", best: bool = True,
              dtype: str | torch.dtype = "float32") -> DiffusionLM:
         """Load a checkpoint directory, or a run directory: its `best/` (the lowest
         validation NELBO) when it has one and `best`, else its `last/`; the weights in
-        `dtype` (float32, or bfloat16 for faster inference)."""
+        `dtype` (float32, or bfloat16 for faster inference). No path: the shipped chat
+        model, as every command uses without `--ckpt`."""
+        from dlm.shipped import shipped_checkpoint
+
         dtype = pick_dtype(dtype)
-        ckpt = load_checkpoint(path, pick_device(device), best)
+        ckpt = load_checkpoint(path or shipped_checkpoint(), pick_device(device), best)
         ckpt.model.to(dtype)
         train = ckpt.meta.get("train", {})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
@@ -118,6 +121,15 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                 if k not in ("model", "format_version", "dlm_version")}
         meta["objective"] = self.objective.name
         save_checkpoint(save_directory, self.model, self.tokenizer, {**meta, "train": train})
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None,
+                        **kwargs) -> DiffusionLM:
+        """A local directory or a hub id (the hub mixin's loader); none: the shipped chat
+        model, like `load()`."""
+        if pretrained_model_name_or_path is None:
+            return cls.load(None, kwargs.get("device", "auto"))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None,
