@@ -93,8 +93,6 @@ class Objective:
     """Takes forced and required words."""
     length_head: ClassVar[bool] = False
     """May train and use a reply-length head."""
-    prompt_dropout: ClassVar[bool] = False
-    """Drops prompts during training for classifier-free guidance (`cfg_dropout`)."""
     one_call_per_token: ClassVar[bool] = False
     """Decodes one token per model call: `steps` does not apply; the sweep has one row."""
     refusal: ClassVar[str] = ""

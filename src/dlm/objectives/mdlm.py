@@ -47,7 +47,7 @@ class MaskedDiffusion(BoundObjective):
     name = "diffusion"
     needs = Needs(causal=False)
     summary = "masked (absorbing-state) diffusion, MDLM / LLaDA"
-    can_fill = can_constrain = length_head = prompt_dropout = True
+    can_fill = can_constrain = length_head = True
 
     def padding(self, cfg) -> str:
         return cfg.diffusion.padding
