@@ -77,6 +77,29 @@ def test_every_sample_setting_is_a_flag_of_the_sampling_commands():
     assert {"trace", "trace_file"} <= names
 
 
+def test_every_serve_setting_is_a_dlm_serve_flag_and_reaches_the_server(monkeypatch):
+    """`dlm serve`'s options are ServeConfig's fields (none declared by hand, so none
+    drifts: `--cors-origins`, `--shutdown-timeout-s`, `--max-cfg-scale`), with defaults."""
+    import dlm.server
+    from dlm.cli import SERVE_FLAGS, app
+    from dlm.config import ServeConfig
+
+    assert [f.name for f in SERVE_FLAGS] == [f.name for f in dataclasses.fields(ServeConfig)]
+    assert all(f.help.endswith("]") and "default: " in f.help for f in SERVE_FLAGS)
+    started = {}
+    monkeypatch.setattr(dlm.server, "serve",
+                        lambda ckpt, config, device, **kw: started.update(config=config))
+    result = CliRunner().invoke(app, ["serve", "--port", "9001", "--max-cfg-scale", "2",
+                                      "--cors-origins", "https://a", "--cors-origins",
+                                      "https://b", "--shutdown-timeout-s", "1.5"])
+    assert result.exit_code == 0, result.output
+    assert started["config"] == dataclasses.replace(
+        ServeConfig(), port=9001, max_cfg_scale=2.0, cors_origins=["https://a", "https://b"],
+        shutdown_timeout_s=1.5)
+    refused = CliRunner().invoke(app, ["serve", "--max-n", "0"])
+    assert refused.exit_code == 2 and "max_n must be at least 1" in refused.stderr
+
+
 def test_every_train_setting_is_a_dlm_train_flag_with_its_docstring():
     from dlm.cli import TRAIN_FLAGS
 
@@ -101,6 +124,8 @@ def test_config_imports_nothing_above_it_and_its_names_match_the_implementations
     tree = ast.parse(Path(config.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert {m for m in imported if m and m.startswith("dlm")} == {"dlm.errors"}
+    # the two leaves: errors, and the Unicode check a config file's text passes
+    assert {m for m in imported if m and m.startswith("dlm")} == {"dlm.errors",
+                                                                   "dlm.wellformed"}
     assert tuple(RULES) == config.COMMIT_RULES
     assert all(f"`{mode}`" in padding.__doc__ for mode in config.PADDINGS)  # each explained

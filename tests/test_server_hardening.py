@@ -245,7 +245,7 @@ def test_one_failing_request_does_not_fail_its_batch_neighbours(tok):
 
 def test_sigterm_stops_the_server_mid_request_within_its_timeout(tok, tmp_path):
     """A real `dlm serve` process, a long streaming request under way, SIGTERM: the
-    process exits within --shutdown-timeout plus a margin, not when the request ends."""
+    process exits within --shutdown-timeout-s plus a margin, not when the request ends."""
     import torch
 
     from dlm.bench.serving import start_server
@@ -260,7 +260,7 @@ def test_sigterm_stops_the_server_mid_request_within_its_timeout(tok, tmp_path):
     DiffusionLM(Transformer(config).eval(), tok, max_prompt_len=16,
                 default_length=12).save_pretrained(tmp_path / "ckpt")
     port = free_port()
-    proc = start_server(tmp_path / "ckpt", port, 4, 8, "cpu", "--shutdown-timeout", "1",
+    proc = start_server(tmp_path / "ckpt", port, 4, 8, "cpu", "--shutdown-timeout-s", "1",
                         "--max-tokens", "1000", "--max-steps", "1000")
     try:
         events = []

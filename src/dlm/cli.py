@@ -11,10 +11,11 @@ from typing import Annotated
 import typer
 
 from dlm import __version__
-from dlm.cli_fields import Flag, all_flags, apply_flags, with_flags
+from dlm.cli_fields import Flag, all_flags, apply_flags, with_defaults, with_flags
 from dlm.config import (
     DiffusionConfig,
     SampleConfig,
+    ServeConfig,
     TrainConfig,
     load_train_config,
 )
@@ -296,49 +297,28 @@ def chat(
               sampling.get("trace_file"))
 
 
+SERVE_FLAGS = with_defaults(all_flags(ServeConfig), ServeConfig())
+
+
 @app.command()
 @friendly_errors
+@with_flags(SERVE_FLAGS, into="settings")
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(
-        envvar="DLM_API_KEY", help="Require `Authorization: Bearer KEY` on /v1 routes.")] = None,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        help="Allow browser calls from this origin (repeat; default: CORS off).")] = None,
-    max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt in tokens.")] = 512,
-    max_tokens: Annotated[int, typer.Option(help="Longest reply canvas.")] = 512,
-    max_steps: Annotated[int, typer.Option(help="Most denoising steps per request.")] = 512,
-    max_n: Annotated[int, typer.Option(help="Most replies per request.")] = 8,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 65_536,
-    max_batch: Annotated[int, typer.Option(help="Most rows per forward pass.")] = 16,
-    max_wait_ms: Annotated[float, typer.Option(
-        help="How long a request waits for others to batch with.")] = 20.0,
-    max_queue: Annotated[int, typer.Option(
-        help="Requests waiting or running before 503 + Retry-After.")] = 256,
-    max_json_depth: Annotated[int, typer.Option(
-        help="Deepest nesting of a request body's JSON.")] = 16,
-    max_pattern_chars: Annotated[int, typer.Option(
-        help="Longest edit span pattern (run by RE2).")] = 256,
-    shutdown_timeout: Annotated[float, typer.Option(
-        help="Seconds open requests get after SIGTERM or Ctrl-C.")] = 5.0,
     ckpt: ChatCkpt = None,
     verifier: Verifier = None,
     device: Device = "auto",
     dtype: Dtype = "float32",
+    settings: dict | None = None,
 ):
-    """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /."""
-    from dlm.config import ServeConfig
+    """Serve a checkpoint: OpenAI-style /v1 API, /v1/denoise stream, and the web page at /.
+    Every ServeConfig field is a flag (not given: its default; the API key also from
+    DLM_API_KEY)."""
     from dlm.server import serve as run_server
-
-    config = ServeConfig(host=host, port=port, api_key=api_key, cors_origins=cors_origin or [],
-                         max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
-                         max_steps=max_steps, max_n=max_n, max_request_bytes=max_request_bytes,
-                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                         max_json_depth=max_json_depth, max_pattern_chars=max_pattern_chars,
-                         shutdown_timeout_s=shutdown_timeout)
     from dlm.shipped import shipped_checkpoint
 
+    config = ServeConfig()
+    apply_flags(config, settings or {}, SERVE_FLAGS)
+    config.__post_init__()  # a flag's value is checked like the default's
     run_server(ckpt or shipped_checkpoint(), config, device, verifier=verifier, dtype=dtype)
 
 

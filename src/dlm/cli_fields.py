@@ -69,6 +69,20 @@ def all_flags(cls: type, nested: str | None = None, skip: Sequence[str] = ()) ->
                           and flag_type(hints[f.name]) is not None], nested)
 
 
+def with_defaults(flags: Sequence[Flag], config: Any) -> list[Flag]:
+    """`flags` whose help ends with the value each has in `config` (for commands whose
+    defaults are the dataclass's own, not resolved later)."""
+    out = []
+    for f in flags:
+        value = config
+        for attribute in f.path:
+            value = getattr(value, attribute)
+        shown = "none" if value is None or value == [] else value
+        # `\[`: the help is Rich markup, where a bare [ ] is a tag
+        out.append(dataclasses.replace(f, help=f"{f.help} \\[default: {shown}]"))
+    return out
+
+
 def with_flags(flags: Sequence[Flag], into: str = "flags") -> Callable:
     """A Typer command that also takes `flags`; it receives the ones given (not None) as
     `into: dict[str, Any]` (flag name -> value), for `apply_flags` or its own use."""

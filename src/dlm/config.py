@@ -370,6 +370,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     """Interface to bind; loopback only unless you mean to expose it."""
     port: int = 8000
+    """Port to listen on."""
     api_key: str | None = None
     """When set, every /v1 route needs `Authorization: Bearer <key>` (or DLM_API_KEY)."""
     cors_origins: list[str] = field(default_factory=list)
