@@ -62,8 +62,11 @@ def test_ar_held_out_is_exact_and_scores_every_reply_token(tok):
     assert lm.objective.scored_tokens(text) == 15  # a text row's first token has no context
 
 
-NAME = r"""["'](ar|block|diffusion)["']"""
-NAMES = re.compile(rf"(==|!=)\s*{NAME}|{NAME}\s*(==|!=)")
+NAME = rf"""["']({'|'.join(map(re.escape, REGISTRY))})["']"""
+# `x == "dual"`, `"ar" != x` (every registered name), and an objective's name or setting
+# compared with anything: `lm.objective.name != ...`, `cfg.objective == ...`
+NAMES = re.compile(rf"(==|!=)\s*{NAME}|{NAME}\s*(==|!=)"
+                   r"|\b(objective\.name|\.objective)\s*(==|!=|\bin\b)")
 
 
 def test_no_code_outside_the_objectives_branches_on_an_objective_name():

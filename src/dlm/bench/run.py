@@ -160,7 +160,7 @@ def self_speculative_rows(ckpt: str | None, device: torch.device, lengths: list[
     if ckpt is None:
         raise ConfigError("--self-speculative needs a trained dual --ckpt (--objective dual)")
     lm = DiffusionLM.load(ckpt, str(device), dtype=dtype)
-    if lm.objective.name != "dual":
+    if not lm.objective.drafts_itself:
         raise ConfigError(f"--self-speculative: {ckpt} is a {lm.objective.name} checkpoint; "
                           "only a dual one (--objective dual) drafts and verifies itself")
     _, histories, _, _ = held_out(lm, None, prompts or max(batches))

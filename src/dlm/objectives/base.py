@@ -93,6 +93,8 @@ class Objective:
     """Takes forced and required words."""
     length_head: ClassVar[bool] = False
     """May train and use a reply-length head."""
+    drafts_itself: ClassVar[bool] = False
+    """Drafts and verifies its own replies (`dlm bench --self-speculative`)."""
     one_call_per_token: ClassVar[bool] = False
     """Decodes one token per model call: `steps` does not apply; the sweep has one row."""
     refusal: ClassVar[str] = ""

@@ -101,6 +101,7 @@ class Dual(BlockDiffusion):
 
     name = "dual"
     needs = Needs(causal=False)  # both masks are built per call
+    drafts_itself = True
     summary = ("one model, two losses (TiDAR-style: AR next-token + block masked diffusion "
                "in one forward; decodes by drafting and verifying itself)")
     refusal = ("this is a dual (AR + diffusion) checkpoint: it writes left to right and "
