@@ -53,3 +53,22 @@ def test_load_and_from_pretrained_without_a_path_give_the_shipped_model(tmp_path
     lm.save_pretrained(tmp_path / "copy")
     assert DiffusionLM.from_pretrained(tmp_path / "copy", device="cpu").source == \
         tmp_path / "copy"
+
+
+def test_the_python_api_answers_as_dlm_generate_does():
+    """No config: the measured defaults (`dlm.defaults.chat_decoding`) that every command
+    starts from, so a script and the command line give the same greedy replies."""
+    from typer.testing import CliRunner
+
+    from dlm.cli import app
+
+    prompts = ["hello", "how are you", "i am sad"]
+    replies = DiffusionLM.load(device="cpu").generate(prompts)
+    args = [a for p in prompts for a in ("--prompt", p)]
+    result = CliRunner().invoke(app, ["generate", *args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    def words(text: str) -> str:  # the console wraps long replies at its width
+        return " ".join(text.split())
+
+    expected = " ".join(f"> {p} {r}" for p, r in zip(prompts, replies, strict=True))
+    assert words(result.stdout) == words(expected), (result.stdout, replies)

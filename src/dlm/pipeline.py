@@ -249,7 +249,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         if constraints:
             check_text({"force": constraints.force, "require": constraints.require},
                        "constraints")
-        config = self.resolve_length(config or SampleConfig(length=self.default_length))
+        from dlm.defaults import chat_decoding
+
+        # no config: the measured defaults every command and the server start from
+        config = self.resolve_length(config or chat_decoding(self))
         # speculative decoding writes the verifier's reply: to the prompt as it reads it
         speculative = config.decode == "speculative" and self.verifier is not None
         prompt, key_padding = self._prompt_batch(
