@@ -72,3 +72,15 @@ def test_the_python_api_answers_as_dlm_generate_does():
 
     expected = " ".join(f"> {p} {r}" for p, r in zip(prompts, replies, strict=True))
     assert words(result.stdout) == words(expected), (result.stdout, replies)
+
+
+def test_infill_through_the_api_and_the_cli_agree():
+    from typer.testing import CliRunner
+
+    from dlm.cli import app
+
+    template = "The weather is [MASK] today, so [MASK*5] umbrella."
+    text = DiffusionLM.load(device="cpu").infill(template).text
+    result = CliRunner().invoke(app, ["infill", template, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.stdout.split()) == " ".join(text.split())

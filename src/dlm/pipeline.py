@@ -249,10 +249,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         if constraints:
             check_text({"force": constraints.force, "require": constraints.require},
                        "constraints")
-        from dlm.defaults import chat_decoding
-
-        # no config: the measured defaults every command and the server start from
-        config = self.resolve_length(config or chat_decoding(self))
+        config = self.resolve_length(config or self.decoding())
         # speculative decoding writes the verifier's reply: to the prompt as it reads it
         speculative = config.decode == "speculative" and self.verifier is not None
         prompt, key_padding = self._prompt_batch(
@@ -282,6 +279,13 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             picked = logits.argmax(-1)
         room = self.model.config.max_seq_len - prompt.shape[1]
         return (picked + 1 + config.length_margin).clamp(1, room)
+
+    def decoding(self, **given) -> SampleConfig:
+        """The settings a reply takes when none are passed: the measured defaults every
+        command starts from (`dlm.defaults.chat_decoding`), updated by `given` fields."""
+        from dlm.defaults import chat_decoding
+
+        return chat_decoding(self, **given)
 
     def resolve_length(self, config: SampleConfig) -> SampleConfig:
         """`length="auto"` stays for a model with a length head; others get their default."""
@@ -334,7 +338,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """Fill the `[MASK]`, `[MASK*n]` and `[MASK*?]` blanks of `template` (see
         `dlm.control.infill`); given text is never changed."""
         check_text({"template": template, "prompt": prompt}, "")
-        return infill(self, template, prompt, config, max_span, on_step)
+        return infill(self, template, prompt, config or self.decoding(), max_span, on_step)
 
     def edit(self, text: str, span: str | None = None, low_confidence: int = 0,
              prompt: str | None = None, config: SampleConfig | None = None,
@@ -342,4 +346,5 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """Regenerate a span of `text` (regex or A:B) or its `low_confidence` least likely
         tokens (see `dlm.control.edit`); the rest is kept."""
         check_text({"text": text, "span": span, "prompt": prompt}, "")
-        return edit(self, text, span, low_confidence, prompt, config, length, on_step)
+        return edit(self, text, span, low_confidence, prompt, config or self.decoding(),
+                    length, on_step)
