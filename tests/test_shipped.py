@@ -84,3 +84,21 @@ def test_infill_through_the_api_and_the_cli_agree():
     result = CliRunner().invoke(app, ["infill", template, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert " ".join(result.stdout.split()) == " ".join(text.split())
+
+
+def test_the_server_answers_as_the_python_api_at_the_same_length():
+    """The server sizes a fixed canvas (`max_tokens`, else the model's default length)
+    and otherwise starts from the same measured defaults (`lm.decoding()`)."""
+    from fastapi.testclient import TestClient
+
+    from dlm.config import ServeConfig
+    from dlm.server import create_app
+
+    lm = DiffusionLM.load(device="cpu")
+    with TestClient(create_app(lm, ServeConfig())) as client:
+        for prompt in ["hello", "how are you", "i am sad"]:
+            answer = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": prompt}], "max_tokens": 24})
+            assert answer.status_code == 200, answer.text
+            served = answer.json()["choices"][0]["message"]["content"]
+            assert served == lm.generate(prompt, lm.decoding(length=24))[0]

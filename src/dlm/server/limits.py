@@ -32,38 +32,35 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
                          f"{limit_name}={limit}")
 
 
-def sample_config(req: DiffusionSettings, limits: ServeConfig, default_length: int,
-                  rainbow: bool = True, verifier: bool = False) -> SampleConfig:
-    """The sampler settings for a request: the fields it set, else the server's defaults
-    (`dlm.defaults`; `rainbow`: the model was trained with rainbow pads), within the
+def sample_config(req: DiffusionSettings, limits: ServeConfig, lm) -> SampleConfig:
+    """The sampler settings for a request to `lm`: the fields it set over the measured
+    defaults every command starts from (`lm.decoding()`, `dlm.defaults`), within the
     limits. A value SampleConfig refuses is a 422 naming its request field, as is
-    speculative decoding on a server without a `verifier`."""
-    from dlm.defaults import DIFFUSION, EOS_PADDED
-
+    speculative decoding on a server without a verifier."""
     # A fixed canvas, also for a model with a length head: sized by the head, 14.5% of the
     # shipped model's replies to 256 validation prompts stopped mid-sentence (eos is banned
     # inside the predicted length), where a whole canvas with eos allowed ends them itself.
-    length = req.max_tokens or default_length
+    length = req.max_tokens or lm.default_length
     check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
     check_count(req.n, limits.max_n, "n", "max_n")
-    settings = {**DIFFUSION, "eos": DIFFUSION["eos"] if rainbow else EOS_PADDED,
-                "steps": length,  # the measured default: one step per reply token
-                **given_settings(req), "length": length}
-    check_count(settings["steps"], limits.max_steps, "steps", "max_steps")
-    # Clamped (and reported back by `effective`): a step must commit a token, except under
-    # the threshold rule, whose steps are an upper bound; a block as long as the reply is
-    # no block; guidance beyond the server's limit.
-    if settings["rule"] != "threshold":
-        settings["steps"] = min(settings["steps"], length)
-    block = min(settings["block_length"], length)
-    settings["block_length"] = 0 if block == length else block
-    if "cfg_scale" in settings:
-        settings["cfg_scale"] = min(settings["cfg_scale"], limits.max_cfg_scale)
-    if settings.get("decode") == "speculative" and not verifier:
+    given = given_settings(req)
+    if "steps" in given:
+        check_count(given["steps"], limits.max_steps, "steps", "max_steps")
+    if given.get("decode") == "speculative" and lm.verifier is None:
         raise RequestError(422, "decode", "decode: this server has no verifier for "
                            "speculative decoding (started without --verifier AR_CKPT)",
                            "invalid_value")
     try:
+        settings = asdict(lm.decoding(**given, length=length))
+        check_count(settings["steps"], limits.max_steps, "steps", "max_steps")
+        # Clamped (and reported back by `effective`): a step must commit a token, except
+        # under the threshold rule, whose steps are an upper bound; a block as long as the
+        # reply is no block; guidance beyond the server's limit.
+        if settings["rule"] != "threshold":
+            settings["steps"] = min(settings["steps"], length)
+        block = min(settings["block_length"], length)
+        settings["block_length"] = 0 if block == length else block
+        settings["cfg_scale"] = min(settings["cfg_scale"], limits.max_cfg_scale)
         return SampleConfig(**settings)
     except ConfigError as exc:
         name = request_name(exc.field) if exc.field else "body"

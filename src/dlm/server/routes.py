@@ -120,8 +120,7 @@ async def replies(request: Request, histories: list[list[dict[str, str]]], req, 
     """Chat and text completions share everything but their JSON shapes."""
     state = request.app.state
     tok, lm = state.lm.tokenizer, state.lm
-    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle),
-                           lm.verifier is not None)
+    config = sample_config(req, state.config, lm)
     param = "messages" if kind == "chat" else "prompt"
     n_prompt = sum(prompt_tokens(request, h, param, config.length) for h in histories)
     rows = [h for h in histories for _ in range(req.n)]
@@ -256,8 +255,7 @@ async def denoise(req: DenoiseRequest, request: Request):
                          "(an infill) or text with span (an edit)", "invalid_request")
     if req.n != 1:
         raise RequestError(400, "n", "the denoising stream shows one reply (n=1)")
-    config = sample_config(req, state.config, lm.default_length, bool(lm.tokenizer.pad_cycle),
-                           lm.verifier is not None)
+    config = sample_config(req, state.config, lm)
     if req.messages is not None:
         history = histories_of(req.messages)
         prompt_tokens(request, history, "messages", config.length)
