@@ -302,3 +302,26 @@ def test_only_text_that_cannot_change_is_streamed(tok):
         len(tok.decode([a, b])):]
     whole = FinishedText(tok, remask=0.1)  # no blocks: nothing is final before the end
     assert whole.delta([a, b, c, M]) == ""
+
+
+def test_defaults_are_what_a_request_that_sets_nothing_gets(tok):
+    """GET /defaults (the page's starting settings) equals the config an empty request
+    resolves to, from `lm.decoding()` at the model's default length."""
+    from dataclasses import asdict
+
+    from fastapi.testclient import TestClient
+
+    from dlm.config import ServeConfig
+    from dlm.server import create_app
+    from tests.server_util import tiny_lm
+
+    lm = tiny_lm(tok)
+    with TestClient(create_app(lm, ServeConfig(api_key="k"))) as client:
+        got = client.get("/defaults")  # open without the key, like /health
+    assert got.status_code == 200, got.text
+    settings = got.json()["settings"]
+    expected = asdict(lm.decoding(length=lm.default_length))
+    assert settings["max_tokens"] == expected["length"] == lm.default_length
+    assert settings["steps"] == expected["steps"] and settings["commit_rule"] == expected["rule"]
+    assert settings["temperature"] == expected["temperature"]
+    assert settings["block_length"] == expected["block_length"]

@@ -84,3 +84,24 @@ def test_infill_mode_fills_the_blanks(web):
     web.click("#send")
     final = web.wait_for_selector(".turn.assistant[data-final]")
     assert final.get_attribute("data-final").startswith("hello ")
+
+
+def test_the_page_shows_the_servers_defaults_and_names(web):
+    """The page's settings are the server's: GET /defaults (a request that sets nothing,
+    resolved by `lm.decoding()`), with the commit rules and decodings by their names."""
+    from dlm.config import COMMIT_RULES, DECODES
+
+    web.wait_for_function("window.dlmDefaults !== undefined")
+    d = web.evaluate("window.dlmDefaults")
+    s = d["settings"]
+    shown = {key: web.input_value(f"#{element}") for key, element in (
+        ("steps", "steps"), ("max_tokens", "length"), ("temperature", "temperature"),
+        ("commit_rule", "rule"), ("block_length", "block"), ("decode", "decode"))}
+    assert shown == {"steps": str(s["steps"]), "max_tokens": str(s["max_tokens"]),
+                     "temperature": str(s["temperature"]).removesuffix(".0"),
+                     "commit_rule": s["commit_rule"], "block_length": str(s["block_length"]),
+                     "decode": s["decode"]}
+    rules = web.eval_on_selector_all("#rule option", "os => os.map(o => o.value)")
+    assert tuple(rules) == COMMIT_RULES
+    assert tuple(web.eval_on_selector_all("#decode option", "os => os.map(o => o.value)")) \
+        == DECODES

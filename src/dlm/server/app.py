@@ -174,6 +174,22 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
         return {"status": "ok", "load": batcher.load(), "max_queue": config.max_queue,
                 **batcher.stats}
 
+    @app.get("/defaults")
+    def defaults() -> dict:
+        """The settings a request that sets none gets (by request field name), the names
+        each choice takes and the limits: the page starts from these, so it shows what
+        the server does. Open without the key, like /health."""
+        from dlm.config import COMMIT_RULES, DECODES
+        from dlm.server.limits import effective, sample_config
+        from dlm.server.sample_fields import request_name
+        from dlm.server.schemas import DiffusionSettings
+
+        resolved = effective(sample_config(DiffusionSettings(), config, app.state.lm))
+        return {"settings": {("max_tokens" if k == "length" else request_name(k)): v
+                             for k, v in resolved.items()},
+                "choices": {"commit_rule": list(COMMIT_RULES), "decode": list(DECODES)},
+                "limits": {"max_tokens": config.max_tokens, "max_steps": config.max_steps}}
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))

@@ -12,6 +12,26 @@ $("key").addEventListener("change", () => localStorage.setItem("dlm-key", $("key
 
 function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
+// The sampler settings start from the server's own defaults and names (GET /defaults),
+// so the page shows what a request that sets nothing would get.
+function fillSelect(id, names, chosen) {
+  $(id).replaceChildren(...names.map((name) => new Option(name, name, false, name === chosen)));
+}
+
+const defaultsLoaded = fetch("/defaults").then((r) => r.json()).then((d) => {
+  const s = d.settings;
+  $("steps").value = s.steps;
+  $("length").value = s.max_tokens;
+  $("temperature").value = s.temperature;
+  $("block").value = s.block_length;
+  fillSelect("rule", d.choices.commit_rule, s.commit_rule);
+  fillSelect("decode", d.choices.decode, s.decode);
+  $("steps").max = d.limits.max_steps;
+  $("length").max = d.limits.max_tokens;
+  $("block").max = d.limits.max_tokens;
+  window.dlmDefaults = d;  // the tests compare what the page shows with it
+});
+
 function settings() {
   const body = {
     steps: +$("steps").value, max_tokens: +$("length").value,
@@ -92,6 +112,7 @@ async function readEvents(response, onEvent) {
 }
 
 async function send(text) {
+  await defaultsLoaded;  // the settings' inputs are filled from the server first
   const body = settings();
   let userText = text;
   if (mode() === "chat") {
