@@ -13,9 +13,9 @@ from dlm.diffusion import get_schedule
 from dlm.diffusion.block import block_diffusion_loss
 from dlm.errors import ConfigError
 from dlm.model import Transformer
-from dlm.objectives.dual import CausalView, dual_losses, dual_mask
+from dlm.objectives.dual import dual_losses, dual_mask
 from dlm.sampling.ar import ar_decode
-from dlm.sampling.dual import dual_decode
+from dlm.sampling.dual import CausalView, dual_decode
 from dlm.sampling.sampler import final_tokens
 from dlm.train import train
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from dlm import DataConfig, DiffusionLM, SampleConfig, prepare
 from dlm.config import TrainConfig, load_train_config
 from dlm.eval_report import held_out
-from dlm.evaluate import likelihood, per_reply_token
+from dlm.evaluate import likelihood
 from dlm.metrics import mean_and_stderr, ratio_stderr
 from dlm.objectives.base import trained_schedule
 from dlm.quality import generation_quality
@@ -218,7 +218,7 @@ def chat_row(name: str, run: Path, judge: DiffusionLM, prompts: int) -> dict:
     val, histories, references, cfg = held_out(lm, None, 1000)
     lk = likelihood(lm, val, 8, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
                     cfg.diffusion.eps)
-    scale = per_reply_token(1.0, val, lm.tokenizer, lm.objective)
+    scale = lm.objective.per_reply_token(1.0, val, lm.tokenizer)
     step = max(len(histories) // prompts, 1)
     histories, references = histories[::step][:prompts], references[::step][:prompts]
     config = SampleConfig(length=32, steps=32, eos="defer")

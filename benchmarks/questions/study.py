@@ -35,7 +35,7 @@ from dlm import DataConfig, DiffusionLM, prepare
 from dlm.config import TrainConfig, load_train_config
 from dlm.defaults import chat_decoding
 from dlm.eval_report import held_out
-from dlm.evaluate import likelihood, per_reply_token
+from dlm.evaluate import likelihood
 from dlm.metrics import self_bleu
 from dlm.plots import _pyplot
 from dlm.portable import portable
@@ -141,7 +141,7 @@ def held_out_likelihood(lm, data: list[str] | None = None, examples: int = 1000)
     val, _, _, cfg = held_out(lm, data, examples)
     lk = likelihood(lm, val, 8, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
                     cfg.diffusion.eps)
-    scale = per_reply_token(1.0, val, lm.tokenizer, lm.objective)
+    scale = lm.objective.per_reply_token(1.0, val, lm.tokenizer)
     return {"likelihood": lk.nats_per_token * scale, "likelihood_se": lk.stderr * scale,
             "kind": f"bound, K = {lk.draws}" if lk.is_bound else "exact"}
 

@@ -9,28 +9,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dlm.data import EncodedSet, iter_batches, make_batch
+from dlm.data import EncodedSet, make_batch
 from dlm.diffusion.padding import reply_lengths
-from dlm.tokenizer import DLMTokenizer
 
 if TYPE_CHECKING:
-    from dlm.objectives import Objective
-
-
-def per_reply_token(nats_per_token: float, data: EncodedSet, tok: DLMTokenizer,
-                    objective: Objective) -> float:
-    """A per-canvas-token figure re-expressed per reply token (the reply's text and its
-    closing eos). The padding is a fixed function of the reply, so the canvas's NELBO
-    bounds -log p(reply) too: per reply token it compares across padding modes, and
-    with AR's exact NLL of the same canvas."""
-    # a causal model cannot predict a text row's first token: it is not scored
-    unscored = objective.needs.causal and not data.prompts.shape[1]
-    canvas = 0
-    for batch in iter_batches(data, 256, tok.pad_id):  # `batch` padding trims each batch
-        canvas += int(batch.maskable.sum()) - (batch.ids.shape[0] if unscored else 0)
-    lengths = reply_lengths(data.responses, tok.end_ids)
-    reply = int((lengths + 1).clamp(max=data.responses.shape[1]).sum())
-    return nats_per_token * canvas / max(reply, 1)
+    pass
 
 
 @dataclass

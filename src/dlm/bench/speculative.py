@@ -124,8 +124,8 @@ def bench_self_speculative(lm, histories: list, device: torch.device, lengths: l
 
 def causal_reply_ids(lm, histories: list, config: SampleConfig, on_step=None) -> torch.Tensor:
     """A dual model's replies by AR decoding of its AR half (its causal reading)."""
-    from dlm.objectives.dual import CausalView
     from dlm.sampling.ar import ar_decode
+    from dlm.sampling.dual import CausalView
     from dlm.sampling.sampler import final_tokens
 
     prompt, padding = lm._prompt_batch(histories)

@@ -29,14 +29,12 @@ class Autoregressive(Objective):
     def validation(self, run: TrainingRun, val) -> dict[str, float]:
         """The exact NLL and perplexity, under the same keys' meaning (`val_nll`,
         `val_ppl`), and for chat per reply token (what compares with diffusion's)."""
-        from dlm.evaluate import per_reply_token
-
         with run.autocast():
             nll = evaluate_ar_nll(run.model, val, run.tokenizer.pad_id, run.cfg.batch_size,
                                   run.device)
         out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
         if run.data_kind == "chat":
-            out["val_nll_reply"] = per_reply_token(nll, val, run.tokenizer, self)
+            out["val_nll_reply"] = self.per_reply_token(nll, val, run.tokenizer)
         return out
 
     def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,

@@ -146,6 +146,24 @@ class Objective:
              normalizer: float | None) -> LossOutput:
         raise NotImplementedError
 
+    def per_reply_token(self, nats_per_token: float, data: EncodedSet,
+                        tok: DLMTokenizer) -> float:
+        """A per-canvas-token figure re-expressed per reply token (the reply's text and its
+        closing eos). The padding is a fixed function of the reply, so the canvas's NELBO
+        bounds -log p(reply) too: per reply token it compares across padding modes, and
+        with AR's exact NLL of the same canvas."""
+        from dlm.data import iter_batches
+        from dlm.diffusion.padding import reply_lengths
+
+        # a causal model cannot predict a text row's first token: it is not scored
+        unscored = self.needs.causal and not data.prompts.shape[1]
+        canvas = 0
+        for batch in iter_batches(data, 256, tok.pad_id):  # `batch` padding trims each batch
+            canvas += int(batch.maskable.sum()) - (batch.ids.shape[0] if unscored else 0)
+        lengths = reply_lengths(data.responses, tok.end_ids)
+        reply = int((lengths + 1).clamp(max=data.responses.shape[1]).sum())
+        return nats_per_token * canvas / max(reply, 1)
+
     def validation(self, run: TrainingRun, val: EncodedSet) -> dict[str, float]:
         """The figures of a training evaluation (`val_*` keys of metrics.jsonl)."""
         raise NotImplementedError
@@ -233,8 +251,6 @@ class BoundObjective(Objective):
         token (comparable across paddings and with AR's exact NLL)."""
         import math
 
-        from dlm.evaluate import per_reply_token
-
         with run.autocast():
             bound = self.held_out(run.model, val, run.tokenizer, run.schedule, 4,
                                   run.cfg.batch_size, run.cfg.seed, run.cfg.diffusion.eps,
@@ -242,8 +258,8 @@ class BoundObjective(Objective):
         out = {"val_nelbo": bound.nats_per_token,
                "val_ppl_bound": math.exp(min(bound.nats_per_token, 50))}
         if run.data_kind == "chat":
-            out["val_nelbo_reply"] = per_reply_token(bound.nats_per_token, val,
-                                                     run.tokenizer, self)
+            out["val_nelbo_reply"] = self.per_reply_token(bound.nats_per_token, val,
+                                                          run.tokenizer)
         return out
 
 

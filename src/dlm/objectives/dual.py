@@ -17,7 +17,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dlm.autoregressive import evaluate_ar_nll, predicted_positions
 from dlm.diffusion import LossOutput
@@ -28,6 +27,7 @@ from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import HeldOut, Needs, TrainingRun
 from dlm.objectives.block import BlockDiffusion
+from dlm.sampling.dual import CausalView, dual_decode
 
 
 def dual_mask(length: int, block_size: int, device=None) -> torch.Tensor:
@@ -70,29 +70,6 @@ def dual_losses(model, ids: torch.Tensor, maskable: torch.Tensor,
     ar_sum = F.cross_entropy(ar.float(), ar_targets, reduction="sum")
     return (ar_sum, int(ar_targets.numel()), (nll * schedule.weight(t_token[masked])).sum(),
             int(maskable.sum()), int(masked.sum()))
-
-
-class CausalView(nn.Module):
-    """The dual model read as an AR model: every call with the causal mask (over its cache
-    when given), so AR decoding, the AR likelihood and a verifier can use it as is."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-
-    def new_cache(self, batch: int, max_len: int):
-        return self.model.new_cache(batch, max_len)
-
-    def forward(self, ids, key_padding=None, select=None, cache=None, start=None,
-                positions=None):
-        T = ids.shape[1]
-        begin = 0 if cache is None else (cache.length if start is None else start)
-        S = T if cache is None else max(cache.length, begin + T)
-        keys = torch.arange(S, device=ids.device)
-        grid = keys[None, :] <= torch.arange(begin, begin + T, device=ids.device)[:, None]
-        return self.model(ids, key_padding, select, cache=cache, start=start,
-                          positions=positions, attn_mask=grid)
 
 
 class Dual(BlockDiffusion):
@@ -147,8 +124,6 @@ class Dual(BlockDiffusion):
         """The exact AR NLL (`val_nll`, `val_ppl`: what its replies are drawn from, and what
         picks the best checkpoint) and the diffusion half's bound (`val_nelbo`, 4 draws);
         for chat both per reply token too."""
-        from dlm.evaluate import per_reply_token
-
         with run.autocast():
             nll = evaluate_ar_nll(CausalView(run.model), val, run.tokenizer.pad_id,
                                   run.cfg.batch_size, run.device)
@@ -159,9 +134,9 @@ class Dual(BlockDiffusion):
                "val_nelbo": bound.nats_per_token,
                "val_ppl_bound": math.exp(min(bound.nats_per_token, 50))}
         if run.data_kind == "chat":
-            out["val_nll_reply"] = per_reply_token(nll, val, run.tokenizer, self)
-            out["val_nelbo_reply"] = per_reply_token(bound.nats_per_token, val,
-                                                     run.tokenizer, self)
+            out["val_nll_reply"] = self.per_reply_token(nll, val, run.tokenizer)
+            out["val_nelbo_reply"] = self.per_reply_token(bound.nats_per_token, val,
+                                                          run.tokenizer)
         return out
 
     def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
@@ -176,8 +151,6 @@ class Dual(BlockDiffusion):
                                 device, block_size)
 
     def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
-        from dlm.sampling.dual import dual_decode
-
         if constraints:
             self.refuse_constraints()
         tok = lm.tokenizer

@@ -20,12 +20,36 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from dlm.config import SampleConfig
 from dlm.model import Transformer
 from dlm.sampling.rules import token_distribution
 from dlm.sampling.sampler import Step
 from dlm.sampling.speculative import Reply, VerifierCache, verifier_logits, verify_round
+
+
+class CausalView(nn.Module):
+    """The dual model read as an AR model: every call with the causal mask (over its cache
+    when given), so AR decoding, the AR likelihood and a verifier can use it as is."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def new_cache(self, batch: int, max_len: int):
+        return self.model.new_cache(batch, max_len)
+
+    def forward(self, ids, key_padding=None, select=None, cache=None, start=None,
+                positions=None):
+        T = ids.shape[1]
+        begin = 0 if cache is None else (cache.length if start is None else start)
+        S = T if cache is None else max(cache.length, begin + T)
+        keys = torch.arange(S, device=ids.device)
+        grid = keys[None, :] <= torch.arange(begin, begin + T, device=ids.device)[:, None]
+        return self.model(ids, key_padding, select, cache=cache, start=start,
+                          positions=positions, attn_mask=grid)
 
 
 @torch.no_grad()
@@ -35,8 +59,6 @@ def dual_decode(model: Transformer, prompt: torch.Tensor, key_padding: torch.Ten
                 ) -> Iterator[Step]:
     """Yield the reply (B, L) after each forward (drafts shown as drafted, the kept ones
     as accepted); stops when every row has written eos or `length` tokens."""
-    from dlm.objectives.dual import CausalView
-
     B, P = prompt.shape
     L, device = int(config.length), prompt.device
     M = block_size
