@@ -1,5 +1,6 @@
 """Results that travel: no committed text file names a folder of the machine that wrote
-it (its checkout, home or temporary folder), and `dlm.portable` rewrites such paths."""
+it (its checkout, the work folder holding it, home or temporary folder), and
+`dlm.portable` rewrites such paths."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from dlm.portable import REPOSITORY, portable
 
 def test_machine_paths_are_rewritten_and_others_kept():
     home, tmp = Path.home(), Path(tempfile.gettempdir())
-    text = (f"dlm bench --ckpt {tmp}/cache/demo --config {REPOSITORY}/benchmarks/a.json "
-            f"from {home}/.cache/dlm in {REPOSITORY}")
-    assert portable(text) == ("dlm bench --ckpt <tmp>/cache/demo --config benchmarks/a.json "
-                              "from ~/.cache/dlm in .")
+    work = REPOSITORY.parent  # the folder the checkout lies in: `..` (../shared, a peer)
+    assert portable(f"--peer {work}/peer --text {work}/shared/data/a.txt") == \
+        "--peer ../peer --text ../shared/data/a.txt"
+    if work not in (home, tmp):  # else that folder is written `..`, rightly
+        text = (f"dlm bench --ckpt {tmp}/cache/demo --config {REPOSITORY}/benchmarks/a.json "
+                f"from {home}/.cache/dlm in {REPOSITORY}")
+        assert portable(text) == ("dlm bench --ckpt <tmp>/cache/demo --config "
+                                  "benchmarks/a.json from ~/.cache/dlm in .")
     # a folder's name continued is another folder (the checkout itself may lie in the
     # temp folder, as in a fresh clone there: then it is written as <tmp>/..., rightly)
     kept = f"{tmp}foo runs/chat ../shared/data /srv/data"

@@ -125,6 +125,11 @@ def _step_of(folder: Path) -> int:
         return -1
 
 
+def _newest(folders: list[Path]) -> Path:
+    """The copy of the highest step (ties: the latest written)."""
+    return max(folders, key=lambda p: (_step_of(p), (p / CONFIG).stat().st_mtime))
+
+
 def finish_interrupted_save(path: str | Path) -> str | None:
     """Complete or undo what a killed `save_checkpoint(path)` left beside `path`, so no
     copy is left behind whichever moment the kill came (run by the one process that
@@ -149,7 +154,7 @@ def finish_interrupted_save(path: str | Path) -> str | None:
                         / CONFIG).is_file()]
         candidates = finished or olds
         if candidates:
-            source = max(candidates, key=lambda p: (_step_of(p), (p / CONFIG).stat().st_mtime))
+            source = _newest(candidates)
             os.rename(source, path)
             _fsync_dir(parent)
             done = (f"{path}: a save was interrupted between its renames; "
@@ -188,7 +193,7 @@ def resolve(path: str | Path, best: bool = False) -> Path:
         olds = [p for p in candidate.parent.glob(f".{candidate.name}.old-*")
                 if (p / CONFIG).is_file()]
         if olds:
-            return max(olds, key=lambda p: (_step_of(p), (p / CONFIG).stat().st_mtime))
+            return _newest(olds)
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint here; train one with `dlm train "
                               f"--out-dir {path}` or pass the directory that holds config.json")

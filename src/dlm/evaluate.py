@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from dlm.data import EncodedSet, make_batch
 from dlm.diffusion.padding import reply_lengths
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

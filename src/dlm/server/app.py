@@ -26,11 +26,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dlm.config import ServeConfig
+from dlm.config import COMMIT_RULES, DECODES, ServeConfig
 from dlm.errors import DLMError
 from dlm.server.batcher import Batcher, QueueFull, Stopping
-from dlm.server.limits import RequestError
+from dlm.server.limits import RequestError, effective, sample_config
 from dlm.server.routes import router
+from dlm.server.sample_fields import request_name
+from dlm.server.schemas import DiffusionSettings
 from dlm.wellformed import printable
 
 STATIC = resources.files("dlm.server") / "static"
@@ -179,11 +181,6 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
         """The settings a request that sets none gets (by request field name), the names
         each choice takes and the limits: the page starts from these, so it shows what
         the server does. Open without the key, like /health."""
-        from dlm.config import COMMIT_RULES, DECODES
-        from dlm.server.limits import effective, sample_config
-        from dlm.server.sample_fields import request_name
-        from dlm.server.schemas import DiffusionSettings
-
         resolved = effective(sample_config(DiffusionSettings(), config, app.state.lm))
         return {"settings": {("max_tokens" if k == "length" else request_name(k)): v
                              for k, v in resolved.items()},

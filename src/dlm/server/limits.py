@@ -44,8 +44,6 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, lm) -> SampleConf
     check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
     check_count(req.n, limits.max_n, "n", "max_n")
     given = given_settings(req)
-    if "steps" in given:
-        check_count(given["steps"], limits.max_steps, "steps", "max_steps")
     if given.get("decode") == "speculative" and lm.verifier is None:
         raise RequestError(422, "decode", "decode: this server has no verifier for "
                            "speculative decoding (started without --verifier AR_CKPT)",
