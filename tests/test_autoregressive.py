@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from dlm.autoregressive import ar_loss, evaluate_ar_nll
 from dlm.config import SampleConfig
 from dlm.data import EncodedSet
 from dlm.model import Transformer
+from dlm.objectives.next_token import ar_loss, evaluate_ar_nll
 from dlm.sampling.ar import ar_decode
 
 from .conftest import tiny_config, tiny_train_config
@@ -113,7 +113,7 @@ def test_sampling_is_reproducible_with_a_seed(causal_model, tok):
 def test_train_the_ar_baseline_then_generate_from_its_checkpoint(tmp_path, pairs_tsv):
     from dlm import DiffusionLM
     from dlm.errors import ConfigError
-    from dlm.train import train
+    from dlm.training.train import train
 
     result = train(tiny_train_config(tmp_path / "ar", pairs_tsv, objective="ar", max_steps=30,
                                      eval_every=30))

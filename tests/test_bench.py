@@ -76,7 +76,7 @@ def test_call_counter_counts_direct_forward_calls():
 def test_bench_command_writes_its_files(tmp_path):
     from typer.testing import CliRunner
 
-    from dlm.cli import app
+    from dlm.cli.app import app
 
     result = CliRunner().invoke(app, [
         "bench", "--preset", "none", "--generate", "tiny", "--length", "8", "--batch", "1",
@@ -90,7 +90,7 @@ def test_bench_command_writes_its_files(tmp_path):
 
 def test_bf16_accuracy_compares_the_same_checkpoint_both_ways(tmp_path, pairs_tsv):
     from dlm.bench.accuracy import accuracy_table, bf16_accuracy
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 
@@ -124,7 +124,7 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
     """With trained --ckpt, --ar-ckpt and --judge: every generation row has the judged
     perplexity of its replies, and the speculative table has its AR rows, its variants and
     identical-output counts (greedy speculative replies are the AR model's)."""
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 
@@ -170,7 +170,7 @@ def test_a_dual_model_is_benched_against_its_own_ar_half(tmp_path, pairs_tsv):
     half, at identical output (greedy), with its forwards and kept drafts counted; any
     other checkpoint is refused by name."""
     from dlm.errors import ConfigError
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 

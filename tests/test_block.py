@@ -153,9 +153,9 @@ def test_block_sampler_stops_at_eos():
 
 
 def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
-    from dlm.evaluate import likelihood
+    from dlm.evaluation.likelihood import likelihood
     from dlm.pipeline import DiffusionLM
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 
@@ -167,7 +167,7 @@ def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
     assert lm.objective.name == "block" and lm.block_size == 4
     reply = lm.generate("hello", SampleConfig(length=8, steps=8))
     assert isinstance(reply[0], str)
-    from dlm.eval_report import held_out
+    from dlm.evaluation.report import held_out
 
     val, _, _, _ = held_out(lm, None, 16)
     assert likelihood(lm, val, draws=2).is_bound
@@ -176,7 +176,7 @@ def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
 
 
 def test_a_block_size_longer_than_the_sequence_is_refused(tmp_path, pairs_tsv):
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 
@@ -188,7 +188,7 @@ def test_a_block_size_longer_than_the_sequence_is_refused(tmp_path, pairs_tsv):
 def test_a_block_size_that_does_not_tile_the_canvas_is_refused(tmp_path, pairs_tsv):
     """Alignment padding past the model's positions would fail mid-run (measured: a packed
     length of 64 with blocks of 5 asked for 65 positions), so it is refused up front."""
-    from dlm.train import train
+    from dlm.training.train import train
 
     from .conftest import tiny_train_config
 
@@ -210,7 +210,7 @@ def test_cli_trains_generates_and_evaluates_a_block_model(tmp_path, pairs_tsv):
 
     from typer.testing import CliRunner
 
-    from dlm.cli import app
+    from dlm.cli.app import app
 
     runner, run = CliRunner(), tmp_path / "run"
     result = runner.invoke(app, [

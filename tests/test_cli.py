@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlm.checkpoint import save_checkpoint
-from dlm.cli import app
+from dlm.cli.app import app
 
 runner = CliRunner()
 
@@ -217,7 +217,7 @@ def test_data_errors_are_one_line(tmp_path, args, message):
 
 def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained):
     from dlm import DiffusionLM
-    from dlm.demo import kept_and_last, side_by_side
+    from dlm.cli.demo import kept_and_last, side_by_side
 
     lm = DiffusionLM.load(trained, "cpu")
     assert kept_and_last(lm).startswith("kept: step ")

@@ -1,4 +1,4 @@
-"""Flags from config fields and their docstrings (`dlm.cli_fields`): one edit per setting."""
+"""Flags from config fields and their docstrings (`dlm.cli.fields`): one edit per setting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dlm.cli_fields import Flag, all_flags, apply_flags, field_docs, flags_of, with_flags
+from dlm.cli.fields import Flag, all_flags, apply_flags, field_docs, flags_of, with_flags
 from dlm.config import DiffusionConfig, TrainConfig
 
 
@@ -69,7 +69,7 @@ def test_a_command_takes_the_flags_and_receives_only_those_given():
 
 
 def test_every_sample_setting_is_a_flag_of_the_sampling_commands():
-    from dlm.cli import SAMPLING_FLAGS
+    from dlm.cli.app import SAMPLING_FLAGS
     from dlm.config import SampleConfig
 
     names = {f.name for f in SAMPLING_FLAGS}
@@ -81,7 +81,7 @@ def test_every_serve_setting_is_a_dlm_serve_flag_and_reaches_the_server(monkeypa
     """`dlm serve`'s options are ServeConfig's fields (none declared by hand, so none
     drifts: `--cors-origins`, `--shutdown-timeout-s`, `--max-cfg-scale`), with defaults."""
     import dlm.server
-    from dlm.cli import SERVE_FLAGS, app
+    from dlm.cli.app import SERVE_FLAGS, app
     from dlm.config import ServeConfig
 
     assert [f.name for f in SERVE_FLAGS] == [f.name for f in dataclasses.fields(ServeConfig)]
@@ -101,7 +101,7 @@ def test_every_serve_setting_is_a_dlm_serve_flag_and_reaches_the_server(monkeypa
 
 
 def test_every_train_setting_is_a_dlm_train_flag_with_its_docstring():
-    from dlm.cli import TRAIN_FLAGS
+    from dlm.cli.app import TRAIN_FLAGS
 
     by_name = {f.name: f for f in TRAIN_FLAGS}
     docs = field_docs(TrainConfig)
@@ -126,6 +126,6 @@ def test_config_imports_nothing_above_it_and_its_names_match_the_implementations
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     # the two leaves: errors, and the Unicode check a config file's text passes
     assert {m for m in imported if m and m.startswith("dlm")} == {"dlm.errors",
-                                                                   "dlm.wellformed"}
+                                                                   "dlm.util.wellformed"}
     assert tuple(RULES) == config.COMMIT_RULES
     assert all(f"`{mode}`" in padding.__doc__ for mode in config.PADDINGS)  # each explained

@@ -113,7 +113,7 @@ def test_a_tiny_continuous_run_trains_samples_and_refuses_masks(tmp_path, pairs_
     from dlm.config import SampleConfig
     from dlm.errors import ConfigError
     from dlm.pipeline import DiffusionLM
-    from dlm.train import train
+    from dlm.training.train import train
     from tests.conftest import tiny_train_config
 
     result = train(tiny_train_config(tmp_path / "c", pairs_tsv, objective="continuous",

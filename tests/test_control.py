@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from dlm.cli.render import step_record
 from dlm.config import SampleConfig
 from dlm.control import Blank, Constraints, parse_template
 from dlm.control.edit import char_span
@@ -13,7 +14,6 @@ from dlm.control.infill import check_template_result, encode_pieces, read_templa
 from dlm.diffusion import drop_prompts
 from dlm.errors import ConfigError
 from dlm.pipeline import DiffusionLM
-from dlm.render import step_record
 
 
 @pytest.fixture

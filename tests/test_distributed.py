@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlm.config import load_train_config
-from dlm.train import Trainer, train
+from dlm.training.train import Trainer, train
 
 from .conftest import tiny_train_config
 

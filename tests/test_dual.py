@@ -7,17 +7,17 @@ import pytest
 import torch
 
 from dlm import DiffusionLM, SampleConfig
-from dlm.autoregressive import ar_loss
 from dlm.config import ModelConfig
 from dlm.diffusion import get_schedule
 from dlm.diffusion.block import block_diffusion_loss
 from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.objectives.dual import dual_losses, dual_mask
+from dlm.objectives.next_token import ar_loss
 from dlm.sampling.ar import ar_decode
 from dlm.sampling.dual import CausalView, dual_decode
 from dlm.sampling.sampler import final_tokens
-from dlm.train import train
+from dlm.training.train import train
 
 from .conftest import tiny_train_config
 

@@ -9,9 +9,9 @@ import torch
 from dlm import DiffusionLM, SampleConfig
 from dlm.data import EncodedSet
 from dlm.diffusion import nelbo_terms
-from dlm.evaluate import likelihood
+from dlm.evaluation.likelihood import likelihood
+from dlm.evaluation.quality import generation_quality, judge_nll, steps_sweep
 from dlm.model import Transformer
-from dlm.quality import generation_quality, judge_nll, steps_sweep
 
 from .conftest import tiny_config, tiny_train_config
 
@@ -64,7 +64,7 @@ def test_judge_nll_of_a_uniform_judge_is_log_vocab_per_token(tok):
 
 
 def test_arithmetic_exact_match_reads_the_first_number():
-    from dlm.quality import first_number
+    from dlm.evaluation.quality import first_number
     from dlm.suite import load_suite
 
     assert first_number("it is 5, not 6") == "5" and first_number("no idea") is None
@@ -95,8 +95,8 @@ def test_generation_quality_measures_the_replies(tok, tiny_model):
 def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
     from typer.testing import CliRunner
 
-    from dlm.cli import app
-    from dlm.train import train
+    from dlm.cli.app import app
+    from dlm.training.train import train
 
     run = train(tiny_train_config(tmp_path / "d", pairs_tsv, max_steps=3, response_len=8))
     judge = train(tiny_train_config(tmp_path / "a", pairs_tsv, max_steps=3, objective="ar"))

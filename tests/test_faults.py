@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 import dlm.checkpoint as ckpt_mod
 from dlm.checkpoint import load_checkpoint
-from dlm.cli import app
+from dlm.cli.app import app
 from dlm.errors import CheckpointError
-from dlm.failpoints import POINTS
 from dlm.pipeline import DiffusionLM
+from dlm.util.failpoints import POINTS
 from tests.conftest import tiny_train_config
 
 STEPS = 10
@@ -284,7 +284,7 @@ def test_damaged_token_shards_are_rebuilt_or_refused_in_one_line(tmp_path, pairs
 
 def test_nan_in_the_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
         tmp_path, pairs_tsv, monkeypatch):
-    from dlm.train import Trainer
+    from dlm.training.train import Trainer
 
     real = Trainer.loss
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dlm.checkpoint import save_checkpoint
-from dlm.cli import app
+from dlm.cli.app import app
 from dlm.model import Transformer
 from tests.conftest import tiny_config
 from tests.strategies import door_text, is_unicode

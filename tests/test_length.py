@@ -10,7 +10,7 @@ from dlm.config import ConfigError
 from dlm.model import Transformer
 from dlm.objectives.mdlm import sized_canvas
 from dlm.sampling import reply_canvas
-from dlm.train import train
+from dlm.training.train import train
 from tests.conftest import tiny_config, tiny_train_config
 
 
@@ -41,8 +41,8 @@ def test_a_sized_canvas_gives_eos_past_each_rows_length(tok):
 
 
 def test_training_with_the_head_learns_lengths_and_auto_uses_it(tmp_path, pairs_tsv):
-    from dlm.eval_report import held_out
-    from dlm.evaluate import length_accuracy
+    from dlm.evaluation.likelihood import length_accuracy
+    from dlm.evaluation.report import held_out
 
     cfg = tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=60, length_head=True,
                             length_weight=1.0, val_fraction=0.3)

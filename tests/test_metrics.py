@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from dlm.metrics import (
+from dlm.evaluation.metrics import (
     bits_per_byte,
     distinct_n,
     mean_and_stderr,
@@ -54,7 +54,7 @@ def test_bits_per_byte_and_standard_error():
 
 
 def test_unigram_f1_and_bleu_2_against_references():
-    from dlm.metrics import bleu_2, unigram_f1
+    from dlm.evaluation.metrics import bleu_2, unigram_f1
 
     # "I am fine." vs "I'm fine, thanks": overlap {fine} -> P 1/3, R 1/3 (i'm, fine, thanks)
     assert unigram_f1(["I am fine."], ["I'm fine, thanks"]) == pytest.approx(1 / 3)
@@ -66,7 +66,7 @@ def test_unigram_f1_and_bleu_2_against_references():
 
 
 def test_stutter_broken_end_and_the_shuffled_reference_control():
-    from dlm.metrics import broken_end, share, shuffled_f1, stutters, unigram_f1
+    from dlm.evaluation.metrics import broken_end, share, shuffled_f1, stutters, unigram_f1
 
     assert stutters("I am am am fine.") and stutters("No, no. No!")
     assert not stutters("I am am fine")  # two in a row is not three
@@ -81,7 +81,7 @@ def test_stutter_broken_end_and_the_shuffled_reference_control():
 
 
 def test_relevance_gap_is_paired_and_its_noise_is_stated():
-    from dlm.metrics import relevance_gap, shuffled_references
+    from dlm.evaluation.metrics import relevance_gap, shuffled_references
 
     refs = ["the cat sat", "a dog ran", "birds fly high", "fish swim deep"]
     others = shuffled_references(refs)
@@ -96,7 +96,7 @@ def test_relevance_gap_is_paired_and_its_noise_is_stated():
 
 
 def test_ratio_stderr_matches_the_delta_method_by_hand():
-    from dlm.metrics import ratio_stderr
+    from dlm.evaluation.metrics import ratio_stderr
 
     # equal lengths: the pooled ratio is a plain mean, and so is its standard error
     assert ratio_stderr([2.0, 4.0, 6.0], [1, 1, 1]) == pytest.approx(

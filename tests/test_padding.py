@@ -15,7 +15,7 @@ from dlm.diffusion.padding import (
     reply_lengths,
     trim_to_longest,
 )
-from dlm.train import train
+from dlm.training.train import train
 from tests.conftest import tiny_train_config
 
 EOS = 3

@@ -1,6 +1,6 @@
 """Results that travel: no committed text file names a folder of the machine that wrote
 it (its checkout, the work folder holding it, home or temporary folder), and
-`dlm.portable` rewrites such paths."""
+`dlm.util.portable` rewrites such paths."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlm.portable import REPOSITORY, portable
+from dlm.util.portable import REPOSITORY, portable
 
 
 def test_machine_paths_are_rewritten_and_others_kept():
@@ -51,4 +51,4 @@ def test_no_committed_text_file_names_a_folder_of_this_machine():
                                                       strict=True), 1) if a != b]
             offenders.append(f"{path.relative_to(REPOSITORY)}:{lines[0]}")
     assert not offenders, ("committed files name this machine's folders (write paths "
-                           f"relative to the repository, dlm.portable): {offenders}")
+                           f"relative to the repository, dlm.util.portable): {offenders}")

@@ -114,7 +114,7 @@ def test_a_tiny_sedd_run_is_time_conditioned_trains_and_samples(tmp_path, pairs_
     from dlm.config import SampleConfig
     from dlm.errors import ConfigError
     from dlm.pipeline import DiffusionLM
-    from dlm.train import train
+    from dlm.training.train import train
     from tests.conftest import tiny_train_config
 
     result = train(tiny_train_config(tmp_path / name, pairs_tsv, objective=name,
@@ -132,7 +132,7 @@ def test_a_tiny_sedd_run_is_time_conditioned_trains_and_samples(tmp_path, pairs_
 
 
 def test_masked_diffusion_stays_time_free(tmp_path, pairs_tsv):
-    from dlm.run_start import build_model
+    from dlm.training.start import build_model
     from tests.conftest import tiny_train_config
 
     cfg = tiny_train_config(tmp_path / "m", pairs_tsv)

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from dlm import DiffusionLM
 from dlm.config import SampleConfig, ServeConfig
-from dlm.field_docs import field_docs
 from dlm.model import Transformer
 from dlm.server import create_app, sample_fields
 from dlm.server.sample_fields import NOT_SERVED, REQUEST_NAMES, SERVED, request_name
 from dlm.server.schemas import ChatRequest, CompletionRequest, DenoiseRequest
+from dlm.util.field_docs import field_docs
 from tests.conftest import tiny_config
 from tests.server_util import tiny_lm
 

@@ -140,7 +140,7 @@ def test_text_validation_is_the_first_windows(tmp_path, tok):
 @pytest.mark.slow
 def test_pretrain_on_text_then_fine_tune_on_chat_with_init_from(tmp_path):
     from dlm.data.prepare import DataConfig, prepare
-    from dlm.train import Trainer, train
+    from dlm.training.train import Trainer, train
 
     (tmp_path / "story.txt").write_text("\n\n".join(
         f"the cat number {i} sat on the mat and looked at the dog." for i in range(60)))
@@ -177,7 +177,7 @@ def test_pretrain_on_text_then_fine_tune_on_chat_with_init_from(tmp_path):
 
 def test_init_from_refuses_a_canvas_longer_than_the_model(tmp_path, pairs_tsv):
     from dlm.errors import ConfigError
-    from dlm.train import train
+    from dlm.training.train import train
 
     base = train(tiny_train_config(tmp_path / "a", pairs_tsv, max_steps=1))
     with pytest.raises(ConfigError, match="longer than the"):

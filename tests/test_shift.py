@@ -7,7 +7,7 @@ import torch
 
 from dlm import DiffusionLM, SampleConfig
 from dlm.diffusion.shift import Shifted, annealed_mask, as_denoiser, shift_select
-from dlm.train import train
+from dlm.training.train import train
 from tests.conftest import tiny_train_config
 
 
@@ -52,7 +52,7 @@ def test_an_ar_checkpoint_becomes_a_shifted_diffusion_model(tmp_path, pairs_tsv)
     lm = DiffusionLM.load(result.out_dir, "cpu")
     assert isinstance(as_denoiser(lm.model), Shifted)
     # every trained weight is carried over unchanged (the AR head keeps its meaning)
-    from dlm.run_start import adapt_model
+    from dlm.training.start import adapt_model
 
     adapted = adapt_model(ar_lm.model, cfg, ar_lm.tokenizer.vocab_size)
     assert adapted.config.shift and not adapted.config.causal
@@ -64,8 +64,8 @@ def test_an_ar_checkpoint_becomes_a_shifted_diffusion_model(tmp_path, pairs_tsv)
     assert isinstance(lm.generate("hello", SampleConfig(length=8, steps=4))[0], str)
     assert "today" in lm.infill("hello [MASK] today").text
     assert ar_lm.objective.name == "ar"
-    from dlm.eval_report import held_out
-    from dlm.evaluate import likelihood
+    from dlm.evaluation.likelihood import likelihood
+    from dlm.evaluation.report import held_out
 
     val, _, _, _ = held_out(lm, None, 8)
     assert likelihood(lm, val, draws=2).nats_per_token > 0

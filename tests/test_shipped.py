@@ -7,7 +7,7 @@ import pytest
 from dlm import DiffusionLM
 from dlm.errors import CheckpointError
 from dlm.shipped import SHIPPED_DIR, export, shipped_checkpoint
-from dlm.train import train
+from dlm.training.train import train
 from tests.conftest import tiny_train_config
 
 
@@ -60,7 +60,7 @@ def test_the_python_api_answers_as_dlm_generate_does():
     starts from, so a script and the command line give the same greedy replies."""
     from typer.testing import CliRunner
 
-    from dlm.cli import app
+    from dlm.cli.app import app
 
     prompts = ["hello", "how are you", "i am sad"]
     replies = DiffusionLM.load(device="cpu").generate(prompts)
@@ -77,7 +77,7 @@ def test_the_python_api_answers_as_dlm_generate_does():
 def test_infill_through_the_api_and_the_cli_agree():
     from typer.testing import CliRunner
 
-    from dlm.cli import app
+    from dlm.cli.app import app
 
     template = "The weather is [MASK] today, so [MASK*5] umbrella."
     text = DiffusionLM.load(device="cpu").infill(template).text

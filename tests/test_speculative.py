@@ -348,7 +348,7 @@ def test_the_verifier_reads_the_prompt_as_it_would_alone(models, tok):
 
 def test_traces_show_drafted_accepted_and_rejected_tokens(models, tok):
     """The trace (CLI and --trace-file) and the server's frames tell the three apart."""
-    from dlm.render import _pieces, step_record
+    from dlm.cli.render import _pieces, step_record
     from dlm.server.stream import frame
 
     verifier, _ = models

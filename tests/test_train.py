@@ -7,7 +7,7 @@ import torch
 from dlm.checkpoint import load_checkpoint
 from dlm.config import TrainConfig
 from dlm.pipeline import DiffusionLM
-from dlm.train import Reporter, dry_run, lr_at, train
+from dlm.training.train import Reporter, dry_run, lr_at, train
 from tests.conftest import tiny_train_config
 
 
@@ -76,7 +76,7 @@ def test_metrics_also_go_to_tensorboard_when_it_is_installed(tmp_path, pairs_tsv
                         "'dlm[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dlm.train import train
+    from dlm.training.train import train
 
     train(tiny_train_config(tmp_path / "run", pairs_tsv, max_steps=3))
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))

@@ -1,6 +1,6 @@
 """The units a training run is made of, each on its own, without a Trainer: one optimiser
-step (`dlm.optimizer_step`), the evaluation of a run (`dlm.run_eval`) and its
-checkpoints (`dlm.run_checkpoint`)."""
+step (`dlm.training.optimizer_step`), the evaluation of a run (`dlm.training.validation`) and its
+checkpoints (`dlm.training.run_checkpoint`)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import torch
 from dlm.checkpoint import load_checkpoint
 from dlm.config import TrainConfig
 from dlm.diffusion import get_schedule
-from dlm.distributed import World
 from dlm.model import Transformer
 from dlm.objectives import get_objective
-from dlm.optimizer_step import Diverged, OptimizerStep, make_optimizer
-from dlm.run_checkpoint import RunCheckpoint
-from dlm.run_data import PreparedData, prepare_data
-from dlm.run_eval import RunEval, new_best
-from dlm.run_start import start_run
+from dlm.training.batches import PreparedData, prepare_data
+from dlm.training.distributed import World
+from dlm.training.optimizer_step import Diverged, OptimizerStep, make_optimizer
+from dlm.training.run_checkpoint import RunCheckpoint
+from dlm.training.start import start_run
+from dlm.training.validation import RunEval, new_best
 from tests.conftest import tiny_train_config
 
 
@@ -85,7 +85,7 @@ def test_two_accumulated_micro_batches_make_the_update_of_one_batch(tmp_path, pa
 
 
 def test_a_step_sets_the_scheduled_learning_rate_and_reads_back_numbers(tmp_path, pairs_tsv):
-    from dlm.optimizer_step import lr_at
+    from dlm.training.optimizer_step import lr_at
 
     run = tiny_run(tmp_path / "run", pairs_tsv)
     run.step = 3

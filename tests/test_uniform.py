@@ -137,7 +137,7 @@ def test_the_sampler_starts_from_noise_changes_any_position_and_ends_on_the_mode
 def test_a_tiny_uniform_run_trains_samples_and_refuses_masks(tmp_path, pairs_tsv):
     from dlm.errors import ConfigError
     from dlm.pipeline import DiffusionLM
-    from dlm.train import train
+    from dlm.training.train import train
     from tests.conftest import tiny_train_config
 
     result = train(tiny_train_config(tmp_path / "u", pairs_tsv, objective="uniform",

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import dlm.checkpoint as ckpt_mod  # noqa: E402
-from dlm.cli import app  # noqa: E402
-from dlm.train import Trainer  # noqa: E402
+from dlm.cli.app import app  # noqa: E402
+from dlm.training.train import Trainer  # noqa: E402
 from tests.conftest import PAIRS, tiny_train_config  # noqa: E402
 from tests.test_faults import damage  # noqa: E402
 

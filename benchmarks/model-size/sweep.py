@@ -29,7 +29,7 @@ import numpy as np
 
 from dlm import load_checkpoint, train
 from dlm.config import TrainConfig, from_dict
-from dlm.portable import portable
+from dlm.util.portable import portable
 
 HERE = Path(__file__).parent
 PROBE_STEPS = 40

@@ -9,7 +9,7 @@ configs/NAME.json (only `objective` differs, and BD3-LM's block size); the judge
 separate AR model (configs/judge.json: another seed, three times the tokens), never one
 of the compared models. For each model:
 - held-out likelihood with its kind (exact, or a bound with K draws and its standard
-  error; `dlm.evaluate.likelihood`) and bits per byte;
+  error; `dlm.evaluation.likelihood.likelihood`) and bits per byte;
 - unconditional samples (`DiffusionLM.unconditional_ids`: `--samples` texts of 124 tokens
   after a document boundary, temperature 1, float64 sampling; masked diffusion with the
   random commit rule, i.e. ancestral order) at 16/32/124 steps, each read up to its first
@@ -21,7 +21,7 @@ With `--chat`, the same objectives on the chat mix (DailyDialog + Dolly open-QA 
 self-instruct seeds, `dlm data` as the README's chat mix; configs/chat-NAME.json, judge
 configs/chat-judge.json): the held-out likelihood per reply token, and replies to
 `--prompts` validation prompts (32 tokens, 32 steps, greedy, the same settings for every
-objective) judged as `dlm eval` judges them (`dlm.quality.generation_quality`): judged
+objective) judged as `dlm eval` judges them (`dlm.evaluation.quality.generation_quality`): judged
 perplexity ± s.e., unigram F1 against the human reply and its gap over a shuffled
 reference ± s.e., empty replies, distinct-2, seconds per reply.
 Writes results.json (chat.json) and README.md beside this file (or under --out).
@@ -43,12 +43,12 @@ import torch.nn.functional as F
 
 from dlm import DataConfig, DiffusionLM, SampleConfig, prepare
 from dlm.config import TrainConfig, load_train_config
-from dlm.eval_report import held_out
-from dlm.evaluate import likelihood
-from dlm.metrics import mean_and_stderr, ratio_stderr
+from dlm.evaluation.report import held_out
+from dlm.evaluation.likelihood import likelihood
+from dlm.evaluation.metrics import mean_and_stderr, ratio_stderr
 from dlm.objectives.base import trained_schedule
-from dlm.quality import generation_quality
-from dlm.train import train
+from dlm.evaluation.quality import generation_quality
+from dlm.training.train import train
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"

@@ -5,7 +5,7 @@ drift on this shared CPU falls on both alike; the figures are medians and ratios
     python benchmarks/redesign/before_after.py [--before COMMIT] [--rounds 2]
 
 For each objective (MDLM and AR): a 60-step `tiny` run on the embedded chatterbot corpus
-through `dlm.train` (the whole training path: the objective's noise, loss, validation),
+through `dlm.training.train` (the whole training path: the objective's noise, loss, validation),
 its median training tokens/s over steps 11-60; then the median latency of replying to 16
 prompts with that model (`DiffusionLM.generate`, 16 steps for MDLM).
 """
@@ -25,7 +25,7 @@ PROBE = r"""
 import json, statistics, sys, time
 from dlm import DiffusionLM, SampleConfig
 from dlm.config import TrainConfig
-from dlm.train import train
+from dlm.training.train import train
 objective, out = sys.argv[1], sys.argv[2]
 cfg = TrainConfig(out_dir=out, preset="tiny", max_steps=60, batch_size=64, lr=3e-3,
                   lowercase=True, prompt_len=16, response_len=16, drop_long=True,

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from dlm.bench.serving import start_server
-from dlm.portable import portable
+from dlm.util.portable import portable
 from dlm.server.load import free_port
 from dlm.server.soak import soak
 from dlm.shipped import SHIPPED_DIR

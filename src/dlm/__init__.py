@@ -24,12 +24,12 @@ from dlm.config import (  # noqa: E402
 )
 from dlm.control import Constraints, Edit, Infill  # noqa: E402
 from dlm.data.prepare import DataConfig, PrepareResult, prepare  # noqa: E402
-from dlm.distill import DistillResult, distill  # noqa: E402
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError  # noqa: E402
 from dlm.model import Transformer  # noqa: E402
 from dlm.pipeline import DiffusionLM  # noqa: E402
 from dlm.tokenizer import DLMTokenizer  # noqa: E402
-from dlm.train import TrainResult, dry_run, train  # noqa: E402
+from dlm.training.distill import DistillResult, distill  # noqa: E402
+from dlm.training.train import TrainResult, dry_run, train  # noqa: E402
 
 __all__ = [
     "PRESETS",

@@ -1,5 +1,5 @@
 """`python -m dlm` (what torchrun starts): the same commands as `dlm`."""
 
-from dlm.cli import main
+from dlm.cli.app import main
 
 main()

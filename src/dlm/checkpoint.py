@@ -21,9 +21,9 @@ from safetensors.torch import load_file, save_file
 from dlm import __version__
 from dlm.config import ModelConfig, from_dict
 from dlm.errors import CheckpointError, first_line
-from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
+from dlm.util.failpoints import passage
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, TOKENIZER, TRAIN_STATE = (

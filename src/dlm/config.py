@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dlm.errors import ConfigError
-from dlm.wellformed import first_invalid
+from dlm.util.wellformed import first_invalid
 
 T = TypeVar("T")
 

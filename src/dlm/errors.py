@@ -30,4 +30,4 @@ def first_line(exc: BaseException) -> str:
 
 class TextError(ConfigError):
     """Text that is not well-formed Unicode (an unpaired surrogate); `field` names the
-    argument, request field or row it came in (`dlm.wellformed`)."""
+    argument, request field or row it came in (`dlm.util.wellformed`)."""

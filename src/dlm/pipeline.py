@@ -29,7 +29,7 @@ from dlm.model import Transformer
 from dlm.objectives import Objective, get_objective
 from dlm.sampling import Canvas, Step, denoise, final_tokens
 from dlm.tokenizer import DLMTokenizer
-from dlm.wellformed import check_text
+from dlm.util.wellformed import check_text
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dlm.errors import CheckpointError, first_line
-from dlm.wellformed import check_text
+from dlm.util.wellformed import check_text
 
 PAD, MASK, BOS, EOS, USER, ASSISTANT = (
     "<|pad|>",

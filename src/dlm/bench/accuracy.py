@@ -17,8 +17,8 @@ from dlm.config import SampleConfig
 
 def bf16_accuracy(ckpt: str, device: torch.device, val_examples: int = 500,
                   prompts: int = 64, draws: int = 4) -> dict[str, Any]:
-    from dlm.eval_report import held_out
-    from dlm.evaluate import likelihood
+    from dlm.evaluation.likelihood import likelihood
+    from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
 
     lm = DiffusionLM.load(ckpt, str(device))

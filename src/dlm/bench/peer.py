@@ -85,7 +85,7 @@ class CharNgram:
 
 
 def dlm_trainer(text: Path, workdir: Path, bf16: bool, max_steps: int = 10_000):
-    from dlm.train import Trainer
+    from dlm.training.train import Trainer
 
     cfg = TrainConfig(out_dir=str(workdir), data=[str(text)], preset="tiny", vocab_size=512,
                       seq_len=256, batch_size=64, lr=1e-3, warmup_steps=20,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dlm.portable import portable
+from dlm.util.portable import portable
 
 
 def device_name(device: torch.device) -> str:

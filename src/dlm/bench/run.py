@@ -28,7 +28,7 @@ def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
         raise ConfigError("give both --ckpt (diffusion) and --ar-ckpt (its AR baseline), "
                           "or neither")
     if ckpt is not None:
-        from dlm.eval_report import held_out
+        from dlm.evaluation.report import held_out
         from dlm.pipeline import DiffusionLM
 
         lm, ar = DiffusionLM.load(ckpt, str(device)), DiffusionLM.load(ar_ckpt, str(device))
@@ -57,7 +57,7 @@ def judged_perplexity(path: str | Path, histories: list, tok, device: torch.devi
     `path` (each reply with its closing eos, as `dlm eval` scores replies)."""
     import math
 
-    from dlm.quality import judge_nll, load_judge
+    from dlm.evaluation.quality import judge_nll, load_judge
 
     judge = load_judge(path, str(device))
 
@@ -131,7 +131,7 @@ def speculative_rows(ckpt: str | None, ar_ckpt: str | None, device: torch.device
     """The speculative table: trained --ckpt drafting for trained --ar-ckpt, both with
     weights in `dtype` (AR decoding, the reference, too)."""
     from dlm.bench.speculative import bench_speculative
-    from dlm.eval_report import held_out
+    from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
 
     if ckpt is None or ar_ckpt is None:
@@ -154,7 +154,7 @@ def self_speculative_rows(ckpt: str | None, device: torch.device, lengths: list[
     """The speculative table of a dual --ckpt decoding itself, against AR decoding of its
     own AR half (the reference), both with weights in `dtype`."""
     from dlm.bench.speculative import bench_self_speculative
-    from dlm.eval_report import held_out
+    from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
 
     if ckpt is None:

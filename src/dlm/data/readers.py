@@ -20,7 +20,7 @@ import yaml
 from dlm.data.example import Example, ReadReport, expand_turns, pair
 from dlm.data.rows import FieldMap, dialogue, row_examples
 from dlm.errors import DataError
-from dlm.wellformed import problem
+from dlm.util.wellformed import problem
 
 # A byte-order mark starts some UTF-8 files (it is dropped there, and kept as text
 # anywhere else). Bytes that encode a surrogate (ED A0 80) are read as the surrogate, so

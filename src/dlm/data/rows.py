@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dlm.data.example import Example
-from dlm.wellformed import first_invalid
+from dlm.util.wellformed import first_invalid
 
 ROLE_ALIASES = {
     "user": "user", "human": "user", "prompter": "user",

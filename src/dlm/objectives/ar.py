@@ -2,15 +2,15 @@
 cross-entropy on exactly the tokens the diffusion loss covers (so the per-token figures
 compare: AR's exact, diffusion's a bound), decoded left to right with a KV cache.
 
-The math lives in `dlm.autoregressive` and `dlm.sampling.ar`.
+The math lives in `dlm.objectives.next_token` and `dlm.sampling.ar`.
 """
 
 from __future__ import annotations
 
 import math
 
-from dlm.autoregressive import ar_loss, evaluate_ar_nll
 from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
+from dlm.objectives.next_token import ar_loss, evaluate_ar_nll
 from dlm.sampling.ar import ar_decode
 
 

@@ -62,7 +62,7 @@ class HeldOut:
 
 
 class TrainingRun(Protocol):
-    """What a loss may ask of the run it is part of (`dlm.train.Trainer` is one)."""
+    """What a loss may ask of the run it is part of (`dlm.training.train.Trainer` is one)."""
 
     cfg: TrainConfig
     engine: Any  # the module the step calls (DDP / FSDP / compiled around the model)
@@ -228,7 +228,7 @@ class BoundObjective(Objective):
         is the standard error. The generator is reseeded each call, so successive
         evaluations of a run compare the model, not the luck of the draw."""
         from dlm.data import iter_batches
-        from dlm.metrics import mean_and_stderr
+        from dlm.evaluation.metrics import mean_and_stderr
 
         generator = torch.Generator(device).manual_seed(seed + 12345)
         was_training = model.training

@@ -18,7 +18,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dlm.autoregressive import evaluate_ar_nll, predicted_positions
 from dlm.diffusion import LossOutput
 from dlm.diffusion.block import align_to_blocks, block_ids
 from dlm.diffusion.corruption import draw_noise
@@ -27,6 +26,7 @@ from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
 from dlm.objectives.base import HeldOut, Needs, TrainingRun
 from dlm.objectives.block import BlockDiffusion
+from dlm.objectives.next_token import evaluate_ar_nll, predicted_positions
 from dlm.sampling.dual import CausalView, dual_decode
 
 

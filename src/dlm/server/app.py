@@ -33,7 +33,7 @@ from dlm.server.limits import RequestError, effective, sample_config
 from dlm.server.routes import router
 from dlm.server.sample_fields import request_name
 from dlm.server.schemas import DiffusionSettings
-from dlm.wellformed import printable
+from dlm.util.wellformed import printable
 
 STATIC = resources.files("dlm.server") / "static"
 log = logging.getLogger("dlm.server")

@@ -1,5 +1,5 @@
 """The diffusion request fields, made from `SampleConfig`'s fields, types and attribute
-docstrings (as the CLI's flags are, `dlm.cli_fields`): a new sampling setting is its field
+docstrings (as the CLI's flags are, `dlm.cli.fields`): a new sampling setting is its field
 in `dlm.config` and its name in SERVED or NOT_SERVED here.
 
 Every field is optional: left out (None) means the server's default (`limits.py`).
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from dlm.config import SampleConfig
-from dlm.field_docs import field_docs
+from dlm.util.field_docs import field_docs
 
 SERVED = ("steps", "block_length", "rule", "threshold", "temperature", "top_k", "top_p",
           "remask", "eos", "cfg_scale", "predictor", "decode", "draft_length", "draft_steps",

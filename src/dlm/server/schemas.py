@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from dlm.server.sample_fields import request_fields, why_not_served
-from dlm.wellformed import first_invalid
+from dlm.util.wellformed import first_invalid
 
 
 class Strict(BaseModel):

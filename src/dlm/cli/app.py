@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from dlm import __version__
-from dlm.cli_fields import Flag, all_flags, apply_flags, with_defaults, with_flags
+from dlm.cli.fields import Flag, all_flags, apply_flags, with_defaults, with_flags
 from dlm.config import (
     DiffusionConfig,
     SampleConfig,
@@ -20,7 +20,7 @@ from dlm.config import (
     load_train_config,
 )
 from dlm.errors import ConfigError, DLMError
-from dlm.wellformed import check_text, printable
+from dlm.util.wellformed import check_text, printable
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -149,9 +149,9 @@ def train(
     flags: dict | None = None,
 ):
     """Train a diffusion chat model (flags override the --config file)."""
-    from dlm.console import RichReporter, console
-    from dlm.train import dry_run as do_dry_run
-    from dlm.train import train as do_train
+    from dlm.cli.console import RichReporter, console
+    from dlm.training.train import dry_run as do_dry_run
+    from dlm.training.train import train as do_train
 
     cfg = load_train_config(config) if config else TrainConfig()
     flags = flags or {}
@@ -189,7 +189,7 @@ def generate(
     sampling: dict | None = None,
 ):
     """Reply to prompts, optionally showing the denoising trace."""
-    from dlm.console import TraceRecorder, console, print_trace
+    from dlm.cli.console import TraceRecorder, console, print_trace
     from dlm.control import Constraints
 
     lm = load_model(ckpt, device, verifier, dtype)
@@ -226,7 +226,7 @@ def infill(
     sampling: dict | None = None,
 ):
     """Fill the blanks anywhere in a text; the given text is never changed."""
-    from dlm.console import TraceRecorder, console, print_trace
+    from dlm.cli.console import TraceRecorder, console, print_trace
     from dlm.control.infill import check_template_result, read_template
 
     source = read_template(text, template)
@@ -265,7 +265,7 @@ def edit(
     sampling: dict | None = None,
 ):
     """Re-mask a span of a text and regenerate only it; prints a before/after diff."""
-    from dlm.console import TraceRecorder, console, print_edit, print_trace
+    from dlm.cli.console import TraceRecorder, console, print_edit, print_trace
 
     lm = load_model(ckpt, device)
     config = sample_config(lm, sampling)
@@ -290,7 +290,7 @@ def chat(
     sampling: dict | None = None,
 ):
     """Multi-turn chat; each reply denoises in place. /quit /reset /steps N /temp X."""
-    from dlm.console import chat_repl
+    from dlm.cli.console import chat_repl
 
     lm = load_model(ckpt, device, verifier, dtype)
     chat_repl(lm, sample_config(lm, sampling), delay, sampling.get("trace", False),
@@ -334,9 +334,9 @@ def demo(
     chat: Annotated[bool, typer.Option(help="Open the chat after the traces.")] = True,
 ):
     """Train the tiny model on the embedded corpus (once), show traces, then chat."""
-    from dlm.console import chat_repl, console
+    from dlm.cli.console import chat_repl, console
+    from dlm.cli.demo import DEMO_PROMPTS, demo_model, demo_traces, kept_and_last, side_by_side
     from dlm.defaults import chat_decoding
-    from dlm.demo import DEMO_PROMPTS, demo_model, demo_traces, kept_and_last, side_by_side
 
     lm = demo_model(cache_dir, max_steps, retrain)
     if note := kept_and_last(lm):
@@ -373,8 +373,8 @@ def eval_command(
 ):
     """Likelihood, generation quality and the steps sweep of one checkpoint."""
     from dlm.checkpoint import resolve
-    from dlm.console import console
-    from dlm.eval_report import run_eval
+    from dlm.cli.console import console
+    from dlm.evaluation.report import run_eval
 
     report = run_eval(ckpt, data, judge, prompts, draws, val_examples, steps, device=device)
     js, md = report.write(out or resolve(ckpt) / "eval")
@@ -413,9 +413,9 @@ def sweep_command(
 ):
     """Commit rules x steps (x remasking, x thresholds): reply quality and model calls."""
     from dlm.checkpoint import resolve
-    from dlm.console import console
+    from dlm.cli.console import console
+    from dlm.evaluation.sweep import HEADER, run_sweep, sweep_grid
     from dlm.sampling import RULES
-    from dlm.sweep import HEADER, run_sweep, sweep_grid
 
     configs = sweep_grid(length, rule or list(RULES), steps or [4, 8, 16, 32],
                          remask or [0.0], threshold or [0.9, 0.7, 0.5], eos, block_length,
@@ -438,8 +438,8 @@ def compare(
     = Path("compare"),
 ):
     """Two evaluated runs side by side, with B/A ratios, curves and the steps sweep."""
-    from dlm.compare import compare_runs
-    from dlm.console import console
+    from dlm.cli.console import console
+    from dlm.evaluation.compare import compare_runs
 
     text, files = compare_runs(run_a, run_b, out)
     console.print(text)
@@ -483,7 +483,7 @@ def data(
     seed: Annotated[int, typer.Option(help="Seed of the split and the mix.")] = 0,
 ):
     """Normalise, clean, deduplicate, mix and tokenize data for `dlm train --data OUT`."""
-    from dlm.console import console, print_data_report
+    from dlm.cli.console import console, print_data_report
     from dlm.data.prepare import DataConfig, parse_mix, prepare
 
     cfg = DataConfig(
@@ -523,9 +523,9 @@ def distill(
 ):
     """Replace every reply of a chat directory by a teacher model's own, to train a
     drafter that agrees with its verifier (`dlm train --data OUT`)."""
-    from dlm.console import console
-    from dlm.distill import distill as do_distill
+    from dlm.cli.console import console
     from dlm.pipeline import DiffusionLM
+    from dlm.training.distill import distill as do_distill
 
     lm = DiffusionLM.load(teacher, device, dtype=dtype)
     config = SampleConfig(length=length, temperature=temperature,
@@ -618,7 +618,7 @@ def bench(
     """Training tokens/s, MFU and peak memory per preset; generation speed of diffusion vs
     the AR baseline; JSON + Markdown to benchmarks/."""
     from dlm.bench import run_bench
-    from dlm.console import console
+    from dlm.cli.console import console
     from dlm.pipeline import pick_device
 
     def say(text: str) -> None:

@@ -1,8 +1,8 @@
 """Training: the loop that wires a run's units together.
 
-`train(config)` is the whole run. How it starts is `dlm.run_start`, its data
-`dlm.run_data`, one optimiser step `dlm.optimizer_step`, its evaluation
-`dlm.run_eval`, its checkpoints `dlm.run_checkpoint`.
+`train(config)` is the whole run. How it starts is `dlm.training.start`, its data
+`dlm.training.batches`, one optimiser step `dlm.training.optimizer_step`, its evaluation
+`dlm.training.validation`, its checkpoints `dlm.training.run_checkpoint`.
 What the loop reports goes to a `Reporter` (the CLI's draws a Rich progress bar;
 the default says nothing), and every step's figures go to `metrics.jsonl`.
 """
@@ -35,18 +35,18 @@ from dlm.diffusion import (
     get_schedule,
 )
 from dlm.diffusion.corruption import Noise
-from dlm.distributed import check_split, close_world, init_world, wrap
 from dlm.errors import ConfigError
 from dlm.objectives import get_objective
-from dlm.optimizer_step import Diverged, OptimizerStep, lr_at, make_optimizer
 from dlm.pipeline import pick_device
-from dlm.run_checkpoint import RunCheckpoint
-from dlm.run_eval import RunEval, new_best
-from dlm.run_start import start_run
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
+from dlm.training.distributed import check_split, close_world, init_world, wrap
+from dlm.training.optimizer_step import Diverged, OptimizerStep, lr_at, make_optimizer
+from dlm.training.run_checkpoint import RunCheckpoint
+from dlm.training.start import start_run
+from dlm.training.validation import RunEval, new_best
 
-# what callers import from here; the optimiser's pieces live in dlm.optimizer_step
+# what callers import from here; the optimiser's pieces live in dlm.training.optimizer_step
 __all__ = ["Diverged", "Reporter", "TrainResult", "Trainer", "dry_run", "lr_at",
            "make_optimizer", "train"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlm.errors import DLMError
-from dlm.plots import plot_curves, plot_sweep, read_metrics
+from dlm.evaluation.plots import plot_curves, plot_sweep, read_metrics
 
 
 @dataclass

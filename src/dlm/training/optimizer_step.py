@@ -22,11 +22,11 @@ from dlm.config import TrainConfig
 from dlm.data import Batch
 from dlm.diffusion import LossOutput
 from dlm.diffusion.corruption import Noise
-from dlm.distributed import World
 from dlm.errors import DLMError
-from dlm.failpoints import passage
 from dlm.model import Transformer
 from dlm.objectives.base import Objective, TrainingRun
+from dlm.training.distributed import World
+from dlm.util.failpoints import passage
 
 ShareLoss = Callable[[Batch, Noise | None, float | None], LossOutput]
 """The training loss of a share of the batch: (share, its noise rows, the whole batch's

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from dlm.config import SampleConfig, TrainConfig, from_dict
-from dlm.evaluate import Likelihood, likelihood
-from dlm.metrics import self_bleu
-from dlm.quality import (
+from dlm.evaluation.likelihood import Likelihood, likelihood
+from dlm.evaluation.metrics import self_bleu
+from dlm.evaluation.quality import (
     Quality,
     generation_quality,
     load_judge,
@@ -40,9 +40,9 @@ class EvalReport:
     diversity: dict[str, Any] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
     suite: dict[str, dict] = field(default_factory=dict)
-    """The fixed suite's results per category (`dlm.quality.run_suite`)."""
+    """The fixed suite's results per category (`dlm.evaluation.quality.run_suite`)."""
     length_head: dict[str, float] = field(default_factory=dict)
-    """The length head's accuracy on validation (`dlm.evaluate.length_accuracy`)."""
+    """The length head's accuracy on validation (`dlm.evaluation.likelihood.length_accuracy`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**self.meta, "likelihood": dataclasses.asdict(self.likelihood),
@@ -106,7 +106,7 @@ class EvalReport:
     def plot(self, out_dir: Path) -> list[Path]:
         """sweep.png, and curves.png from the run's metrics.jsonl when it is beside the
         checkpoint."""
-        from dlm.plots import plot_curves, plot_sweep, read_metrics
+        from dlm.evaluation.plots import plot_curves, plot_sweep, read_metrics
 
         files = [plot_sweep({Path(self.meta["checkpoint"]).parent.name: self.to_json()},
                             out_dir / "sweep.png")]
@@ -129,7 +129,7 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     import tempfile
 
     from dlm.data.shards import read_jsonl_examples
-    from dlm.run_data import prepare_data
+    from dlm.training.batches import prepare_data
 
     cfg = from_dict(TrainConfig, lm.meta.get("train", {}), f"{lm.source} train config")
     if data:
@@ -191,7 +191,7 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
     head = {}
     if lm.objective.length_head and getattr(lm.model, "length_head", None) is not None:
-        from dlm.evaluate import length_accuracy
+        from dlm.evaluation.likelihood import length_accuracy
 
         head = length_accuracy(lm, val, cfg.batch_size)
     return EvalReport(meta, lk, rows, diversity, examples, suite, head)

@@ -1,7 +1,7 @@
 """The sampling sweep: commit rules x steps (x remasking, x thresholds) on held-out prompts,
 each row with the quality of its replies and what it cost.
 
-    from dlm.sweep import sweep_grid, run_sweep
+    from dlm.evaluation.sweep import sweep_grid, run_sweep
     report = run_sweep("runs/chat", judge="runs/chat-ar", configs=sweep_grid(...))
 
 Quality is `quality.generation_quality` (generative perplexity under the AR judge, beside
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from dlm.config import SampleConfig
-from dlm.quality import Quality, generation_quality
+from dlm.evaluation.quality import Quality, generation_quality
 from dlm.sampling import Step
 
 
@@ -166,9 +166,9 @@ def run_sweep(ckpt, judge=None, prompts: int = 128, configs: list[SampleConfig] 
               say=None, batch_size: int = 64) -> SweepReport:
     """Load the model (and AR judge), take `prompts` held-out histories, run every config."""
     from dlm.errors import ConfigError
-    from dlm.eval_report import held_out
+    from dlm.evaluation.quality import load_judge
+    from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
-    from dlm.quality import load_judge
 
     lm = DiffusionLM.load(ckpt, device)
     if lm.objective.one_call_per_token:

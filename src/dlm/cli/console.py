@@ -24,15 +24,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from dlm.cli.render import label, render_rich, step_record, trace_line
 from dlm.config import SampleConfig
 from dlm.data.shards import ChatSampler
 from dlm.errors import DLMError
 from dlm.pipeline import DiffusionLM
-from dlm.render import label, render_rich, step_record, trace_line
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
-from dlm.train import Reporter, TrainResult
-from dlm.wellformed import problem
+from dlm.training.train import Reporter, TrainResult
+from dlm.util.wellformed import problem
 
 console = Console(highlight=False)
 

@@ -36,7 +36,7 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
     """NELBO with `draws` antithetic passes (diffusion) or exact NLL (AR) on `data`, with
     perplexity and bits per byte of the response text."""
     from dlm.diffusion import get_schedule
-    from dlm.metrics import bits_per_byte
+    from dlm.evaluation.metrics import bits_per_byte
 
     tok, objective = lm.tokenizer, lm.objective
     text_bytes = sum(len(tok.decode_response(row.tolist()).encode("utf-8"))

@@ -38,8 +38,8 @@ def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
 def demo_model(cache_dir: Path | None = None, max_steps: int | None = None,
                retrain: bool = False) -> DiffusionLM:
     """The cached demo model, trained first if it is missing, unfinished or outdated."""
-    from dlm.console import RichReporter, console
-    from dlm.train import train
+    from dlm.cli.console import RichReporter, console
+    from dlm.training.train import train
 
     out_dir = Path(cache_dir or user_cache_dir("dlm")) / "demo-tiny"
     cfg = demo_config(out_dir, max_steps)
@@ -84,7 +84,7 @@ def side_by_side(lm: DiffusionLM, prompts: list[str]) -> list[tuple[str, str, st
 
 
 def demo_traces(lm: DiffusionLM, prompts: list[str], config: SampleConfig) -> None:
-    from dlm.console import print_trace
+    from dlm.cli.console import print_trace
 
     for prompt in prompts:
         states = []

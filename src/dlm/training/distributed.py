@@ -2,7 +2,7 @@
 
 `torchrun --nproc_per_node N -m dlm train ...` starts N processes with WORLD_SIZE,
 RANK and LOCAL_RANK set; each runs the same Trainer. Every process reads the same
-global batch and takes its own rows (see `dlm.optimizer_step`), so N processes
+global batch and takes its own rows (see `dlm.training.optimizer_step`), so N processes
 compute exactly what one process with the whole batch would. Only rank 0 writes
 files and prints; collectives (gradients, checkpoints under FSDP) run on all.
 """

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dlm.config import SampleConfig
-from dlm.metrics import (
+from dlm.evaluation.metrics import (
     bleu_2,
     broken_end,
     distinct_n,
@@ -193,7 +193,7 @@ def run_suite(lm, config: SampleConfig, judge=None) -> dict[str, dict]:
     """The fixed suite (`dlm.suite`): per category the quality of the greedy replies,
     arithmetic's exact-match accuracy (the first number in the reply), and for the
     diversity prompts self-BLEU and distinct-2 of samples at temperature 1."""
-    from dlm.metrics import self_bleu
+    from dlm.evaluation.metrics import self_bleu
     from dlm.suite import CATEGORIES, load_suite
 
     suite = load_suite()

@@ -15,12 +15,12 @@ import torch
 
 from dlm.checkpoint import finish_interrupted_saves, load_checkpoint
 from dlm.config import TrainConfig, from_dict, model_preset
-from dlm.distributed import World
 from dlm.errors import CheckpointError, ConfigError
 from dlm.model import Transformer
 from dlm.objectives import get_objective
-from dlm.run_data import PreparedData, prepare_data
 from dlm.tokenizer import DLMTokenizer
+from dlm.training.batches import PreparedData, prepare_data
+from dlm.training.distributed import World
 
 
 @dataclass

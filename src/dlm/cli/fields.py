@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dlm.field_docs import field_docs
+from dlm.util.field_docs import field_docs
 
 SCALARS = (int, float, str, bool)
 
