@@ -6,9 +6,10 @@ import zipfile
 
 import pytest
 
+from dlm.config import DataConfig
 from dlm.data.clean import clean_text
 from dlm.data.example import Example, expand_turns
-from dlm.data.prepare import DataConfig, parse_mix, prepare
+from dlm.data.prepare import parse_mix, prepare
 from dlm.data.readers import read_dialogues, read_file
 from dlm.data.rows import FieldMap, row_examples
 from dlm.data.sources import parse_source, read_sources

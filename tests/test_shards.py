@@ -139,7 +139,8 @@ def test_text_validation_is_the_first_windows(tmp_path, tok):
 # --------------------------------------------------- pretraining, then fine-tuning
 @pytest.mark.slow
 def test_pretrain_on_text_then_fine_tune_on_chat_with_init_from(tmp_path):
-    from dlm.data.prepare import DataConfig, prepare
+    from dlm.config import DataConfig
+    from dlm.data.prepare import prepare
     from dlm.training.train import Trainer, train
 
     (tmp_path / "story.txt").write_text("\n\n".join(

@@ -43,11 +43,11 @@ import torch.nn.functional as F
 
 from dlm import DataConfig, DiffusionLM, SampleConfig, prepare
 from dlm.config import TrainConfig, load_train_config
-from dlm.evaluation.report import held_out
 from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.metrics import mean_and_stderr, ratio_stderr
-from dlm.objectives.base import trained_schedule
 from dlm.evaluation.quality import generation_quality
+from dlm.evaluation.report import held_out
+from dlm.objectives.base import trained_schedule
 from dlm.training.train import train
 
 HERE = Path(__file__).parent

@@ -34,14 +34,14 @@ from pathlib import Path
 from dlm import DataConfig, DiffusionLM, prepare
 from dlm.config import TrainConfig, load_train_config
 from dlm.defaults import chat_decoding
-from dlm.evaluation.report import held_out
 from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.metrics import self_bleu
 from dlm.evaluation.plots import _pyplot
-from dlm.util.portable import portable
 from dlm.evaluation.quality import generation_quality, samples_of
+from dlm.evaluation.report import held_out
 from dlm.shipped import shipped_checkpoint
 from dlm.training.train import Reporter, train
+from dlm.util.portable import portable
 
 CONFIGS = Path(__file__).parent / "configs"
 AR_TWIN = Path("runs/chat-tiny-ar")  # bash recipes/chat-tiny/recipe.sh ar

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from dlm import DiffusionLM, SampleConfig
-from dlm.evaluation.report import held_out
 from dlm.evaluation.metrics import words
 from dlm.evaluation.quality import generation_quality
+from dlm.evaluation.report import held_out
 
 SHOWN = 8  # prompts whose replies the report quotes
 

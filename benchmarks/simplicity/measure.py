@@ -29,7 +29,8 @@ DEFAULT_PATTERNS = {
               r'id="steps"[^>]*value='],
     "temperature": [r"^\s+temperature: float = 0\.0\s*$", r"\btemperature=0\.0\b",
                     r'id="temperature"[^>]*value='],
-    "commit rule names": [r"COMMIT_RULES = \(", r"^RULES\b[^=\n]*= ", r'<option value="low_confidence"'],
+    "commit rule names": [r"COMMIT_RULES = \(", r"^RULES\b[^=\n]*= ",
+                          r'<option value="low_confidence"'],
     "eos": [r"""\beos\b[^=\n]*= ?["'](?:allow|defer)["']"""],
     "vocab_size": [r"\bvocab_size: int = \d+"],
 }
@@ -119,7 +120,8 @@ def default_places(root: Path) -> dict[str, int]:
     texts += [p.read_text() for p in (root / "src" / "dlm").rglob("*.html")]
     texts += [p.read_text() for p in (root / "src" / "dlm").rglob("*.js")]
     return {
-        setting: sum(len(re.findall(pattern, text, re.MULTILINE)) for pattern in patterns for text in texts)
+        setting: sum(len(re.findall(pattern, text, re.MULTILINE))
+                     for pattern in patterns for text in texts)
         for setting, patterns in DEFAULT_PATTERNS.items()
     }
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 
 from dlm.bench.serving import start_server
-from dlm.util.portable import portable
 from dlm.server.load import free_port
 from dlm.server.soak import soak
 from dlm.shipped import SHIPPED_DIR
+from dlm.util.portable import portable
 
 HERE = Path(__file__).parent
 

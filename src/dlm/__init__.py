@@ -10,11 +10,14 @@
     from dlm.server import serve; serve(result.checkpoint, ServeConfig(port=8000))  # `dlm serve`
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _installed_version
+
+__version__ = _installed_version("dlm")  # one source: pyproject.toml
 
 from dlm.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dlm.config import (  # noqa: E402
     PRESETS,
+    DataConfig,
     DiffusionConfig,
     ModelConfig,
     SampleConfig,
@@ -23,7 +26,7 @@ from dlm.config import (  # noqa: E402
     model_preset,
 )
 from dlm.control import Constraints, Edit, Infill  # noqa: E402
-from dlm.data.prepare import DataConfig, PrepareResult, prepare  # noqa: E402
+from dlm.data.prepare import PrepareResult, prepare  # noqa: E402
 from dlm.errors import CheckpointError, ConfigError, DataError, DLMError  # noqa: E402
 from dlm.model import Transformer  # noqa: E402
 from dlm.pipeline import DiffusionLM  # noqa: E402

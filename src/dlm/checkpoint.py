@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from dlm import __version__
 from dlm.config import ModelConfig, from_dict
 from dlm.errors import CheckpointError, first_line
 from dlm.model import Transformer
@@ -26,6 +26,7 @@ from dlm.tokenizer import DLMTokenizer
 from dlm.util.failpoints import passage
 
 FORMAT_VERSION = 1
+__version__ = version("dlm")  # the dlm that writes a checkpoint, recorded in it
 CONFIG, WEIGHTS, TOKENIZER, TRAIN_STATE = (
     "config.json", "model.safetensors", "tokenizer.json", "train_state.pt",
 )

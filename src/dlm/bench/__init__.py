@@ -1,5 +1,8 @@
 """Benchmarks behind `dlm bench`: training throughput and MFU, generation speed of
-diffusion against the AR baseline, the training loader, and a peer project side by side."""
+diffusion against the AR baseline, the training loader, and a peer project side by side.
+
+May import every part but the CLI; nothing but the CLI imports it.
+"""
 
 from dlm.bench.generation import bench_generation
 from dlm.bench.report import BenchReport

@@ -484,7 +484,8 @@ def data(
 ):
     """Normalise, clean, deduplicate, mix and tokenize data for `dlm train --data OUT`."""
     from dlm.cli.console import console, print_data_report
-    from dlm.data.prepare import DataConfig, parse_mix, prepare
+    from dlm.config import DataConfig
+    from dlm.data.prepare import parse_mix, prepare
 
     cfg = DataConfig(
         sources=sources, out_dir=str(out), format=format, prompt_field=prompt_field,

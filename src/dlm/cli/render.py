@@ -1,6 +1,6 @@
 """Turn a canvas state into text: plain (`t=8  hello [MASK] are you`) or coloured (Rich).
 
-Shared by every command that shows a trace, and by the server. Masks are grey;
+Shared by every command that shows a trace. Masks are grey;
 newly committed tokens are coloured by the model's confidence; tokens that were
 committed earlier and masked again (remasking) are marked; text after a committed
 eos is hidden, because it will be dropped from the reply. Speculative decoding has

@@ -2,6 +2,8 @@
 
 Each builds a canvas (given tokens + masks) for the one sampler in `dlm.sampling`;
 none has a decoding loop of its own.
+
+May import sampling, config, errors and util; never objectives, the pipeline or above.
 """
 
 from dlm.control.constraints import Constraints, apply_constraints

@@ -1,4 +1,7 @@
-"""Data: readers for each file format, the embedded default corpus, splitting and batching."""
+"""Data: readers for each file format, the embedded default corpus, splitting and batching.
+
+May import diffusion (padding), tokenizer, config, errors and util.
+"""
 
 from dlm.data.dataset import (
     Batch,

@@ -1,4 +1,7 @@
-"""Masked (absorbing-state) diffusion: schedule, corruption and loss, as pure functions."""
+"""Masked (absorbing-state) diffusion: schedule, corruption and loss, as pure functions.
+
+May import errors and util only: nothing that knows a model or a tokenizer.
+"""
 
 from dlm.diffusion.block import block_diffusion_loss
 from dlm.diffusion.corruption import corrupt, drop_prompts, sample_times

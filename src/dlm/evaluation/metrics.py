@@ -29,6 +29,8 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
+from dlm.util.statistics import mean_and_stderr
+
 
 def words(text: str) -> list[str]:
     return text.split()
@@ -86,14 +88,6 @@ def self_bleu(samples: Sequence[str]) -> float:
 def bits_per_byte(nats_per_token: float, tokens: int, n_bytes: int) -> float:
     """Total nats over the text's UTF-8 bytes, in bits."""
     return nats_per_token * tokens / (n_bytes * math.log(2)) if n_bytes else float("nan")
-
-
-def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and its standard error (sample standard deviation / sqrt(n))."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, statistics.stdev(values) / math.sqrt(len(values))
 
 
 def content_words(text: str) -> list[str]:

@@ -1,6 +1,9 @@
 """The objectives dlm trains, behind one interface (`Objective`, in `base.py`).
 
 A new objective is one file here, its test and one line in `REGISTRY`.
+
+May import control, sampling, checkpoint, data, diffusion, model, tokenizer,
+config, errors and util; never the pipeline, training, evaluation or above.
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ class BoundObjective(Objective):
         is the standard error. The generator is reseeded each call, so successive
         evaluations of a run compare the model, not the luck of the draw."""
         from dlm.data import iter_batches
-        from dlm.evaluation.metrics import mean_and_stderr
+        from dlm.util.statistics import mean_and_stderr
 
         generator = torch.Generator(device).manual_seed(seed + 12345)
         was_training = model.training

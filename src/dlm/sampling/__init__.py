@@ -1,4 +1,8 @@
-"""Sampling: pure rules (rules.py) and the stateless step-by-step sampler (sampler.py)."""
+"""Sampling: pure rules (rules.py) and the stateless step-by-step sampler (sampler.py).
+
+May import model, tokenizer, diffusion, config, errors and util; never an objective
+(an objective brings its own sampler to `sample`).
+"""
 
 from dlm.sampling.rules import (
     RULES,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dlm.config.names import COMMIT_RULES
 from dlm.errors import ConfigError
 
 
@@ -154,13 +155,14 @@ def threshold_count(scores, masked, first, steps_left, threshold):
     return torch.maximum(sure, fixed_count(scores, masked, first, steps_left, threshold))
 
 
-RULES: dict[str, CommitRule] = {
-    "low_confidence": CommitRule(score_low_confidence, fixed_count),
-    "margin": CommitRule(score_margin, fixed_count),
-    "entropy": CommitRule(score_entropy, fixed_count),
-    "random": CommitRule(score_random, fixed_count),
-    "threshold": CommitRule(score_low_confidence, threshold_count),
-}
+# The names are config's one list (COMMIT_RULES); this pairs each with its implementation.
+RULES: dict[str, CommitRule] = dict(zip(COMMIT_RULES, (
+    CommitRule(score_low_confidence, fixed_count),  # low_confidence
+    CommitRule(score_margin, fixed_count),  # margin
+    CommitRule(score_entropy, fixed_count),  # entropy
+    CommitRule(score_random, fixed_count),  # random
+    CommitRule(score_low_confidence, threshold_count),  # threshold
+), strict=True))
 
 
 def get_rule(name: str) -> CommitRule:

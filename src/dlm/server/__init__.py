@@ -3,6 +3,9 @@
     from dlm.server import create_app, serve
     serve("runs/small-chat", ServeConfig(port=8000))      # blocks; what `dlm serve` runs
     app = create_app(DiffusionLM.load("runs/small-chat"))  # an ASGI app, e.g. for tests
+
+May import the pipeline and everything below it; never training, evaluation, the
+benchmarks or the CLI.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 arithmetic (with an exact `answer`), instruction and diversity (with `samples`, the
 number of replies drawn at temperature 1 to measure how much they differ). Held-out
 dialogue turns, the sixth part of the suite, come from the validation split at run time.
+
+Imports nothing of dlm.
 """
 
 from __future__ import annotations

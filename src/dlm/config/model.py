@@ -1,0 +1,70 @@
+"""The Transformer's shape (`ModelConfig`) and the named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dlm.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the Transformer denoiser (also the autoregressive baseline when `causal`)."""
+
+    vocab_size: int = 2048
+    """Number of token ids, special tokens included (set from the tokenizer)."""
+    d_model: int = 128
+    """Width of the residual stream."""
+    n_layers: int = 4
+    """Number of Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; `d_model` must be divisible by it."""
+    d_ff: int = 352
+    """Hidden width of the SwiGLU MLP."""
+    max_seq_len: int = 256
+    """Longest sequence the rotary tables are built for."""
+    rope_theta: float = 10000.0
+    """Base of the rotary position embedding."""
+    causal: bool = False
+    """True turns the denoiser into the autoregressive baseline (causal attention)."""
+    dropout: float = 0.0
+    """Dropout on attention and MLP outputs."""
+    shift: bool = False
+    """The logits at position i predict token i + 1, as in AR (a diffusion model adapted
+    from an AR checkpoint keeps its head's meaning): a masked position j reads the
+    logits at j - 1."""
+    length_classes: int = 0
+    """A length head: predicts the reply's token length (1..length_classes) from the
+    prompt (0 = none)."""
+    time_conditioning: bool = False
+    """adaLN: every block's norms are shifted, scaled and gated by an embedding of the
+    noise level (SEDD's and MDLM's DiT). Set by objectives whose input does not tell the
+    noise level (score entropy, Gaussian diffusion); masked diffusion stays time-free."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if (self.d_model // self.n_heads) % 2:
+            raise ConfigError("head dimension must be even for rotary embeddings")
+
+
+# Named sizes. Parameter counts (printed by `dlm train --dry-run`) depend on the
+# vocabulary; the figures below are for the default vocabularies.
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~1.2M parameters with a 2k vocabulary: the CPU demo.
+    "tiny": dict(d_model=128, n_layers=4, n_heads=4, d_ff=352, max_seq_len=256),
+    # ~25M parameters (+ embeddings): a real small model.
+    "small": dict(d_model=512, n_layers=8, n_heads=8, d_ff=1376, max_seq_len=512),
+    # ~110M parameters with a 32k vocabulary: the MDLM / GPT-2 small size.
+    "base": dict(d_model=768, n_layers=12, n_heads=12, d_ff=2048, max_seq_len=1024),
+}
+
+
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of a named preset (`tiny`, `small`, `base`), with overrides."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **overrides})
