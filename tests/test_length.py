@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlm import DiffusionLM, SampleConfig
-from dlm.config import ConfigError
+from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.objectives.mdlm import sized_canvas
 from dlm.sampling import reply_canvas

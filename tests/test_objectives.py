@@ -3,6 +3,7 @@ code outside `dlm/objectives/` branches on an objective's name."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_ar_held_out_is_exact_and_scores_every_reply_token(tok):
 
     lm = uniform_lm(tok, causal=True)
     data = EncodedSet(torch.full((3, 4), 5), torch.full((3, 6), 7))
-    held = lm.objective.held_out(lm.model, data, tok, None, 1, 8, 0, 1e-3, "cpu")
+    held = lm.objective.held_out(dataclasses.replace(lm.context, batch_size=8), data, 1)
     assert isinstance(held, HeldOut) and held.exact and held.stderr == 0 and held.draws == 1
     assert held.nats_per_token == pytest.approx(torch.log(torch.tensor(tok.vocab_size)).item(),
                                                 rel=1e-4)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlm.config import ConfigError, DiffusionConfig
+from dlm.config import DiffusionConfig
 from dlm.diffusion.padding import (
     group_by_length,
     padding_weights,
@@ -15,6 +15,7 @@ from dlm.diffusion.padding import (
     reply_lengths,
     trim_to_longest,
 )
+from dlm.errors import ConfigError
 from dlm.training.train import train
 from tests.conftest import tiny_train_config
 

@@ -52,9 +52,10 @@ def test_an_ar_checkpoint_becomes_a_shifted_diffusion_model(tmp_path, pairs_tsv)
     lm = DiffusionLM.load(result.out_dir, "cpu")
     assert isinstance(as_denoiser(lm.model), Shifted)
     # every trained weight is carried over unchanged (the AR head keeps its meaning)
+    from dlm.objectives import bind_objective
     from dlm.training.start import adapt_model
 
-    adapted = adapt_model(ar_lm.model, cfg, ar_lm.tokenizer.vocab_size)
+    adapted = adapt_model(ar_lm.model, cfg, bind_objective(vars(cfg)), ar_lm.tokenizer.vocab_size)
     assert adapted.config.shift and not adapted.config.causal
     for name, tensor in ar_lm.model.state_dict().items():
         assert torch.equal(adapted.state_dict()[name], tensor), name

@@ -4,7 +4,6 @@ checkpoints (`dlm.training.run_checkpoint`)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from dlm.checkpoint import load_checkpoint
 from dlm.config import TrainConfig
 from dlm.diffusion import get_schedule
 from dlm.model import Transformer
-from dlm.objectives import get_objective
+from dlm.objectives import Context, Objective
 from dlm.training.batches import PreparedData, prepare_data
 from dlm.training.distributed import World
 from dlm.training.optimizer_step import Diverged, OptimizerStep, make_optimizer
@@ -27,9 +26,11 @@ from tests.conftest import tiny_train_config
 
 @dataclass
 class TinyRun:
-    """The `TrainingRun` an objective asks, over a tiny model in one CPU process."""
+    """A training run's pieces over a tiny model in one CPU process, and the `Context`
+    its objective is handed."""
 
     cfg: TrainConfig
+    objective: Objective
     model: Transformer
     data: PreparedData
     step: int = 0
@@ -39,32 +40,31 @@ class TinyRun:
         self.engine = self.model
         self.schedule = get_schedule(self.cfg.diffusion.schedule)
         self.noise = torch.Generator().manual_seed(self.cfg.seed + 1)
-        self.objective = get_objective(self.cfg.objective)
 
     @property
     def tokenizer(self):
         return self.data.tokenizer
 
     @property
-    def data_kind(self) -> str:
-        return self.data.kind
-
-    def autocast(self):
-        return contextlib.nullcontext()
+    def context(self) -> Context:
+        return Context(self.model, self.tokenizer, self.schedule, self.device,
+                       self.cfg.diffusion, self.data.kind, self.cfg.batch_size, self.cfg.seed,
+                       engine=self.engine, noise=self.noise, step=self.step)
 
     def loss(self, batch, noise, normalizer):
-        return self.objective.loss(self, batch, noise, normalizer)
+        return self.objective.loss(self.context, batch, noise, normalizer)
 
 
 def tiny_run(out_dir: Path, data: Path, **overrides) -> TinyRun:
     start = start_run(tiny_train_config(out_dir, data, **overrides), World())
-    return TinyRun(start.cfg, start.model.train(), start.data)
+    return TinyRun(start.cfg, start.objective, start.model.train(), start.data)
 
 
 def stepper(run: TinyRun, loss=None, optimizer=None) -> OptimizerStep:
     rows = run.cfg.batch_size // run.cfg.grad_accum
-    return OptimizerStep(run, run.objective, optimizer or make_optimizer(run.model, run.cfg),
-                         World(), rows, loss or run.loss)
+    return OptimizerStep(run.cfg, run.objective,
+                         optimizer or make_optimizer(run.model, run.cfg), World(), rows,
+                         loss or run.loss)
 
 
 # ------------------------------------------------------------------ the optimiser step
@@ -74,7 +74,7 @@ def test_two_accumulated_micro_batches_make_the_update_of_one_batch(tmp_path, pa
     whole = tiny_run(tmp_path / "whole", pairs_tsv, objective=objective)
     halves = tiny_run(tmp_path / "halves", pairs_tsv, objective=objective, grad_accum=2)
     batch = whole.data.sampler.next()
-    one, two = stepper(whole)(batch), stepper(halves)(batch)
+    one, two = stepper(whole)(batch, whole.context), stepper(halves)(batch, halves.context)
     assert float(one["loss"]) == pytest.approx(float(two["loss"]), rel=1e-5)
     assert float(one["grad_norm"]) == pytest.approx(float(two["grad_norm"]), rel=1e-4)
     assert one["lr"] == two["lr"] and one["tokens"] == two["tokens"] == batch.ids.numel()
@@ -90,7 +90,7 @@ def test_a_step_sets_the_scheduled_learning_rate_and_reads_back_numbers(tmp_path
     run = tiny_run(tmp_path / "run", pairs_tsv)
     run.step = 3
     step = stepper(run)
-    metrics = step(run.data.sampler.next())
+    metrics = step(run.data.sampler.next(), run.context)
     assert metrics["lr"] == lr_at(3, run.cfg)
     assert all(group["lr"] == lr_at(3, run.cfg) for group in step.optimizer.param_groups)
     numbers = step.read_back(metrics)
@@ -108,7 +108,7 @@ def test_a_non_finite_loss_is_refused_before_the_update(tmp_path, pairs_tsv):
         return out
 
     with pytest.raises(Diverged, match="step 1: the loss is nan") as caught:
-        stepper(run, poisoned)(run.data.sampler.next())
+        stepper(run, poisoned)(run.data.sampler.next(), run.context)
     assert caught.value.step == 1 and "no checkpoint was written yet" in str(caught.value)
     for name, tensor in run.model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
@@ -125,7 +125,7 @@ def test_an_evaluation_gives_the_objectives_figures_and_a_trace_per_prompt(
     run = tiny_run(tmp_path / "run", pairs_tsv, objective=objective,
                    val_prompts=["hello", "bye"])
     assert len(run.data.val)
-    metrics, samples = RunEval(run, run.objective, run.data.val).evaluate()
+    metrics, samples = RunEval(run.cfg, run.objective, run.data.val).evaluate(run.context)
     assert set(metrics) == keys and all(isinstance(v, float) for v in metrics.values())
     assert [prompt for prompt, _ in samples] == ["hello", "bye"]
     assert all(steps for _, steps in samples)
@@ -137,7 +137,7 @@ def test_an_evaluation_without_validation_data_has_no_figures(tmp_path, pairs_ts
 
     run = tiny_run(tmp_path / "run", pairs_tsv, val_prompts=[])
     none = EncodedSet(run.data.val.prompts[:0], run.data.val.responses[:0])
-    assert RunEval(run, run.objective, none).evaluate() == ({}, [])
+    assert RunEval(run.cfg, run.objective, none).evaluate(run.context) == ({}, [])
 
 
 def test_only_a_lower_validation_figure_is_a_new_best():
@@ -159,7 +159,7 @@ def test_saving_then_restoring_a_run_continues_it_exactly(tmp_path, pairs_tsv):
     run = tiny_run(tmp_path / "run", pairs_tsv)
     step = stepper(run)
     for _ in range(2):  # optimiser moments, a moved sampler and a used noise generator
-        step(run.data.sampler.next())
+        step(run.data.sampler.next(), run.context)
         run.step += 1
     saved: list = []
     best = {"step": 2, "metric": "val_nelbo", "value": 3.5}
@@ -173,8 +173,8 @@ def test_saving_then_restoring_a_run_continues_it_exactly(tmp_path, pairs_tsv):
         assert torch.equal(ckpt.model.state_dict()[name], tensor), name
 
     # a resumed process: the checkpoint's weights, a fresh optimiser, sampler and noise
-    fresh_data = prepare_data(run.cfg, run.tokenizer, reuse=True)
-    resumed = TinyRun(run.cfg, ckpt.model.train(), fresh_data)
+    fresh_data = prepare_data(run.cfg, run.objective, run.tokenizer, reuse=True)
+    resumed = TinyRun(run.cfg, run.objective, ckpt.model.train(), fresh_data)
     optimizer = make_optimizer(resumed.model, resumed.cfg)
     resumed.step, resumed_best = checkpoints_of(resumed, optimizer).restore(ckpt.train_state())
     assert (resumed.step, resumed_best) == (2, best)
@@ -186,8 +186,8 @@ def test_saving_then_restoring_a_run_continues_it_exactly(tmp_path, pairs_tsv):
         for key, value in ours[index].items():
             assert torch.equal(theirs[index][key], value), (index, key)
     # and the next step is the one the uninterrupted run takes, bit for bit
-    step(run.data.sampler.next())
-    stepper(resumed, optimizer=optimizer)(resumed.data.sampler.next())
+    step(run.data.sampler.next(), run.context)
+    stepper(resumed, optimizer=optimizer)(resumed.data.sampler.next(), resumed.context)
     for (name, p), q in zip(run.model.named_parameters(), resumed.model.parameters(),
                             strict=True):
         assert torch.equal(p, q), name

@@ -146,7 +146,7 @@ def test_a_tiny_uniform_run_trains_samples_and_refuses_masks(tmp_path, pairs_tsv
     first, last = result.history[0]["val_nelbo"], result.history[-1]["val_nelbo"]
     assert last < 0.8 * first and math.isfinite(last), result.history
     lm = DiffusionLM.load(result.checkpoint)
-    assert lm.objective is get_objective("uniform")
+    assert lm.objective == get_objective("uniform")
     assert isinstance(lm.generate("hello")[0], str)
     with pytest.raises(ConfigError, match="no mask to fill"):
         lm.infill("hello [MASK] there")

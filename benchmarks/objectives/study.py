@@ -47,7 +47,6 @@ from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.metrics import mean_and_stderr, ratio_stderr
 from dlm.evaluation.quality import generation_quality
 from dlm.evaluation.report import held_out
-from dlm.objectives.base import trained_schedule
 from dlm.training.train import train
 
 HERE = Path(__file__).parent
@@ -184,9 +183,9 @@ def second_figure(lm: DiffusionLM, val, cfg, draws: int) -> dict:
     """A dual model's diffusion-half bound (its held-out figure is the exact AR NLL)."""
     if not hasattr(lm.objective, "diffusion_bound"):
         return {}
-    bound = lm.objective.diffusion_bound(lm.model, val, lm.tokenizer, trained_schedule(lm),
-                                         draws, cfg.batch_size, cfg.seed, cfg.diffusion.eps,
-                                         lm.device, lm.block_size)
+    ctx = dataclasses.replace(lm.context, diffusion=cfg.diffusion, batch_size=cfg.batch_size,
+                              seed=cfg.seed)
+    bound = lm.objective.diffusion_bound(ctx, val, draws)
     return {"diffusion_bound": bound.nats_per_token, "diffusion_bound_se": bound.stderr}
 
 

@@ -26,7 +26,7 @@ from dlm.control import Constraints, Edit, Infill, edit, infill
 from dlm.diffusion.shift import as_denoiser
 from dlm.errors import ConfigError
 from dlm.model import Transformer
-from dlm.objectives import Objective, get_objective
+from dlm.objectives import Context, Objective, bind_objective
 from dlm.sampling import Canvas, Step, denoise, final_tokens
 from dlm.tokenizer import DLMTokenizer
 from dlm.util.wellformed import check_text
@@ -83,10 +83,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
                  default_length: int = 32, lowercase: bool = False,
                  objective: str | Objective = "diffusion"):
         self.model, self.tokenizer = model.eval(), tokenizer
-        # how it was trained, hence how it samples and what it can do (`dlm.objectives`)
-        self.objective = (get_objective(objective) if isinstance(objective, str)
-                          else objective)
-        self.block_size = 0  # a block-wise objective's block length (set by `load`)
+        # how it was trained, hence how it samples and what it can do (`dlm.objectives`);
+        # `load` binds it to the checkpoint's settings (a block size, ...)
+        self.objective = (bind_objective({"objective": objective})
+                          if isinstance(objective, str) else objective)
         self.max_prompt_len, self.default_length = max_prompt_len, default_length
         self.lowercase = lowercase  # the model was trained on lowercased text
         self.source: Path | None = None  # the checkpoint it was loaded from, if any
@@ -106,11 +106,11 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         ckpt = load_checkpoint(path or shipped_checkpoint(), pick_device(device), best)
         ckpt.model.to(dtype)
         train = ckpt.meta.get("train", {})
+        objective = bind_objective({**train, "objective": ckpt.meta.get("objective",
+                                                                         "diffusion")})
         lm = cls(ckpt.model, ckpt.tokenizer, train.get("prompt_len", 32),
-                 train.get("response_len", 32), train.get("lowercase", False),
-                 ckpt.meta.get("objective", "diffusion"))
+                 train.get("response_len", 32), train.get("lowercase", False), objective)
         lm.source, lm.meta = ckpt.path, ckpt.meta
-        lm.block_size = lm.objective.block_size(train)
         return lm
 
     # ---- hub layout (the mixin's save_pretrained / from_pretrained / push_to_hub call these)
@@ -165,6 +165,22 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         return next(self.model.parameters()).device
 
     @property
+    def block_size(self) -> int:
+        """A block-wise objective's block length (0: not block-wise)."""
+        return self.objective.block_size
+
+    @property
+    def context(self) -> Context:
+        """What its objective samples with: the model, tokenizer, the noise schedule it
+        was trained with, the length head's predictions."""
+        from dlm.diffusion import get_schedule
+
+        train = self.meta.get("train", {})
+        schedule = get_schedule(train.get("diffusion", {}).get("schedule", "linear"))
+        return Context(self.model, self.tokenizer, schedule, self.device,
+                       predict_lengths=self.predict_lengths, lowercase=self.lowercase)
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
@@ -195,7 +211,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         which it proposes as eos). A path is loaded in this model's dtype."""
         if not isinstance(verifier, DiffusionLM):
             verifier = DiffusionLM.load(verifier, str(self.device), dtype=self.dtype)
-        if self.objective.drafter(self, 1) is None:
+        if self.objective.drafter(self.context, 1) is None:
             raise ConfigError(f"this model ({self.objective.name}) cannot draft for "
                               "speculative decoding: use a masked-diffusion (diffusion, "
                               "AR-adapted diffusion) or block-diffusion checkpoint")
@@ -221,7 +237,8 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         """The step generator of `config.decode`: the objective's sampler, or speculative."""
         generator = self._generator(config)
         if config.decode != "speculative":
-            return self.objective.reply_steps(self, prompt, key_padding, config, generator,
+            return self.objective.reply_steps(self.context, prompt, key_padding, config,
+                                              generator,
                                               constraints)
         from dlm.sampling.speculative import speculative_decode
 
@@ -234,7 +251,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         if config.length == "auto":  # the verifier ends the reply; the length is a bound
             config = dataclasses.replace(config, length=self.default_length)
         tok = self.tokenizer
-        drafter = self.objective.drafter(self, prompt.shape[1])
+        drafter = self.objective.drafter(self.context, prompt.shape[1])
         return speculative_decode(drafter, self.verifier.model, prompt, key_padding,
                                   config, tok.mask_id, tok.eos_id, tok.never_generated,
                                   tuple(tok.pad_cycle), generator)

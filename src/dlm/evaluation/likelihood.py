@@ -3,6 +3,7 @@ in nats per token, perplexity and bits per byte."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -41,8 +42,11 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
     tok, objective = lm.tokenizer, lm.objective
     text_bytes = sum(len(tok.decode_response(row.tolist()).encode("utf-8"))
                      for row in data.responses)
-    held = objective.held_out(lm.model, data, tok, get_schedule(schedule), draws, batch_size,
-                              seed, eps, lm.device, lm.block_size)
+    ctx = dataclasses.replace(lm.context, schedule=get_schedule(schedule),
+                              diffusion=dataclasses.replace(lm.context.diffusion, eps=eps),
+                              batch_size=batch_size,
+                              seed=seed)
+    held = objective.held_out(ctx, data, draws)
     nll, tokens = held.nats_per_token, objective.scored_tokens(data)
     return Likelihood(objective.name, nll, held.stderr, held.draws, math.exp(min(nll, 50)),
                       not held.exact, bits_per_byte(nll, tokens, text_bytes), tokens,

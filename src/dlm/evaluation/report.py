@@ -137,7 +137,7 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     cfg.val_examples = val_examples
     with tempfile.TemporaryDirectory(prefix="dlm-eval-") as tmp:
         cfg.out_dir = tmp  # files are split and tokenized here, never into the run directory
-        prepared = prepare_data(cfg, lm.tokenizer)
+        prepared = prepare_data(cfg, lm.objective, lm.tokenizer)
         chats = [ex.messages for ex in read_jsonl_examples(prepared.folder / "validation.jsonl")
                  if ex.messages is not None][:val_examples]
     histories = [m[:-1] for m in chats]

@@ -1,6 +1,8 @@
 """The objectives dlm trains, behind one interface (`Objective`, in `base.py`).
 
-A new objective is one file here, its test and one line in `REGISTRY`.
+A new objective is one file here, its test and one line in `REGISTRY`. A run's start and
+a checkpoint's load bind one (`bind_objective`: the registered objective with its own
+settings from the run's config) and pass the instance on; nothing else looks one up.
 
 May import control, sampling, checkpoint, data, diffusion, model, tokenizer,
 config, errors and util; never the pipeline, training, evaluation or above.
@@ -8,10 +10,14 @@ config, errors and util; never the pipeline, training, evaluation or above.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
-from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective, TrainingRun
+from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective
 from dlm.objectives.block import BlockDiffusion
+from dlm.objectives.context import Context
 from dlm.objectives.continuous import ContinuousDiffusion
 from dlm.objectives.dual import Dual
 from dlm.objectives.mdlm import MaskedDiffusion
@@ -23,8 +29,8 @@ REGISTRY: dict[str, Objective] = {o.name: o for o in (
     BlockDiffusion(),
     Autoregressive(),
     UniformDiffusion(),
-    ScoreEntropy("absorbing"),
-    ScoreEntropy("uniform"),
+    ScoreEntropy(graph_name="absorbing"),
+    ScoreEntropy(graph_name="uniform"),
     ContinuousDiffusion(),
     Dual(),
 )}
@@ -40,12 +46,20 @@ def get_objective(name: str) -> Objective:
                           ) from None
 
 
+def bind_objective(train: Mapping[str, Any]) -> Objective:
+    """The objective a run trains or a checkpoint was trained with, bound to its own
+    settings: `train` is a `TrainConfig`'s fields (`vars(cfg)`) or a checkpoint's `train`
+    record; a record without `objective` (older checkpoints) is masked diffusion."""
+    return get_objective(train.get("objective", "diffusion")).bind(train)
+
+
 __all__ = [
     "REGISTRY",
     "BoundObjective",
+    "Context",
     "HeldOut",
     "Needs",
     "Objective",
-    "TrainingRun",
+    "bind_objective",
     "get_objective",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from dlm.objectives.base import HeldOut, Needs, Objective, TrainingRun
+from dlm.objectives.base import HeldOut, Needs, Objective
+from dlm.objectives.context import Context
 from dlm.objectives.next_token import ar_loss, evaluate_ar_nll
 from dlm.sampling.ar import ar_decode
 
@@ -23,33 +24,33 @@ class Autoregressive(Objective):
                "cannot fill masks anywhere or take forced words; use a full-attention "
                "diffusion checkpoint")
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        return ar_loss(run.engine, batch.ids, batch.maskable, batch.key_padding, normalizer)
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        return ar_loss(ctx.engine, batch.ids, batch.maskable, batch.key_padding, normalizer)
 
-    def validation(self, run: TrainingRun, val) -> dict[str, float]:
+    def validation(self, ctx: Context, val) -> dict[str, float]:
         """The exact NLL and perplexity, under the same keys' meaning (`val_nll`,
         `val_ppl`), and for chat per reply token (what compares with diffusion's)."""
-        with run.autocast():
-            nll = evaluate_ar_nll(run.model, val, run.tokenizer.pad_id, run.cfg.batch_size,
-                                  run.device)
+        with ctx.autocast():
+            nll = evaluate_ar_nll(ctx.model, val, ctx.tokenizer.pad_id, ctx.batch_size,
+                                  ctx.device)
         out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50))}
-        if run.data_kind == "chat":
-            out["val_nll_reply"] = self.per_reply_token(nll, val, run.tokenizer)
+        if ctx.data_kind == "chat":
+            out["val_nll_reply"] = self.per_reply_token(nll, val, ctx.tokenizer)
         return out
 
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
-        return HeldOut(evaluate_ar_nll(model, data, tok.pad_id, batch_size, device), 0.0, 1,
-                       exact=True)
+    def held_out(self, ctx: Context, data, draws: int) -> HeldOut:
+        return HeldOut(evaluate_ar_nll(ctx.model, data, ctx.tokenizer.pad_id, ctx.batch_size,
+                                       ctx.device), 0.0, 1, exact=True)
 
     def scored_tokens(self, data) -> int:
         # every response token is predicted, the first from the prompt; text rows have none
         n, r = data.responses.shape
         return n * r if data.prompts.shape[1] else n * (r - 1)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        tok = lm.tokenizer
-        return ar_decode(lm.model, prompt, key_padding, config, tok.mask_id, tok.eos_id,
+        tok = ctx.tokenizer
+        return ar_decode(ctx.model, prompt, key_padding, config, tok.mask_id, tok.eos_id,
                          generator)

@@ -14,24 +14,30 @@ An objective says
 - what else it can do: infill and edit (`can_fill`), take forced and required words
   (`can_constrain`), train a length head (`length_head`).
 
+An objective is bound once: a run's start and a checkpoint's load make the instance
+(`bind`: its own settings, such as the block size, from the run's config) that is then
+passed on; its methods take one typed `Context` (`dlm.objectives.context`).
+
 Adding one is a file in this package, its test and a line in `REGISTRY`
 (`dlm/objectives/__init__.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from dlm.errors import ConfigError
+from dlm.objectives.context import Context
 
 if TYPE_CHECKING:
     from dlm.config import SampleConfig, TrainConfig
     from dlm.data import Batch, EncodedSet
-    from dlm.diffusion import LossOutput, Noise, Schedule
+    from dlm.diffusion import LossOutput, Noise
     from dlm.model import Transformer
     from dlm.sampling import Step
     from dlm.tokenizer import DLMTokenizer
@@ -61,27 +67,11 @@ class HeldOut:
     """True: the exact NLL. False: an upper bound (exp of it bounds the perplexity)."""
 
 
-class TrainingRun(Protocol):
-    """What a loss may ask of the run it is part of (`dlm.training.train.Trainer` is one)."""
-
-    cfg: TrainConfig
-    engine: Any  # the module the step calls (DDP / FSDP / compiled around the model)
-    model: Transformer
-    schedule: Schedule
-    noise: torch.Generator
-    device: torch.device
-    step: int
-
-    @property
-    def tokenizer(self) -> DLMTokenizer: ...
-    @property
-    def data_kind(self) -> str: ...
-    def autocast(self): ...
-
-
+@dataclass(frozen=True)
 class Objective:
-    """The interface; see the module docstring. Subclasses set the class attributes and
-    override the methods their objective has."""
+    """The interface; see the module docstring. Subclasses set the class attributes,
+    declare their own settings as dataclass fields and override the methods their
+    objective has."""
 
     name: ClassVar[str]
     needs: ClassVar[Needs]
@@ -100,8 +90,18 @@ class Objective:
     refusal: ClassVar[str] = ""
     """Why it cannot fill or constrain, said to a user who asks."""
 
+    block_size = 0
+    """The block length its sampler and bound use (0: not block-wise; a field of the
+    block-wise objectives)."""
+
     def __str__(self) -> str:
         return self.name
+
+    def bind(self, train: Mapping[str, Any]) -> Objective:
+        """This objective with its own settings (its dataclass fields) taken from a run's
+        config (`TrainConfig` fields, or a checkpoint's `train` record)."""
+        own = {f.name: train[f.name] for f in dataclasses.fields(self) if f.name in train}
+        return dataclasses.replace(self, **own)
 
     def __repr__(self) -> str:
         return f"<objective {self.name}: {self.summary}>"
@@ -124,25 +124,21 @@ class Objective:
         if cfg.length_head and not (self.length_head and data_kind == "chat"):
             raise ConfigError("length_head needs chat data and --objective diffusion")
 
-    def block_size(self, train: dict) -> int:
-        """The block length its sampler and bound use (0: not block-wise)."""
-        return 0
-
     def scores_first_token(self, model: Transformer) -> bool:
         """Whether the loss scores position 0 (nothing precedes it in a causal or shifted
         model, so those do not)."""
         return not (self.needs.causal or model.config.shift)
 
     # ---- training
-    def noise(self, run: TrainingRun, batch: Batch) -> Noise | None:
+    def noise(self, ctx: Context, batch: Batch) -> Noise | None:
         """The corruption draws of a whole batch, made once per optimiser step."""
         return None
 
-    def loss_weights(self, run: TrainingRun, batch: Batch) -> torch.Tensor | None:
+    def loss_weights(self, ctx: Context, batch: Batch) -> torch.Tensor | None:
         """Per-position loss weights (None: every scored token counts once)."""
         return None
 
-    def loss(self, run: TrainingRun, batch: Batch, noise: Noise | None,
+    def loss(self, ctx: Context, batch: Batch, noise: Noise | None,
              normalizer: float | None) -> LossOutput:
         raise NotImplementedError
 
@@ -164,14 +160,14 @@ class Objective:
         reply = int((lengths + 1).clamp(max=data.responses.shape[1]).sum())
         return nats_per_token * canvas / max(reply, 1)
 
-    def validation(self, run: TrainingRun, val: EncodedSet) -> dict[str, float]:
+    def validation(self, ctx: Context, val: EncodedSet) -> dict[str, float]:
         """The figures of a training evaluation (`val_*` keys of metrics.jsonl)."""
         raise NotImplementedError
 
     # ---- evaluation
-    def held_out(self, model: Transformer, data: EncodedSet, tok: DLMTokenizer,
-                 schedule: Schedule, draws: int, batch_size: int, seed: int, eps: float,
-                 device: torch.device | str, block_size: int = 0) -> HeldOut:
+    def held_out(self, ctx: Context, data: EncodedSet, draws: int) -> HeldOut:
+        """The likelihood of `data` under `ctx.model` (`draws` Monte Carlo passes for a
+        bound; one for an exact figure), in `ctx.batch_size` batches."""
         raise NotImplementedError
 
     def scored_tokens(self, data: EncodedSet) -> int:
@@ -179,14 +175,14 @@ class Objective:
         return int(data.responses.numel())
 
     # ---- sampling
-    def reply_steps(self, lm, prompt: torch.Tensor, key_padding: torch.Tensor | None,
+    def reply_steps(self, ctx: Context, prompt: torch.Tensor, key_padding: torch.Tensor | None,
                     config: SampleConfig, generator: torch.Generator | None,
                     constraints=None) -> Iterator[Step]:
         """The denoising (or left-to-right) steps of replies to a (B, P) prompt batch;
         the last step's tokens are the (B, L) reply canvases."""
         raise NotImplementedError
 
-    def drafter(self, lm, prompt_len: int):
+    def drafter(self, ctx: Context, prompt_len: int):
         """The denoiser that drafts for speculative decoding (`dlm.sampling.speculative`):
         (canvas of the prompt and the reply, key padding) -> logits, drafting masks after
         the written reply; None when this objective cannot draft."""
@@ -207,38 +203,36 @@ class BoundObjective(Objective):
     says what one draw of its loss is on a batch (`bound_loss`); the passes, their
     standard error and the training evaluation are shared."""
 
-    def bound_loss(self, model: Transformer, batch: Batch, tok: DLMTokenizer,
-                   schedule: Schedule, eps: float, generator: torch.Generator,
-                   block_size: int) -> LossOutput:
+    def bound_loss(self, ctx: Context, batch: Batch, generator: torch.Generator) -> LossOutput:
+        """One draw of the bound's loss on `batch` under `ctx.model`."""
         raise NotImplementedError
 
-    def noise(self, run: TrainingRun, batch: Batch) -> Noise | None:
+    def noise(self, ctx: Context, batch: Batch) -> Noise | None:
         """One time per row and one uniform per position (objectives drawing more, such
         as prompt dropout or block times, override it)."""
         from dlm.diffusion.corruption import draw_noise
 
-        d = run.cfg.diffusion
+        d = ctx.diffusion
         return draw_noise(batch.ids.shape[0], batch.ids.shape[1], d.eps, d.antithetic,
-                          run.noise, run.device)
+                          ctx.noise, ctx.device)
 
     @torch.no_grad()
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
+    def held_out(self, ctx: Context, data: EncodedSet, draws: int) -> HeldOut:
         """`draws` passes over `data`, each with its own (antithetic) draws: their spread
         is the standard error. The generator is reseeded each call, so successive
         evaluations of a run compare the model, not the luck of the draw."""
         from dlm.data import iter_batches
         from dlm.util.statistics import mean_and_stderr
 
-        generator = torch.Generator(device).manual_seed(seed + 12345)
+        model = ctx.model
+        generator = torch.Generator(ctx.device).manual_seed(ctx.seed + 12345)
         was_training = model.training
         model.eval()
         values = []
         for _ in range(draws):
             total, tokens = 0.0, 0
-            for batch in iter_batches(data, batch_size, tok.pad_id):
-                out = self.bound_loss(model, batch.to(device), tok, schedule, eps, generator,
-                                      block_size)
+            for batch in iter_batches(data, ctx.batch_size, ctx.tokenizer.pad_id):
+                out = self.bound_loss(ctx, batch.to(ctx.device), generator)
                 total += float(out.loss) * out.n_tokens
                 tokens += out.n_tokens
             values.append(total / max(tokens, 1))
@@ -246,26 +240,16 @@ class BoundObjective(Objective):
         mean, stderr = mean_and_stderr(values)
         return HeldOut(mean, stderr, draws, exact=False)
 
-    def validation(self, run: TrainingRun, val: EncodedSet) -> dict[str, float]:
+    def validation(self, ctx: Context, val: EncodedSet) -> dict[str, float]:
         """The bound (4 draws), its perplexity bound and, for chat, the figure per reply
         token (comparable across paddings and with AR's exact NLL)."""
         import math
 
-        with run.autocast():
-            bound = self.held_out(run.model, val, run.tokenizer, run.schedule, 4,
-                                  run.cfg.batch_size, run.cfg.seed, run.cfg.diffusion.eps,
-                                  run.device, self.block_size(vars(run.cfg)))
+        with ctx.autocast():
+            bound = self.held_out(ctx, val, 4)
         out = {"val_nelbo": bound.nats_per_token,
                "val_ppl_bound": math.exp(min(bound.nats_per_token, 50))}
-        if run.data_kind == "chat":
+        if ctx.data_kind == "chat":
             out["val_nelbo_reply"] = self.per_reply_token(bound.nats_per_token, val,
-                                                          run.tokenizer)
+                                                          ctx.tokenizer)
         return out
-
-
-def trained_schedule(lm) -> Schedule:
-    """The noise schedule a loaded model was trained with (its samplers step along it)."""
-    from dlm.diffusion import get_schedule
-
-    return get_schedule(lm.meta.get("train", {}).get("diffusion", {}).get("schedule",
-                                                                          "linear"))

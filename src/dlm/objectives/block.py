@@ -7,13 +7,17 @@ The math lives in `dlm.diffusion.block` and `dlm.sampling.block`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dlm.diffusion import block_diffusion_loss
 from dlm.diffusion.block import align_to_blocks, check_block_size
 from dlm.diffusion.corruption import draw_noise
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun
+from dlm.objectives.base import BoundObjective, Needs
+from dlm.objectives.context import Context
 from dlm.sampling.block import block_decode
 
 
+@dataclass(frozen=True)
 class BlockDiffusion(BoundObjective):
     name = "block"
     needs = Needs(causal=False)  # block-causal masks are built per call, not by the model
@@ -22,8 +26,8 @@ class BlockDiffusion(BoundObjective):
                "fill masks anywhere or take forced words; use a full-attention diffusion "
                "checkpoint")
 
-    def block_size(self, train: dict) -> int:
-        return int(train.get("block_size", 4))
+    block_size: int = 0
+    """Tokens per block, bound from the run's config (`TrainConfig.block_size`)."""
 
     def check(self, cfg, data_kind: str) -> None:
         super().check(cfg, data_kind)
@@ -33,30 +37,32 @@ class BlockDiffusion(BoundObjective):
             if data_kind == "chat" else
             {"seq_len" if cfg.seq_len else "prompt_len + response_len": cfg.packed_len}))
 
-    def noise(self, run: TrainingRun, batch):
-        d, size = run.cfg.diffusion, run.cfg.block_size
+    def noise(self, ctx: Context, batch):
+        d, size = ctx.diffusion, self.block_size
         width = align_to_blocks(batch.ids, batch.maskable, batch.key_padding, size)[0].shape[1]
-        return draw_noise(batch.ids.shape[0], width, d.eps, d.antithetic, run.noise,
-                          run.device, width // size)
+        return draw_noise(batch.ids.shape[0], width, d.eps, d.antithetic, ctx.noise,
+                          ctx.device, width // size)
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d = run.cfg.diffusion
-        return block_diffusion_loss(run.engine, batch.ids, batch.maskable, batch.key_padding,
-                                    run.schedule, run.tokenizer.mask_id, run.cfg.block_size,
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d = ctx.diffusion
+        return block_diffusion_loss(ctx.engine, batch.ids, batch.maskable, batch.key_padding,
+                                    ctx.schedule, ctx.tokenizer.mask_id, self.block_size,
                                     d.eps, d.antithetic, noise=noise, normalizer=normalizer)
 
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
-        return block_diffusion_loss(model, batch.ids, batch.maskable, batch.key_padding,
-                                    schedule, tok.mask_id, block_size, eps, True, generator)
+    def bound_loss(self, ctx: Context, batch, generator):
+        return block_diffusion_loss(ctx.model, batch.ids, batch.maskable, batch.key_padding,
+                                    ctx.schedule, ctx.tokenizer.mask_id, self.block_size,
+                                    ctx.diffusion.eps, True, generator)
 
-    def drafter(self, lm, prompt_len: int):
+    def drafter(self, ctx: Context, prompt_len: int):
         from dlm.sampling.block import BlockDrafter
 
-        return BlockDrafter(lm.model, lm.block_size, prompt_len, lm.tokenizer.pad_id)
+        return BlockDrafter(ctx.model, self.block_size, prompt_len, ctx.tokenizer.pad_id)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        tok = lm.tokenizer
-        return block_decode(lm.model, prompt, key_padding, config, lm.block_size, tok.mask_id,
+        tok = ctx.tokenizer
+        return block_decode(ctx.model, prompt, key_padding, config, self.block_size, tok.mask_id,
                             tok.eos_id, tok.pad_id, tok.never_generated, generator)

@@ -34,10 +34,10 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-
 from dlm.diffusion import LossOutput
 from dlm.diffusion.corruption import Noise, draw_noise
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun
+from dlm.objectives.base import BoundObjective, Needs
+from dlm.objectives.context import Context
 from dlm.sampling import Step
 
 S = 1e-4
@@ -191,25 +191,26 @@ class ContinuousDiffusion(BoundObjective):
     refusal = ("this is a continuous (embedding) diffusion checkpoint: dlm fills masks "
                "and takes forced words with masked diffusion only")
 
-    def noise(self, run: TrainingRun, batch):
-        d = run.cfg.diffusion
+    def noise(self, ctx: Context, batch):
+        d = ctx.diffusion
         return gaussian_noise(batch.ids.shape[0], batch.ids.shape[1],
-                              run.model.config.d_model, d.eps, d.antithetic, run.noise,
-                              run.device)
+                              ctx.model.config.d_model, d.eps, d.antithetic, ctx.noise,
+                              ctx.device)
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d = run.cfg.diffusion
-        return continuous_loss(run.engine, batch.ids, batch.maskable, batch.key_padding,
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d = ctx.diffusion
+        return continuous_loss(ctx.engine, batch.ids, batch.maskable, batch.key_padding,
                                d.eps, d.antithetic, noise=noise, normalizer=normalizer)
 
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
-        return continuous_loss(model, batch.ids, batch.maskable, batch.key_padding, eps,
-                               True, generator, bound=True)
+    def bound_loss(self, ctx: Context, batch, generator):
+        return continuous_loss(ctx.model, batch.ids, batch.maskable, batch.key_padding,
+                               ctx.diffusion.eps, True, generator, bound=True)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        tok = lm.tokenizer
-        return ddim_decode(lm.model, prompt, key_padding, int(config.length), config.steps,
+        tok = ctx.tokenizer
+        return ddim_decode(ctx.model, prompt, key_padding, int(config.length), config.steps,
                            (*tok.never_generated, tok.mask_id), config.temperature,
                            generator)

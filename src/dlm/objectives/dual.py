@@ -14,6 +14,7 @@ is reported beside it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,9 @@ from dlm.diffusion.corruption import draw_noise
 from dlm.diffusion.loss import subs_log_probs
 from dlm.errors import ConfigError
 from dlm.objectives.ar import Autoregressive
-from dlm.objectives.base import HeldOut, Needs, TrainingRun
+from dlm.objectives.base import HeldOut, Needs
 from dlm.objectives.block import BlockDiffusion
+from dlm.objectives.context import Context
 from dlm.objectives.next_token import evaluate_ar_nll, predicted_positions
 from dlm.sampling.dual import CausalView, dual_decode
 
@@ -72,6 +74,7 @@ def dual_losses(model, ids: torch.Tensor, maskable: torch.Tensor,
             int(maskable.sum()), int(masked.sum()))
 
 
+@dataclass(frozen=True)
 class Dual(BlockDiffusion):
     """Block-wise as BD3-LM (its block size, checks and per-block noise draws), with the
     AR half beside the diffusion half."""
@@ -102,57 +105,54 @@ class Dual(BlockDiffusion):
         # the same weights read with a mask given per call: causally they are the AR model
         return {"causal": False} if causal else {}
 
-    def drafter(self, lm, prompt_len: int):
+    def drafter(self, ctx: Context, prompt_len: int):
         return None  # it drafts for itself (`reply_steps`), not for another verifier
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d = run.cfg.diffusion
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d = ctx.diffusion
         ar_sum, ar_n, diff_sum, n, masked = dual_losses(
-            run.engine, batch.ids, batch.maskable, batch.key_padding, run.schedule,
-            run.tokenizer.mask_id, run.cfg.block_size, d.eps, d.antithetic, noise=noise)
+            ctx.engine, batch.ids, batch.maskable, batch.key_padding, ctx.schedule,
+            ctx.tokenizer.mask_id, self.block_size, d.eps, d.antithetic, noise=noise)
         # both are per token of the batch: the AR mean and the diffusion NELBO, summed
         return LossOutput((ar_sum + diff_sum) / max(normalizer or n, 1), n, masked)
 
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
+    def bound_loss(self, ctx: Context, batch, generator):
         """The diffusion half's NELBO draw (the bound reported beside the exact AR NLL)."""
-        _, _, diff_sum, n, masked = dual_losses(model, batch.ids, batch.maskable,
-                                                batch.key_padding, schedule, tok.mask_id,
-                                                block_size, eps, True, generator)
+        _, _, diff_sum, n, masked = dual_losses(ctx.model, batch.ids, batch.maskable,
+                                                batch.key_padding, ctx.schedule,
+                                                ctx.tokenizer.mask_id, self.block_size,
+                                                ctx.diffusion.eps, True, generator)
         return LossOutput(diff_sum / max(n, 1), n, masked)
 
-    def validation(self, run: TrainingRun, val) -> dict[str, float]:
+    def validation(self, ctx: Context, val) -> dict[str, float]:
         """The exact AR NLL (`val_nll`, `val_ppl`: what its replies are drawn from, and what
         picks the best checkpoint) and the diffusion half's bound (`val_nelbo`, 4 draws);
         for chat both per reply token too."""
-        with run.autocast():
-            nll = evaluate_ar_nll(CausalView(run.model), val, run.tokenizer.pad_id,
-                                  run.cfg.batch_size, run.device)
-            bound = self.diffusion_bound(run.model, val, run.tokenizer, run.schedule, 4,
-                                         run.cfg.batch_size, run.cfg.seed,
-                                         run.cfg.diffusion.eps, run.device, run.cfg.block_size)
+        with ctx.autocast():
+            nll = evaluate_ar_nll(CausalView(ctx.model), val, ctx.tokenizer.pad_id,
+                                  ctx.batch_size, ctx.device)
+            bound = self.diffusion_bound(ctx, val, 4)
         out = {"val_nll": nll, "val_ppl": math.exp(min(nll, 50)),
                "val_nelbo": bound.nats_per_token,
                "val_ppl_bound": math.exp(min(bound.nats_per_token, 50))}
-        if run.data_kind == "chat":
-            out["val_nll_reply"] = self.per_reply_token(nll, val, run.tokenizer)
+        if ctx.data_kind == "chat":
+            out["val_nll_reply"] = self.per_reply_token(nll, val, ctx.tokenizer)
             out["val_nelbo_reply"] = self.per_reply_token(bound.nats_per_token, val,
-                                                          run.tokenizer)
+                                                          ctx.tokenizer)
         return out
 
-    def held_out(self, model, data, tok, schedule, draws, batch_size, seed, eps, device,
-                 block_size: int = 0) -> HeldOut:
-        return HeldOut(evaluate_ar_nll(CausalView(model), data, tok.pad_id, batch_size,
-                                       device), 0.0, 1, exact=True)
+    def held_out(self, ctx: Context, data, draws: int) -> HeldOut:
+        return HeldOut(evaluate_ar_nll(CausalView(ctx.model), data, ctx.tokenizer.pad_id,
+                                       ctx.batch_size, ctx.device), 0.0, 1, exact=True)
 
-    def diffusion_bound(self, model, data, tok, schedule, draws, batch_size, seed, eps,
-                        device, block_size: int) -> HeldOut:
+    def diffusion_bound(self, ctx: Context, data, draws: int) -> HeldOut:
         """The diffusion half's held-out bound (K draws, standard error)."""
-        return super().held_out(model, data, tok, schedule, draws, batch_size, seed, eps,
-                                device, block_size)
+        return super().held_out(ctx, data, draws)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        tok = lm.tokenizer
-        return dual_decode(lm.model, prompt, key_padding, config, lm.block_size, tok.mask_id,
+        tok = ctx.tokenizer
+        return dual_decode(ctx.model, prompt, key_padding, config, self.block_size, tok.mask_id,
                            tok.eos_id, tok.never_generated, generator)

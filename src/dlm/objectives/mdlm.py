@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,9 @@ import torch.nn.functional as F
 from dlm.diffusion import diffusion_loss
 from dlm.diffusion.corruption import draw_noise, drop_prompts
 from dlm.diffusion.padding import padding_weights, reply_lengths
-from dlm.diffusion.shift import Shifted, annealed_mask, as_denoiser
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun
+from dlm.diffusion.shift import Shifted, annealed_mask
+from dlm.objectives.base import BoundObjective, Needs
+from dlm.objectives.context import Context
 from dlm.sampling import Canvas, denoise, reply_canvas
 
 
@@ -43,11 +45,17 @@ def sized_canvas(canvas: Canvas, lengths: torch.Tensor, tok) -> Canvas:
     return dataclasses.replace(canvas, tokens=tokens, no_eos=no_eos)
 
 
+@dataclass(frozen=True)
 class MaskedDiffusion(BoundObjective):
     name = "diffusion"
     needs = Needs(causal=False)
     summary = "masked (absorbing-state) diffusion, MDLM / LLaDA"
     can_fill = can_constrain = length_head = True
+    # Its own settings, bound from the run's config (`TrainConfig` documents each; these
+    # defaults are a loaded model's, which samples and is not trained).
+    cfg_dropout: float = 0.0
+    anneal_steps: int = 0
+    length_weight: float = 0.0
 
     def padding(self, cfg) -> str:
         return cfg.diffusion.padding
@@ -55,88 +63,90 @@ class MaskedDiffusion(BoundObjective):
     def can_start_from(self, causal: bool) -> bool:
         return True  # an AR checkpoint becomes a shifted diffusion model
 
-    def drafter(self, lm, prompt_len: int):
-        return lm.denoiser  # the whole canvas at once (shifted logits aligned)
+    def drafter(self, ctx: Context, prompt_len: int):
+        return ctx.denoiser  # the whole canvas at once (shifted logits aligned)
 
     def model_changes(self, causal: bool) -> dict:
         return {"causal": False, "shift": True} if causal else {}
 
     # ---- training
-    def noise(self, run: TrainingRun, batch):
-        cfg, d = run.cfg, run.cfg.diffusion
+    def noise(self, ctx: Context, batch):
+        d = ctx.diffusion
         return draw_noise(batch.ids.shape[0], batch.ids.shape[1], d.eps, d.antithetic,
-                          run.noise, run.device, 1, drop=cfg.cfg_dropout > 0)
+                          ctx.noise, ctx.device, 1, drop=self.cfg_dropout > 0)
 
-    def loss_weights(self, run: TrainingRun, batch) -> torch.Tensor | None:
+    def loss_weights(self, ctx: Context, batch) -> torch.Tensor | None:
         """eos_weight padding: the per-position loss weights (None in other modes)."""
-        if self.padding(run.cfg) != "eos_weight" or run.data_kind != "chat":
+        if ctx.diffusion.padding != "eos_weight" or ctx.data_kind != "chat":
             return None
-        return padding_weights(batch.ids, batch.maskable, run.tokenizer.eos_id)
+        return padding_weights(batch.ids, batch.maskable, ctx.tokenizer.eos_id)
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d, tok = run.cfg.diffusion, run.tokenizer
-        ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, run.cfg.cfg_dropout,
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d, tok = ctx.diffusion, ctx.tokenizer
+        ids = drop_prompts(batch.ids, batch.maskable, batch.key_padding, self.cfg_dropout,
                            tok.mask_id, draw=noise.drop_draw)
         maskable = batch.maskable
-        if run.model.config.shift:  # nothing precedes position 0 to predict it
+        if ctx.model.config.shift:  # nothing precedes position 0 to predict it
             maskable = maskable.clone()
             maskable[:, 0] = False
-        out = diffusion_loss(denoiser(run, ids.shape[1]), ids, maskable, batch.key_padding,
-                             run.schedule, tok.mask_id, d.eps, d.antithetic, noise=noise,
-                             normalizer=normalizer, token_weight=self.loss_weights(run, batch))
-        if run.model.length_head is not None:
-            out.loss = out.loss + run.cfg.length_weight * length_loss(run, batch)
+        out = diffusion_loss(self.denoiser(ctx, ids.shape[1]), ids, maskable,
+                             batch.key_padding, ctx.schedule, tok.mask_id, d.eps, d.antithetic,
+                             noise=noise, normalizer=normalizer,
+                             token_weight=self.loss_weights(ctx, batch))
+        if ctx.model.length_head is not None:
+            out.loss = out.loss + self.length_weight * length_loss(ctx, batch)
         return out
 
     # ---- evaluation
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
+    def bound_loss(self, ctx: Context, batch, generator):
         maskable = batch.maskable
-        if getattr(model.config, "shift", False):  # nothing precedes position 0
+        if getattr(ctx.model.config, "shift", False):  # nothing precedes position 0
             maskable = maskable.clone()
             maskable[:, 0] = False
-        return diffusion_loss(as_denoiser(model), batch.ids, maskable, batch.key_padding,
-                              schedule, tok.mask_id, eps, True, generator)
+        return diffusion_loss(ctx.denoiser, batch.ids, maskable, batch.key_padding,
+                              ctx.schedule, ctx.tokenizer.mask_id, ctx.diffusion.eps, True,
+                              generator)
 
     # ---- sampling
-    def reply_steps(self, lm, prompt, key_padding, config, generator,
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
                     constraints=None) -> Iterator:
         from dlm.control import apply_constraints
 
-        tok = lm.tokenizer
+        tok = ctx.tokenizer
         lengths = None
         if config.length == "auto":
-            lengths = lm.predict_lengths(prompt, key_padding, config, generator)  # (B,)
+            lengths = ctx.predict_lengths(prompt, key_padding, config, generator)  # (B,)
             config = dataclasses.replace(config, length=int(lengths.max()))
         canvas = reply_canvas(prompt, key_padding, config.length, tok.mask_id, tok.eos_id,
                               tok.never_generated, tuple(tok.pad_cycle))
         if lengths is not None:
             canvas = sized_canvas(canvas, lengths, tok)
         if constraints:
-            canvas = apply_constraints(lm.denoiser, canvas, constraints, tok, lm.lowercase)
+            canvas = apply_constraints(ctx.denoiser, canvas, constraints, tok, ctx.lowercase)
         start = canvas.start
-        return (step.crop(start) for step in denoise(lm.denoiser, canvas, config, generator))
+        return (step.crop(start) for step in denoise(ctx.denoiser, canvas, config, generator))
+
+    def denoiser(self, ctx: Context, width: int):
+        """What the loss calls: the engine, its logits aligned when the model is shifted,
+        and while annealing from AR the causal-OR-random attention mask."""
+        if not ctx.model.config.shift:
+            return ctx.engine
+        shifted = Shifted(ctx.engine)
+        if ctx.step >= self.anneal_steps:
+            return shifted
+        mask = annealed_mask(width, ctx.step / self.anneal_steps, ctx.noise, ctx.device)
+        return lambda ids, key_padding, select: shifted(ids, key_padding, select,
+                                                        attn_mask=mask)
 
 
-def denoiser(run: TrainingRun, width: int):
-    """What the loss calls: the engine, its logits aligned when the model is shifted, and
-    while annealing from AR the causal-OR-random attention mask."""
-    if not run.model.config.shift:
-        return run.engine
-    shifted = Shifted(run.engine)
-    if run.step >= run.cfg.anneal_steps:
-        return shifted
-    mask = annealed_mask(width, run.step / run.cfg.anneal_steps, run.noise, run.device)
-    return lambda ids, key_padding, select: shifted(ids, key_padding, select, attn_mask=mask)
-
-
-def length_loss(run: TrainingRun, batch) -> torch.Tensor:
+def length_loss(ctx: Context, batch) -> torch.Tensor:
     """Cross-entropy of the length head on the prompt alone (the response is not shown,
     as at sampling), summed over these rows and divided by the global batch's rows."""
     P = int((~batch.maskable[0]).sum())  # prompt columns come first
     prompt = batch.ids[:, :P]
     padding = None if batch.key_padding is None else batch.key_padding[:, :P]
-    lengths = reply_lengths(batch.ids[:, P:], run.tokenizer.end_ids)
-    target = (lengths.clamp(1, run.model.config.length_classes) - 1)  # (B,)
-    logits = run.engine(prompt, padding, head="length").float()  # (B, classes)
-    return F.cross_entropy(logits, target, reduction="sum") / run.cfg.batch_size
+    lengths = reply_lengths(batch.ids[:, P:], ctx.tokenizer.end_ids)
+    target = (lengths.clamp(1, ctx.model.config.length_classes) - 1)  # (B,)
+    logits = ctx.engine(prompt, padding, head="length").float()  # (B, classes)
+    return F.cross_entropy(logits, target, reduction="sum") / ctx.batch_size
 

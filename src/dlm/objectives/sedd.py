@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dlm.diffusion import LossOutput, Schedule
 from dlm.diffusion.corruption import Noise, draw_noise
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun, trained_schedule
+from dlm.objectives.base import BoundObjective, Needs
+from dlm.objectives.context import Context
 from dlm.objectives.uniform import (
     corrupt_uniform,
     odds_shift,
@@ -194,42 +196,50 @@ def sedd_decode(model, graph, vocab: int, prompt: torch.Tensor, key_padding: tor
         yield Step(reply.clone(), changed, confidence, k + 1, steps, nfe=k + 1)
 
 
+@dataclass(frozen=True)
 class ScoreEntropy(BoundObjective):
     """SEDD on one graph; registered once per graph."""
 
     needs = Needs(causal=False, time=True)
     refusal = ("this is a score-entropy (SEDD) checkpoint: dlm fills masks and takes "
                "forced words with masked diffusion only")
+    graph_name: str = "absorbing"
+    """absorbing (a mask state) or uniform (any token to any token)."""
+    predictor: str = "tweedie"
+    """Its sampler's step when a request names none (`SampleConfig.predictor`): tweedie
+    (the analytic step, SEDD's best) or euler."""
 
-    def __init__(self, graph: str):
-        self.graph_name = graph
-        self.name = f"sedd-{graph}"
-        self.summary = f"score entropy discrete diffusion (SEDD), {graph} graph"
+    @property
+    def name(self) -> str:
+        return f"sedd-{self.graph_name}"
+
+    @property
+    def summary(self) -> str:
+        return f"score entropy discrete diffusion (SEDD), {self.graph_name} graph"
 
     def graph(self, tok):
         return Absorbing(tok.mask_id) if self.graph_name == "absorbing" else Uniform()
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d = run.cfg.diffusion
-        return sedd_loss(run.engine, self.graph(run.tokenizer), run.model.config.vocab_size,
-                         batch.ids, batch.maskable,
-                         batch.key_padding, run.schedule, d.eps, d.antithetic, noise=noise,
-                         normalizer=normalizer)
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d = ctx.diffusion
+        return sedd_loss(ctx.engine, self.graph(ctx.tokenizer), ctx.model.config.vocab_size,
+                         batch.ids, batch.maskable, batch.key_padding, ctx.schedule, d.eps,
+                         d.antithetic, noise=noise, normalizer=normalizer)
 
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
-        return sedd_loss(model, self.graph(tok), model.config.vocab_size, batch.ids,
-                         batch.maskable,
-                         batch.key_padding, schedule, eps, True, generator)
+    def bound_loss(self, ctx: Context, batch, generator):
+        return sedd_loss(ctx.model, self.graph(ctx.tokenizer), ctx.model.config.vocab_size,
+                         batch.ids, batch.maskable, batch.key_padding, ctx.schedule,
+                         ctx.diffusion.eps, True, generator)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        schedule = trained_schedule(lm)
-        tok = lm.tokenizer
+        tok = ctx.tokenizer
         graph = self.graph(tok)
         # the absorbing graph's mask is where a token stays: only the uniform graph bans it
         banned = (*tok.never_generated, *((tok.mask_id,) if graph.name == "uniform" else ()))
-        return sedd_decode(lm.model, graph, lm.model.config.vocab_size, prompt, key_padding,
-                           int(config.length),
-                           config.steps, schedule, config.predictor, banned,
+        return sedd_decode(ctx.model, graph, ctx.model.config.vocab_size, prompt, key_padding,
+                           int(config.length), config.steps, ctx.schedule,
+                           config.predictor or self.predictor, banned,
                            config.temperature, generator)

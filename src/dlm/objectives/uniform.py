@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from dlm.diffusion import LossOutput, Schedule
 from dlm.diffusion.corruption import Noise, draw_noise
-from dlm.objectives.base import BoundObjective, Needs, TrainingRun, trained_schedule
+from dlm.objectives.base import BoundObjective, Needs
+from dlm.objectives.context import Context
 from dlm.sampling import Step
 
 
@@ -169,21 +170,22 @@ class UniformDiffusion(BoundObjective):
     refusal = ("this is a uniform-noise diffusion checkpoint: it has no mask to fill "
                "(infill, edit and forced words need masked diffusion)")
 
-    def loss(self, run: TrainingRun, batch, noise, normalizer):
-        d = run.cfg.diffusion
-        return uniform_loss(run.engine, batch.ids, batch.maskable, batch.key_padding,
-                            run.schedule, run.model.config.vocab_size, d.eps, d.antithetic,
+    def loss(self, ctx: Context, batch, noise, normalizer):
+        d = ctx.diffusion
+        return uniform_loss(ctx.engine, batch.ids, batch.maskable, batch.key_padding,
+                            ctx.schedule, ctx.model.config.vocab_size, d.eps, d.antithetic,
                             noise=noise, normalizer=normalizer)
 
-    def bound_loss(self, model, batch, tok, schedule, eps, generator, block_size):
-        return uniform_loss(model, batch.ids, batch.maskable, batch.key_padding, schedule,
-                            model.config.vocab_size, eps, True, generator)
+    def bound_loss(self, ctx: Context, batch, generator):
+        return uniform_loss(ctx.model, batch.ids, batch.maskable, batch.key_padding,
+                            ctx.schedule, ctx.model.config.vocab_size, ctx.diffusion.eps,
+                            True, generator)
 
-    def reply_steps(self, lm, prompt, key_padding, config, generator, constraints=None):
+    def reply_steps(self, ctx: Context, prompt, key_padding, config, generator,
+                    constraints=None):
         if constraints:
             self.refuse_constraints()
-        schedule = trained_schedule(lm)
-        banned = (*lm.tokenizer.never_generated, lm.tokenizer.mask_id)
-        return uniform_decode(lm.denoiser, prompt, key_padding, int(config.length),
-                              config.steps, schedule, lm.model.config.vocab_size, banned,
+        banned = (*ctx.tokenizer.never_generated, ctx.tokenizer.mask_id)
+        return uniform_decode(ctx.denoiser, prompt, key_padding, int(config.length),
+                              config.steps, ctx.schedule, ctx.model.config.vocab_size, banned,
                               config.temperature, generator)

@@ -30,7 +30,7 @@ from dlm.data.shards import (
     validation_set,
 )
 from dlm.errors import DataError
-from dlm.objectives import get_objective
+from dlm.objectives import Objective
 from dlm.tokenizer import DLMTokenizer
 
 
@@ -60,16 +60,18 @@ def _write_splits(cfg: TrainConfig, folder: Path) -> tuple[dict[str, Path], list
     return paths, reports, train_ex
 
 
-def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
-                 say=lambda text: None, reuse: bool = False) -> PreparedData:
+def prepare_data(cfg: TrainConfig, objective: Objective,
+                 tokenizer: DLMTokenizer | None = None, say=lambda text: None,
+                 reuse: bool = False) -> PreparedData:
     """Token shards for the run and the samplers over them.
 
-    `cfg.data` is either one directory written by `dlm data` (its tokenizer is used
-    unless one is given) or files, which are read, split (seeded) and written to
-    `OUT_DIR/data/` first; a tokenizer is trained on the training split if none is
-    given. Tokenizing happens once: the shards are reused while the tokenizer and the
-    JSONL stay the same. `reuse`: the split files are already written (by process 0 of
-    a multi-process run) and `tokenizer` is theirs; only read them.
+    `objective`: the run's bound objective (how it pads replies). `cfg.data` is either
+    one directory written by `dlm data` (its tokenizer is used unless one is given) or
+    files, which are read, split (seeded) and written to `OUT_DIR/data/` first; a
+    tokenizer is trained on the training split if none is given. Tokenizing happens
+    once: the shards are reused while the tokenizer and the JSONL stay the same. `reuse`:
+    the split files are already written (by process 0 of a multi-process run) and
+    `tokenizer` is theirs; only read them.
     """
     prepared = [d for d in cfg.data if is_prepared(d)]
     reports: list[ReadReport] = []
@@ -95,7 +97,8 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
         paths, reports, train_ex = _write_splits(cfg, folder)
         if tokenizer is None:
             tokenizer = DLMTokenizer.train(example_texts(train_ex), cfg.vocab_size)
-    if padding_of(cfg) == "rainbow":  # the pad tokens join the vocabulary
+    padding = objective.padding(cfg)
+    if padding == "rainbow":  # the pad tokens join the vocabulary
         tokenizer = tokenizer.with_rainbow(cfg.diffusion.rainbow_pads)
     cache = shard_dir(folder, tokenizer)
     ensure_shards(paths, tokenizer, cache, say)
@@ -107,20 +110,15 @@ def prepare_data(cfg: TrainConfig, tokenizer: DLMTokenizer | None = None,
     else:
         sampler = ChatSampler(shards.train, cfg.batch_size, cfg.prompt_len, cfg.response_len,
                               tok.pad_id, tok.eos_id, cfg.drop_long, cfg.seed,
-                              padding_of(cfg), pad_cycle(cfg, tok))
+                              padding, pad_cycle(cfg, padding, tok))
     val = EncodedSet(torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long))
     if shards.validation is not None and len(shards.validation):
         val = validation_set(shards.validation, cfg.val_examples, cfg.prompt_len,
                              cfg.response_len, cfg.packed_len, tok.pad_id, tok.eos_id,
-                             cfg.drop_long, padding_of(cfg), pad_cycle(cfg, tok))
+                             cfg.drop_long, padding, pad_cycle(cfg, padding, tok))
     return PreparedData(tok, sampler, val, reports, shards.meta["kind"], folder)
 
 
-def padding_of(cfg: TrainConfig) -> str:
-    """The run's padding, as its objective pads (`Objective.padding`)."""
-    return get_objective(cfg.objective).padding(cfg)
-
-
-def pad_cycle(cfg: TrainConfig, tok: DLMTokenizer) -> list[int]:
+def pad_cycle(cfg: TrainConfig, padding: str, tok: DLMTokenizer) -> list[int]:
     """The rainbow pad ids a run pads with (none unless its padding is rainbow)."""
-    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if padding_of(cfg) == "rainbow" else []
+    return tok.pad_cycle[: cfg.diffusion.rainbow_pads] if padding == "rainbow" else []

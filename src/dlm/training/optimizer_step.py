@@ -24,7 +24,7 @@ from dlm.diffusion import LossOutput
 from dlm.diffusion.corruption import Noise
 from dlm.errors import DLMError
 from dlm.model import Transformer
-from dlm.objectives.base import Objective, TrainingRun
+from dlm.objectives import Context, Objective
 from dlm.training.distributed import World
 from dlm.util.failpoints import passage
 
@@ -70,19 +70,20 @@ def make_optimizer(model: Transformer, cfg: TrainConfig,
 
 
 class OptimizerStep:
-    """Applies one optimiser step of `run` (at `run.step`, which the caller advances).
+    """Applies one optimiser step of a run (at `ctx.step`, which the caller advances).
 
     `rows_per_micro`: this process's rows of each micro-batch (`check_split`); `loss`:
     the loss of one share (the run's, so what it adds, a test's poison included, is
     what the step backpropagates).
     """
 
-    def __init__(self, run: TrainingRun, objective: Objective, optimizer: torch.optim.Optimizer,
-                 world: World, rows_per_micro: int, loss: ShareLoss):
-        self.run, self.objective, self.optimizer = run, objective, optimizer
+    def __init__(self, cfg: TrainConfig, objective: Objective,
+                 optimizer: torch.optim.Optimizer, world: World, rows_per_micro: int,
+                 loss: ShareLoss):
+        self.cfg, self.objective, self.optimizer = cfg, objective, optimizer
         self.world, self.rows_per_micro, self.loss = world, rows_per_micro, loss
 
-    def __call__(self, batch: Batch) -> dict[str, Any]:
+    def __call__(self, batch: Batch, ctx: Context) -> dict[str, Any]:
         """One step over the global `batch` (on the host); returns loss and gradient norm
         as device tensors (read back only when logged: no host sync here), lr and tokens.
 
@@ -90,28 +91,27 @@ class OptimizerStep:
         each micro-batch; each share's loss is its part of the global sum (divided by
         the global token count), so the gradients add up to the whole batch's.
         """
-        run, world = self.run, self.world
-        cfg = run.cfg
-        lr = lr_at(run.step, cfg)
+        cfg, world, objective = self.cfg, self.world, self.objective
+        lr = lr_at(ctx.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        noise = self.objective.noise(run, batch)
-        scored = self.objective.scores_first_token(run.model)
+        noise = objective.noise(ctx, batch)
+        scored = objective.scores_first_token(ctx.model)
         target = batch.maskable if scored else batch.maskable[:, 1:]
         normalizer: float = max(int(target.sum()), 1)
-        weights = self.objective.loss_weights(run, batch)
+        weights = objective.loss_weights(ctx, batch)
         if weights is not None:
             normalizer = float(weights[batch.maskable].sum())
-        pin = run.device.type == "cuda"
+        pin = ctx.device.type == "cuda"
         self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=run.device)
+        total = torch.zeros((), device=ctx.device)
         rows = self.rows_per_micro
         for micro in range(cfg.grad_accum):
             lo = (micro * world.size + world.rank) * rows
             share = batch.rows(lo, lo + rows)
-            share = (share.pin_memory() if pin else share).to(run.device)
+            share = (share.pin_memory() if pin else share).to(ctx.device)
             last = micro == cfg.grad_accum - 1
-            no_sync = getattr(run.engine, "no_sync", None)  # DDP: all-reduce once, at the end
+            no_sync = getattr(ctx.engine, "no_sync", None)  # DDP: all-reduce once, at the end
             with no_sync() if (no_sync and not last) else contextlib.nullcontext():
                 out = self.loss(share, None if noise is None else noise.rows(lo, lo + rows),
                                 normalizer)
@@ -121,13 +121,13 @@ class OptimizerStep:
             total += out.loss.detach()
         # The norm is computed even with clipping off: a non-finite one must be caught
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            run.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            ctx.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         # One scalar read per step (a host sync on a GPU): a NaN or inf step applied would
         # poison the weights and every checkpoint after them, so it is refused first. The
         # norm is of the all-reduced gradients, so every process decides alike.
         norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         if not bool(torch.isfinite(total) & torch.isfinite(norm)):
-            raise Diverged(run.step + 1, float(total), float(norm), Path(cfg.out_dir))
+            raise Diverged(ctx.step + 1, float(total), float(norm), Path(cfg.out_dir))
         passage("train.step")
         self.optimizer.step()
         return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": batch.ids.numel()}

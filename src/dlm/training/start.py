@@ -17,7 +17,7 @@ from dlm.checkpoint import finish_interrupted_saves, load_checkpoint
 from dlm.config import TrainConfig, from_dict, model_preset
 from dlm.errors import CheckpointError, ConfigError
 from dlm.model import Transformer
-from dlm.objectives import get_objective
+from dlm.objectives import Objective, bind_objective
 from dlm.tokenizer import DLMTokenizer
 from dlm.training.batches import PreparedData, prepare_data
 from dlm.training.distributed import World
@@ -27,6 +27,8 @@ from dlm.training.distributed import World
 class RunStart:
     cfg: TrainConfig
     """The run's settings (a resumed run's own, from its checkpoint)."""
+    objective: Objective
+    """What it trains, bound once here to its own settings and passed on."""
     data: PreparedData
     model: Transformer
     state: dict[str, Any] | None
@@ -36,7 +38,7 @@ class RunStart:
 def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
               resume: str | Path | None = None) -> RunStart:
     """The run's start; settings that cannot train are refused before any work."""
-    get_objective(cfg.objective)  # refuse an unknown one before any work
+    objective = bind_objective(vars(cfg))  # an unknown one is refused before any work
     if not 0 <= cfg.cfg_dropout < 1:
         raise ConfigError(f"cfg_dropout must be in [0, 1), got {cfg.cfg_dropout}")
     state = None
@@ -52,39 +54,40 @@ def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
                 f"{ckpt.path}: no training state to resume from (train_state.pt is "
                 "missing); start a new run or pass a checkpoint written during training")
         cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
-        data = prepare_everywhere(cfg, world, say, ckpt.tokenizer)
+        objective = bind_objective(vars(cfg))
+        data = prepare_everywhere(cfg, objective, world, say, ckpt.tokenizer)
         model = ckpt.model
     elif cfg.init_from is not None:
         # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
         ckpt = load_checkpoint(cfg.init_from, best=True)
-        data = prepare_everywhere(cfg, world, say, ckpt.tokenizer)
+        data = prepare_everywhere(cfg, objective, world, say, ckpt.tokenizer)
         causal = ckpt.model.config.causal
-        if not get_objective(cfg.objective).can_start_from(causal):
+        if not objective.can_start_from(causal):
             kind = "causal (ar)" if causal else "bidirectional (diffusion)"
             raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
                               f"{cfg.objective} cannot start from it")
         torch.manual_seed(cfg.seed)
-        model = adapt_model(ckpt.model, cfg, data.tokenizer.vocab_size, say)
+        model = adapt_model(ckpt.model, cfg, objective, data.tokenizer.vocab_size, say)
         need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
         if need > model.config.max_seq_len:
             raise ConfigError(
                 f"prompt_len + response_len = {need} is longer than the "
                 f"{model.config.max_seq_len} positions of {ckpt.path}; shorten them")
     else:
-        data = prepare_everywhere(cfg, world, say, None)
+        data = prepare_everywhere(cfg, objective, world, say, None)
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg, data.tokenizer.vocab_size)
+        model = build_model(cfg, objective, data.tokenizer.vocab_size)
     if cfg.anneal_steps and not model.config.shift:
         raise ConfigError("anneal_steps is for a diffusion run started from an AR "
                           "checkpoint (--init-from AR_CKPT); this model is not one")
-    return RunStart(cfg, data, model, state)
+    return RunStart(cfg, objective, data, model, state)
 
 
-def prepare_everywhere(cfg: TrainConfig, world: World, say,
-                   tokenizer: DLMTokenizer | None) -> PreparedData:
+def prepare_everywhere(cfg: TrainConfig, objective: Objective, world: World, say,
+                       tokenizer: DLMTokenizer | None) -> PreparedData:
     """Process 0 splits and tokenizes; the others then read what it wrote."""
     if world.is_main:
-        data = prepare_data(cfg, tokenizer, say)
+        data = prepare_data(cfg, objective, tokenizer, say)
         if world.distributed:
             data.tokenizer.save(data.folder / "tokenizer.json")
     world.barrier()
@@ -92,7 +95,7 @@ def prepare_everywhere(cfg: TrainConfig, world: World, say,
         folder_tok = Path(cfg.out_dir) / "data" / "tokenizer.json"
         if tokenizer is None and folder_tok.is_file():
             tokenizer = DLMTokenizer.load(folder_tok)
-        data = prepare_data(cfg, tokenizer, reuse=True)
+        data = prepare_data(cfg, objective, tokenizer, reuse=True)
     return data
 
 
@@ -123,8 +126,8 @@ def fine_tuning_overrides(cfg: TrainConfig, old) -> dict[str, Any]:
     return dict(cfg.model_overrides)
 
 
-def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
-    needs = get_objective(cfg.objective).needs
+def build_model(cfg: TrainConfig, objective: Objective, vocab_size: int) -> Transformer:
+    needs = objective.needs
     overrides = {"vocab_size": vocab_size, "causal": needs.causal,
                  "time_conditioning": needs.time,
                  "max_seq_len": max(cfg.prompt_len + cfg.response_len, cfg.packed_len, 64),
@@ -132,7 +135,7 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> Transformer:
     return Transformer(model_preset(cfg.preset, **overrides))
 
 
-def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
+def adapt_model(model: Transformer, cfg: TrainConfig, objective: Objective, vocab_size: int,
                 say=lambda text: None) -> Transformer:
     """A checkpoint's model made ready for this run, every trained weight kept: an AR
     model becomes a shifted diffusion model (`--objective diffusion`), the vocabulary
@@ -141,7 +144,6 @@ def adapt_model(model: Transformer, cfg: TrainConfig, vocab_size: int,
     old = model.config
     changes = run_overrides(cfg)
     changes.update(fine_tuning_overrides(cfg, old))
-    objective = get_objective(cfg.objective)
     changes.update(objective.model_changes(old.causal))
     if objective.needs.time and not old.time_conditioning:
         changes["time_conditioning"] = True  # adaLN starts at zero: the same function

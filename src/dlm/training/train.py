@@ -36,7 +36,7 @@ from dlm.diffusion import (
 )
 from dlm.diffusion.corruption import Noise
 from dlm.errors import ConfigError
-from dlm.objectives import get_objective
+from dlm.objectives import Context
 from dlm.pipeline import pick_device
 from dlm.sampling import Step
 from dlm.tokenizer import DLMTokenizer
@@ -111,10 +111,9 @@ def open_tensorboard(folder: Path):
 
 # -------------------------------------------------------------------- the loop
 class Trainer:
-    """The run: what its objective asks of it (`TrainingRun`: cfg, engine, model, schedule,
-    noise, device, step, tokenizer, data_kind, autocast), the units it wires together (one
-    optimiser step, the evaluation, the checkpoints) and `run()`, the loop: log, evaluate
-    every N, save every N, report."""
+    """The run: what its objective is handed (`context`, a `dlm.objectives.Context`), the
+    units it wires together (one optimiser step, the evaluation, the checkpoints) and
+    `run()`, the loop: log, evaluate every N, save every N, report."""
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None,
                  resume: str | Path | None = None):
@@ -123,7 +122,7 @@ class Trainer:
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         start = start_run(cfg, self.world, self.reporter.on_note, resume)
         cfg, self.data, self.model, state = start.cfg, start.data, start.model, start.state
-        self.objective = get_objective(cfg.objective)
+        self.objective = start.objective
         self.objective.check(cfg, self.data.kind)
         self.cfg = cfg
         # refused before the model moves to its device or is wrapped
@@ -145,9 +144,9 @@ class Trainer:
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.step = 0
         self.best: dict[str, float] | None = None  # the best validation so far: step, value
-        self.optimizer_step = OptimizerStep(self, self.objective, self.optimizer, self.world,
+        self.optimizer_step = OptimizerStep(cfg, self.objective, self.optimizer, self.world,
                                             rows_per_micro, self.loss)
-        self.evaluation = RunEval(self, self.objective, self.data.val)
+        self.evaluation = RunEval(cfg, self.objective, self.data.val)
         self.checkpoints = RunCheckpoint(cfg, self.world, self.model, self.optimizer,
                                          self.sampler, self.noise, self.data.tokenizer,
                                          self.reporter.on_save)
@@ -156,7 +155,15 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.tensorboard = None  # a SummaryWriter from the first logged row (False: none)
 
-    # ---- what the objective asks of the run, and one step
+    # ---- what the objective is handed, and one step
+    @property
+    def context(self) -> Context:
+        """The objective's view of the run at this step."""
+        cfg = self.cfg
+        return Context(self.model, self.tokenizer, self.schedule, self.device, cfg.diffusion,
+                       self.data.kind, cfg.batch_size, cfg.seed, engine=self.engine,
+                       noise=self.noise, step=self.step, autocast=self.autocast)
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
@@ -170,7 +177,7 @@ class Trainer:
 
     def step_noise(self, batch: Batch) -> Noise | None:
         """The corruption draws of a whole (global) batch, made once per optimiser step."""
-        return self.objective.noise(self, batch)
+        return self.objective.noise(self.context, batch)
 
     def loss(self, batch: Batch, noise: Noise | None = None,
              normalizer: float | None = None) -> LossOutput:
@@ -180,12 +187,12 @@ class Trainer:
         is a share of a larger one."""
         noise = noise if noise is not None else self.step_noise(batch)
         with self.autocast():
-            return self.objective.loss(self, batch, noise, normalizer)
+            return self.objective.loss(self.context, batch, noise, normalizer)
 
     def train_step(self) -> dict[str, Any]:
         """One optimiser step over the next global batch (`OptimizerStep`); loss and
         gradient norm stay device tensors until `OptimizerStep.read_back`."""
-        metrics = self.optimizer_step(self.sampler.next())
+        metrics = self.optimizer_step(self.sampler.next(), self.context)
         self.step += 1
         return {**metrics, "epoch": round(self.sampler.epochs, 4)}
 
@@ -227,7 +234,7 @@ class Trainer:
         result = TrainResult(self.out_dir, self.out_dir / "last", self.step)
         if self.step == 0 and len(self.data.val):
             # the starting point, so a curve shows how far training brought the NELBO
-            ev = self.evaluation.validation()
+            ev = self.evaluation.validation(self.context)
             self.log({"step": 0, **ev})
             result.history.append({"step": 0, **ev})
             self.reporter.on_eval(0, ev, [], self.data.tokenizer)
@@ -245,7 +252,7 @@ class Trainer:
                     self.log({"step": self.step, "elapsed_s": round(elapsed, 3), **metrics})
                     self.reporter.on_step(self.step, metrics)
                 if last or (cfg.eval_every and self.step % cfg.eval_every == 0):
-                    ev, samples = self.evaluation.evaluate()
+                    ev, samples = self.evaluation.evaluate(self.context)
                     if ev:
                         self.log({"step": self.step, **ev})
                         result.history.append({"step": self.step, **ev})

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlm.config import SampleConfig
+from dlm.config import TrainConfig
 from dlm.data import EncodedSet
-from dlm.objectives.base import Objective, TrainingRun
+from dlm.objectives import Context, Objective
 from dlm.pipeline import DiffusionLM
 from dlm.sampling import Step
 
@@ -22,34 +22,34 @@ Samples = list[tuple[str, list[Step]]]
 
 
 class RunEval:
-    """Evaluates `run`'s model on `val`; see the module docstring."""
+    """Evaluates a run's model on `val`; see the module docstring."""
 
-    def __init__(self, run: TrainingRun, objective: Objective, val: EncodedSet):
-        self.run, self.objective, self.val = run, objective, val
+    def __init__(self, cfg: TrainConfig, objective: Objective, val: EncodedSet):
+        self.cfg, self.objective, self.val = cfg, objective, val
 
-    def validation(self) -> dict[str, float]:
+    def validation(self, ctx: Context) -> dict[str, float]:
         """The objective's held-out figures: diffusion's NELBO (4 draws of t) and its
         perplexity bound, or AR's exact NLL and perplexity (`Objective.validation`)."""
-        return self.objective.validation(self.run, self.val)
+        return self.objective.validation(ctx, self.val)
 
-    def evaluate(self) -> tuple[dict[str, float], Samples]:
+    def evaluate(self, ctx: Context) -> tuple[dict[str, float], Samples]:
         """The held-out figures (none without a validation set) and, for chat, a reply
-        to each validation prompt, every denoising step kept."""
-        run, cfg = self.run, self.run.cfg
-        run.model.eval()
-        metrics = self.validation() if len(self.val) else {}
+        to each validation prompt (the settings every command starts from), every
+        denoising step kept."""
+        cfg = self.cfg
+        ctx.model.eval()
+        metrics = self.validation(ctx) if len(self.val) else {}
         samples = []
-        lm = DiffusionLM(run.model, run.tokenizer, cfg.prompt_len, cfg.response_len,
-                         cfg.lowercase, cfg.objective)
-        lm.block_size = self.objective.block_size(vars(cfg))
-        prompts = cfg.val_prompts if run.data_kind == "chat" else []
+        lm = DiffusionLM(ctx.model, ctx.tokenizer, cfg.prompt_len, cfg.response_len,
+                         cfg.lowercase, self.objective)
+        prompts = cfg.val_prompts if ctx.data_kind == "chat" else []
         for prompt in prompts:
             steps: list[Step] = []
-            with run.autocast():
-                lm.generate(prompt, SampleConfig(length=cfg.response_len, steps=16),
+            with ctx.autocast():
+                lm.generate(prompt, lm.decoding(length=cfg.response_len),
                             on_step=steps.append)
             samples.append((prompt, steps))
-        run.model.train()
+        ctx.model.train()
         return metrics, samples
 
 
