@@ -60,9 +60,10 @@ class SampleConfig:
     written so far. eos is exempt."""
     no_repeat_ngram: int = 0
     """AR only: never write an n-gram of this size twice in a reply (0 = off)."""
-    predictor: str = "tweedie"
+    predictor: str | None = None
     """Score-entropy models (sedd-*): the reverse step, tweedie (tau-leaping with the
-    Tweedie denoiser, exact for one step of the learned score) or euler (first order)."""
+    Tweedie denoiser, exact for one step of the learned score) or euler (first order);
+    None: the objective's own (`ScoreEntropy.predictor`, tweedie)."""
     decode: str = "diffusion"
     """diffusion: the model's own sampler; speculative: the model drafts, an AR verifier
     (`--verifier`) keeps what it agrees with, so the reply is the verifier's (greedy:
@@ -98,7 +99,7 @@ class SampleConfig:
              f"{self.max_draft_length}"),
             ("draft_window", self.draft_window >= 0,
              f"draft_window must be >= 0, got {self.draft_window}"),
-            ("predictor", self.predictor in PREDICTORS,
+            ("predictor", self.predictor is None or self.predictor in PREDICTORS,
              f"predictor must be tweedie or euler, got {self.predictor!r}"),
             ("repetition_penalty", self.repetition_penalty > 0,
              f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
