@@ -10,12 +10,14 @@ from dlm.bench import run_bench
 from dlm.bench.generation import diffusion_variants, sample_config
 from dlm.bench.peer import CharNgram, count_calls
 from dlm.bench.training import flops_per_token
-from dlm.config import model_preset
+from dlm.config import BenchConfig, model_preset
+
+CPU = torch.device("cpu")
 
 
 def test_bench_writes_training_and_generation_figures(tmp_path):
-    report = run_bench(torch.device("cpu"), ["tiny"], "tiny", lengths=[8, 16], batches=[1, 2],
-                       train_batch=2, seq_len=32, repeats=1)
+    report = run_bench(BenchConfig(preset=["tiny"], generate="tiny", length=[8, 16],
+                                   batch=[1, 2], batch_size=2, seq_len=32, repeats=1), CPU)
     js, md = report.write(tmp_path, "run")
     data = json.loads(js.read_text())
     assert {"command", "commit", "device", "torch", "dtype"} <= set(data)
@@ -136,9 +138,9 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
 
     diffusion, ar = run("mdlm"), run("ar", objective="ar")
     judge = run("judge", objective="ar", seed=1)
-    report = run_bench(torch.device("cpu"), [], "tiny", lengths=[8], batches=[1, 2],
-                       ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2, 4],
-                       judge=judge, draft_caches=["none", "prefix"])
+    report = run_bench(BenchConfig(preset=[], generate="tiny", length=[8], batch=[1, 2],
+                                   ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2, 4],
+                                   judge=judge, draft_cache=["none", "prefix"]), CPU)
     md = report.markdown()
     generation = [r for r in report.results if r["what"] == "generation"]
     assert generation and all(r["judged_ppl"] > 1 for r in generation)
@@ -152,9 +154,9 @@ def test_trained_models_get_judged_speed_and_speculative_figures(tmp_path, pairs
     assert "judged PPL" in md and "identical" in md and "AR calls/token" in md
     # bfloat16 weights: AR is timed in float32 too, and every ratio is also given against
     # the faster of the two
-    report = run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1],
-                       ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2],
-                       speculative_dtype="bfloat16")
+    report = run_bench(BenchConfig(preset=[], generate="none", length=[8], batch=[1],
+                                   ckpt=diffusion, ar_ckpt=ar, repeats=1, speculative=[2],
+                                   speculative_dtype="bfloat16"), CPU)
     rows = report.results
     assert [r["variant"] for r in rows[:2]] == ["AR + KV cache",
                                                 "AR + KV cache, float32 weights"]
@@ -177,8 +179,8 @@ def test_a_dual_model_is_benched_against_its_own_ar_half(tmp_path, pairs_tsv):
     cfg = tiny_train_config(tmp_path / "dual", pairs_tsv, objective="dual", block_size=4,
                             max_steps=8, val_fraction=0.3)
     dual = str(train(cfg).checkpoint)
-    report = run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1, 2],
-                       ckpt=dual, repeats=1, self_speculative=True)
+    report = run_bench(BenchConfig(preset=[], generate="none", length=[8], batch=[1, 2],
+                                   ckpt=dual, repeats=1, self_speculative=True), CPU)
     rows = [r for r in report.results if r["what"] == "self_speculative"]
     assert [r["variant"] for r in rows] == ["AR + KV cache", "self-speculative, blocks of 4"] * 2
     assert all(r["identical"] == r["prompts"] == 2 for r in rows)
@@ -189,5 +191,5 @@ def test_a_dual_model_is_benched_against_its_own_ar_half(tmp_path, pairs_tsv):
     ar = str(train(tiny_train_config(tmp_path / "ar", pairs_tsv, objective="ar",
                                      max_steps=2)).checkpoint)
     with pytest.raises(ConfigError, match="only a dual one"):
-        run_bench(torch.device("cpu"), [], None, lengths=[8], batches=[1], ckpt=ar,
-                  repeats=1, self_speculative=True)
+        run_bench(BenchConfig(preset=[], generate="none", length=[8], batch=[1], ckpt=ar,
+                              repeats=1, self_speculative=True), CPU)

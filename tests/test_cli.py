@@ -97,6 +97,13 @@ def test_sweep_counts_model_calls_per_reply(trained, tmp_path):
     (threshold,) = [r for r in rows if r["rule"] == "threshold"]
     assert 1 <= threshold["nfe"] <= 8 and threshold["tokens_per_call"] * threshold["nfe"] == 8
     assert "| threshold 0.5 | 8 |" in (tmp_path / "sweep.md").read_text()
+    # the settings not swept are the checkpoint's default decoding
+    from dlm import DiffusionLM
+
+    decoding = DiffusionLM.load(trained, "cpu").decoding()
+    meta = json.loads((tmp_path / "sweep.json").read_text())["meta"]
+    assert (meta["eos"], meta["repetition_penalty"], meta["temperature"]) == (
+        decoding.eos, decoding.repetition_penalty, decoding.temperature)
 
 
 def test_chat_trace_file_tags_every_turn(trained, tmp_path):

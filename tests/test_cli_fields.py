@@ -121,3 +121,71 @@ def test_the_configs_names_match_the_implementations():
 
     assert tuple(RULES) == config.COMMIT_RULES
     assert all(f"`{mode}`" in padding.__doc__ for mode in config.PADDINGS)  # each explained
+
+
+@pytest.mark.parametrize("command,cls", [("data", "DataConfig"), ("sweep", "SweepConfig"),
+                                         ("bench", "BenchConfig"),
+                                         ("distill", "DistillConfig")])
+def test_every_setting_of_data_sweep_bench_and_distill_is_a_flag_with_its_docstring(
+        command, cls):
+    """A new setting of these commands is one edit: its field in `dlm.config`."""
+    import dlm.config
+    from dlm.cli.app import FLAGS
+
+    config = getattr(dlm.config, cls)
+    docs = field_docs(config)
+    flags = {f.name: f for f in FLAGS[command]}
+    names = [f.name for f in dataclasses.fields(config) if f.name != "mix"]  # a dict: --mix
+    assert sorted(flags) == sorted(names)
+    for name in names:
+        assert flags[name].help.startswith(docs[name]), name
+        assert flags[name].required or "[default: " in flags[name].help, name
+
+
+def test_dlm_data_takes_its_documented_spellings_and_the_generated_ones(monkeypatch, tmp_path):
+    """`--out` and `--split` (README's) and `--out-dir`, `--hub-split` (the fields') set the
+    same DataConfig fields; every other flag is the field's own name."""
+    import dlm.data.prepare
+    from dlm.cli.app import app
+    from dlm.config import DataConfig
+
+    seen = []
+    monkeypatch.setattr(dlm.data.prepare, "prepare", lambda cfg, say: seen.append(cfg))
+    monkeypatch.setattr("dlm.cli.console.print_data_report", lambda result: None)
+    for out, split in (("--out", "--split"), ("--out-dir", "--hub-split")):
+        result = CliRunner().invoke(app, [
+            "data", "a.tsv", "b=owner/name", out, str(tmp_path), split, "test", "--vocab-size",
+            "300", "--mix", "a=1,b=3", "--no-lowercase", "--max-prompt-chars", "50"])
+        assert result.exit_code == 0, result.output
+    assert seen[0] == seen[1] == dataclasses.replace(
+        DataConfig(), sources=["a.tsv", "b=owner/name"], out_dir=str(tmp_path),
+        hub_split="test", vocab_size=300, mix={"a": 1.0, "b": 3.0}, max_prompt_chars=50)
+    missing = CliRunner().invoke(app, ["data", "--out", str(tmp_path)])
+    assert missing.exit_code == 2 and "sources" in missing.output.lower()
+
+
+def test_distills_required_settings_are_required_and_the_rest_reach_its_config(monkeypatch):
+    import dlm.training.distill
+    from dlm.cli.app import app
+    from dlm.config import DistillConfig
+
+    seen = []
+
+    class Result:
+        out_dir, seconds = "o", 0.0
+
+    monkeypatch.setattr(dlm.training.distill, "run_distill",
+                        lambda cfg, device, say: seen.append((cfg, device)) or Result())
+    result = CliRunner().invoke(app, ["distill", "chats", "--teacher", "ar", "--out", "o",
+                                      "--length", "64", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(DistillConfig("chats", "ar", "o", length=64), "cpu")]
+    missing = CliRunner().invoke(app, ["distill", "chats", "--out", "o"])
+    assert missing.exit_code == 2 and "--teacher" in missing.output
+
+
+def test_repeated_options_of_numbers_are_lists():
+    from dlm.cli.fields import flag_type
+
+    assert flag_type(list[int]) == list[int] and flag_type(list[float]) == list[float]
+    assert flag_type(list[bool]) is None and flag_type(dict[str, float]) is None

@@ -93,3 +93,29 @@ def test_fine_tuning_may_add_positions_but_not_reshape_weights(tmp_path, pairs_t
         train(tiny_train_config(tmp_path / "wider", pairs_tsv, objective="ar", max_steps=1,
                                 init_from=str(base.checkpoint),
                                 model_overrides={"d_model": 64}))
+
+
+def test_the_teacher_replies_with_its_default_decoding_and_the_config_sets_over_it(
+        chat_dir, tmp_path):
+    """No decoding given: the teacher's own (`teacher.decoding()`), as every door starts
+    from; `dlm distill`'s DistillConfig sets its fields over that."""
+    from dataclasses import asdict
+
+    from dlm.config import DistillConfig
+    from dlm.training.distill import run_distill
+
+    def decoding(out):
+        return json.loads((out / "data.json").read_text())["distilled"]["decoding"]
+
+    teacher = teacher_for(chat_dir)
+    distill(teacher, chat_dir, tmp_path / "plain", max_examples=3, max_validation=2,
+            say=lambda _: None)
+    assert decoding(tmp_path / "plain") == asdict(teacher.decoding())
+    teacher.save_pretrained(tmp_path / "teacher")
+    config = DistillConfig(str(chat_dir), str(tmp_path / "teacher"), str(tmp_path / "set"),
+                           length=6, repetition_penalty=1.0, max_examples=3,
+                           max_validation=2)
+    result = run_distill(config, "cpu", say=lambda _: None)
+    assert result.examples == {"train": 3, "validation": 2}
+    assert decoding(tmp_path / "set") == asdict(
+        teacher.decoding(length=6, repetition_penalty=1.0, seed=0))

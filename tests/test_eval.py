@@ -136,3 +136,28 @@ def test_dlm_eval_writes_json_and_markdown_with_the_sweep(tmp_path, pairs_tsv):
     assert (tmp_path / "cmp" / "compare-sweep.png").read_bytes()[:4] == b"\x89PNG"
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "d"), str(tmp_path / "zz")])
     assert missing.exit_code == 2 and "no eval.json" in missing.output
+
+
+def test_sweep_rows_are_the_models_decoding_but_for_what_they_name(tok):
+    """`dlm sweep` starts from the resolver: a row differs from `lm.decoding()` (at the
+    sweep's length, eos and seed) only in the settings it names, and a swept list left
+    empty is the decoding's one value."""
+    import dataclasses
+
+    from dlm.config import COMMIT_RULES, SweepConfig
+    from dlm.evaluation.sweep import sweep_grid
+
+    lm = DiffusionLM(Transformer(tiny_config(tok.vocab_size)), tok, 16, 8)
+    base = lm.decoding(seed=0)
+    assert base.repetition_penalty != SampleConfig.repetition_penalty  # the measured one
+    rows = sweep_grid(SweepConfig(steps=[2, 4], threshold=[0.5]), base)
+    assert sorted({r.rule for r in rows}) == sorted(COMMIT_RULES)
+    assert len(rows) == 2 * (len(COMMIT_RULES) - 1) + 1
+    for row in rows:
+        named = {"rule": row.rule, "steps": row.steps, "threshold": row.threshold}
+        assert row == dataclasses.replace(base, **named)
+        assert row.steps in ((2, 4) if row.rule != "threshold" else (base.length,))
+    crossed = sweep_grid(SweepConfig(rule=["margin"], steps=[3], remask=[0.0, 0.2],
+                                     cfg_scale=[0.0, 1.0]), base)
+    assert [(r.remask, r.cfg_scale) for r in crossed] == [(0.0, 0.0), (0.2, 0.0),
+                                                          (0.0, 1.0), (0.2, 1.0)]

@@ -110,15 +110,18 @@ def test_the_pages_denoise_request_reaches_the_samplers_config(client, lm):
 
 
 def test_left_out_fields_get_the_servers_defaults(client, lm):
-    from dlm.defaults import DIFFUSION, EOS_PADDED
+    from dlm.defaults import EOS_PADDED, MEASURED
 
     assert client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 6}
                        ).status_code == 200
     config = lm.configs[-1]
     assert config.steps == 6  # one step per reply token
-    measured = {**DIFFUSION, "eos": DIFFUSION["eos"] if lm.tokenizer.pad_cycle else EOS_PADDED}
-    assert {k: getattr(config, k) for k in measured} == measured
+    assert {k: getattr(config, k) for k in MEASURED} == MEASURED
+    assert config.eos == (SampleConfig.eos if lm.tokenizer.pad_cycle else EOS_PADDED)
     assert config.top_p == SampleConfig.top_p and config.seed is None
+    assert config == lm.decoding(length=6)  # every field: the resolver's
+    assert client.post("/v1/chat/completions", json={"messages": HELLO}).status_code == 200
+    assert lm.configs[-1] == lm.decoding()  # no max_tokens: the resolver's canvas too
 
 
 @pytest.mark.parametrize("name", SERVED)

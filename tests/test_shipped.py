@@ -102,3 +102,84 @@ def test_the_server_answers_as_the_python_api_at_the_same_length():
             assert answer.status_code == 200, answer.text
             served = answer.json()["choices"][0]["message"]["content"]
             assert served == lm.generate(prompt, lm.decoding(length=24))[0]
+
+
+PROMPTS = ["hello", "how are you", "i am sad"]
+
+
+def test_every_door_gives_the_same_reply_with_nothing_set_but_the_prompt_and_seed():
+    """One policy for every door (`lm.decoding()`): the Python API, `dlm generate` and the
+    server (chat and text completions) reply alike to a prompt and a seed, all else left
+    to the defaults; with no seed either, the API and the server still agree."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from dlm.cli.app import app
+    from dlm.config import ServeConfig
+    from dlm.server import create_app
+
+    lm = DiffusionLM.load(device="cpu")
+    with TestClient(create_app(lm, ServeConfig())) as client:
+        for prompt in PROMPTS:
+            api = lm.generate(prompt, lm.decoding(seed=0))[0]
+            assert api.strip(), prompt
+            cli = CliRunner().invoke(app, ["generate", "--prompt", prompt, "--seed", "0",
+                                           "--device", "cpu"])
+            assert cli.exit_code == 0, cli.output
+            # the console wraps a long reply at its width: compare the words
+            assert cli.stdout.split() == f"> {prompt} {api}".split(), (cli.stdout, api)
+            chat = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": prompt}], "seed": 0})
+            text = client.post("/v1/completions", json={"prompt": prompt, "seed": 0})
+            assert chat.status_code == text.status_code == 200, chat.text + text.text
+            assert chat.json()["choices"][0]["message"]["content"] == api
+            assert text.json()["choices"][0]["text"] == api
+            unseeded = client.post("/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": prompt}]})
+            assert unseeded.json()["choices"][0]["message"]["content"] == \
+                lm.generate(prompt)[0]
+
+
+def test_the_page_the_help_and_the_schema_show_the_resolvers_defaults():
+    """GET /defaults (what the page shows), `--help` of the sampling commands and the
+    OpenAPI schema's defaults all equal `lm.decoding()` of the (shipped) served model,
+    not None: the flags and request fields default to None only to mean 'not given'."""
+    import re
+    from dataclasses import asdict
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from dlm.cli.app import app
+    from dlm.config import SampleConfig, ServeConfig
+    from dlm.server import create_app
+    from dlm.server.sample_fields import SERVED, request_name
+
+    lm = DiffusionLM.load(device="cpu")
+    resolved = lm.decoding()
+    assert resolved.repetition_penalty != SampleConfig.repetition_penalty  # tells them apart
+    expected = {request_name(f): getattr(resolved, f) for f in SERVED}
+    expected["max_tokens"] = resolved.length
+    with TestClient(create_app(lm, ServeConfig())) as client:
+        page = client.get("/defaults").json()["settings"]
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert page == expected
+    for name in ("ChatRequest", "CompletionRequest", "DenoiseRequest"):
+        properties = schemas[name]["properties"]
+        assert {k: properties[k].get("default") for k in expected} == expected, name
+
+    def shown(value):
+        return "none" if value is None else str(value)
+
+    for command in ("generate", "chat", "infill", "edit"):
+        # wide enough that every option is one row of the table
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "3000"})
+        assert result.exit_code == 0, result.output
+        rows = {}
+        for line in result.stdout.splitlines():
+            flag = re.match(r"^│\s+(?:\*\s+)?(--[a-z-]+)", line)
+            default = re.search(r"\[default: ([^\]]*)\]\s*│$", line)
+            if flag and default:
+                rows[flag.group(1)] = default.group(1)
+        fields = {"--" + k.replace("_", "-"): shown(v) for k, v in asdict(resolved).items()}
+        assert {flag: rows.get(flag) for flag in fields} == fields, command

@@ -29,7 +29,7 @@ DEFAULT_PATTERNS = {
               r'id="steps"[^>]*value='],
     "temperature": [r"^\s+temperature: float = 0\.0\s*$", r"\btemperature=0\.0\b",
                     r'id="temperature"[^>]*value='],
-    "commit rule names": [r"COMMIT_RULES = \(", r"^RULES\b[^=\n]*= ",
+    "commit rule names": [r"COMMIT_RULES = \(", r"^RULES\b[^=\n]*= \{",
                           r'<option value="low_confidence"'],
     "eos": [r"""\beos\b[^=\n]*= ?["'](?:allow|defer)["']"""],
     "vocab_size": [r"\bvocab_size: int = \d+"],

@@ -299,7 +299,9 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
 
     def decoding(self, **given) -> SampleConfig:
         """The settings a reply takes when none are passed: the measured defaults every
-        command starts from (`dlm.defaults.chat_decoding`), updated by `given` fields."""
+        door starts from (this API, the commands, the server and its page;
+        `dlm.defaults.chat_decoding`: the model's own canvas, not the length head's),
+        updated by `given` fields (None: not given)."""
         from dlm.defaults import chat_decoding
 
         return chat_decoding(self, **given)

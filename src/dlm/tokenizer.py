@@ -75,8 +75,9 @@ class DLMTokenizer:
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2):
-        """Train a byte-level BPE on `texts`; the special tokens take ids 0..5."""
+    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+        """Train a byte-level BPE of at most `vocab_size` ids on `texts` (the configs hold
+        the default: `TrainConfig.vocab_size`); the special tokens take ids 0..5."""
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tok.decoder = decoders.ByteLevel()

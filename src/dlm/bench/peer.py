@@ -36,6 +36,9 @@ from dlm.sampling import denoise, reply_canvas
 
 # ../shared/data beside the repository (see its README)
 SHAKESPEARE = Path(__file__).parents[3].parent / "shared/data/tiny_shakespeare/input.txt"
+SAMPLE_TOKENS = 240
+"""Tokens each sample writes: the peer's 256-character canvas less its 16-character
+context."""
 PEER_SIZE = dict(d_model=384, n_layers=6, n_heads=6, d_ff=1024, max_seq_len=256)
 
 
@@ -205,14 +208,17 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, steps
         peer_texts.append(context + body)
         calls.remove()
     model, tok = trainer.model.eval(), trainer.data.tokenizer
-    # Temperature 1 as the peer samples; greedy decoding would flatter neither.
-    config = SampleConfig(length=240, steps=240, rule="threshold", threshold=0.9,
+    # The peer's protocol: its canvas (240 tokens after the 16-character context), its
+    # threshold rule at 0.9 (so the step budget is only a bound: one per token) and
+    # temperature 1 as it samples; greedy decoding would flatter neither.
+    length = SAMPLE_TOKENS
+    config = SampleConfig(length=length, steps=length, rule="threshold", threshold=0.9,
                           temperature=1.0, block_length=32, cache="dual", eos="ban")
     torch.manual_seed(0)
     ours_runs = []
     for context in contexts:
         prompt = torch.tensor([tok.encode(context)])
-        canvas = reply_canvas(prompt, None, 240, tok.mask_id, tok.eos_id,
+        canvas = reply_canvas(prompt, None, length, tok.mask_id, tok.eos_id,
                               banned=tok.never_generated)
         start = time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
@@ -228,7 +234,7 @@ def train_and_sample(peer, peer_step, trainer, text: Path, minutes: float, steps
         calls, secs, bpc, chars, entropy = (sum(x) / len(x) for x in zip(*runs, strict=True))
         rows.append({"what": "peer-sampling", "system": name,
                      "train_minutes": train_seconds[name] / 60,
-                     "train_steps": trained[name], "samples": len(runs), "tokens": 240,
+                     "train_steps": trained[name], "samples": len(runs), "tokens": SAMPLE_TOKENS,
                      "first_sample": texts[0],
                      "calls": calls, "seconds": secs, "chars": chars,
                      "judge_bits_per_char": bpc, "char_entropy": entropy,

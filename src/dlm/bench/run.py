@@ -11,7 +11,7 @@ from dlm.bench.accuracy import bf16_accuracy
 from dlm.bench.generation import Judge, Prompt, Vocab, bench_generation
 from dlm.bench.report import BenchReport, run_meta
 from dlm.bench.training import preset_training
-from dlm.config import model_preset
+from dlm.config import BenchConfig, TrainConfig, model_preset
 from dlm.errors import ConfigError
 from dlm.model import Transformer
 
@@ -45,11 +45,12 @@ def bench_models(preset: str, max_len: int, ckpt: str | Path | None,
         raise ConfigError("--judge scores replies to held-out prompts: pass trained --ckpt "
                           "and --ar-ckpt too")
     torch.manual_seed(0)
-    models = [Transformer(model_preset(preset, vocab_size=8192, max_seq_len=max_len,
+    vocab = TrainConfig.vocab_size  # what a model trained with the defaults would have
+    models = [Transformer(model_preset(preset, vocab_size=vocab, max_seq_len=max_len,
                                        causal=causal)).to(device).eval()
               for causal in (False, True)]
-    return (models[0], models[1], f"fresh `{preset}` models (8,192 vocabulary)", None, Vocab(),
-            None)
+    return (models[0], models[1], f"fresh `{preset}` models ({vocab:,} vocabulary)", None,
+            Vocab(), None)
 
 
 def judged_perplexity(path: str | Path, histories: list, tok, device: torch.device) -> Judge:
@@ -68,54 +69,82 @@ def judged_perplexity(path: str | Path, histories: list, tok, device: torch.devi
     return judged
 
 
-def run_bench(device: torch.device, train_presets: list[str], generate_preset: str | None,
-              lengths: list[int], batches: list[int], ckpt: str | None = None,
-              ar_ckpt: str | None = None, train_batch: int = 8, seq_len: int = 256,
-              bf16: bool = False, checkpointing: bool = False, repeats: int = 3,
-              accuracy: list[str] | None = None, say=lambda text: None,
-              speculative: list[int] | None = None,
-              draft_steps: list[int] | None = None, judge: str | None = None,
-              draft_windows: list[int] | None = None,
-              speculative_prompts: int | None = None,
-              speculative_dtype: str = "float32",
-              draft_caches: list[str] | None = None,
-              self_speculative: bool = False) -> BenchReport:
+def run_bench(config: BenchConfig, device: torch.device, say=lambda text: None
+              ) -> BenchReport:
+    """`dlm bench`: the figures `config` asks for, on `device`. The training loader
+    (`loader`), a load test of the server (`serve`) or the peer project side by side
+    (`peer`) instead, when one is set; else the training and generation figures
+    (`model_bench`)."""
+    if config.loader is not None:
+        import tempfile
+
+        from dlm.bench.loader import run_loader_bench
+
+        out = Path(config.out_dir)
+        with tempfile.TemporaryDirectory(prefix="dlm-loader-", dir=out.parent) as work:
+            return run_loader_bench(Path(config.loader), config.loader_tokens, Path(work),
+                                    config.batch_size)
+    if config.serve:
+        from dlm.bench.serving import run_serve_bench
+
+        return run_serve_bench([Path(p) for p in config.serve], device,
+                               config.serve_requests, max_batch=config.serve_max_batch,
+                               say=say)
+    if config.peer is not None:
+        from dlm.bench.peer import run_peer_bench
+
+        return run_peer_bench(Path(config.peer), device,
+                              Path(config.peer_text) if config.peer_text else None,
+                              repeats=config.repeats, train_minutes=config.peer_minutes,
+                              train_steps=config.peer_steps, say=say)
+    return model_bench(config, device, say)
+
+
+def model_bench(config: BenchConfig, device: torch.device, say=lambda text: None
+                ) -> BenchReport:
+    """Training figures per preset, generation speed of diffusion against AR, and the
+    tables `config` adds (speculative, self-speculative, bf16 accuracy)."""
+    c = config
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    meta: dict[str, Any] = {"dtype": "bf16 autocast" if bf16 else "float32"}
-    if train_presets:
-        rows, peak, source = preset_training(train_presets, device, train_batch, seq_len,
-                                             bf16, checkpointing)
+    meta: dict[str, Any] = {"dtype": "bf16 autocast" if c.bf16 else "float32"}
+    lengths = c.length
+    batches = c.batch or ([1, 64] if device.type == "cuda" else [1, 8])
+    presets = [] if c.preset == ["none"] else c.preset
+    if presets:
+        rows, peak, source = preset_training(presets, device, c.batch_size, c.seq_len,
+                                             c.bf16, c.activation_checkpointing)
         results += rows
         meta.update(matmul_peak_flops=peak, peak_source=source)
         for r in rows:
             say(f"training {r['preset']}: {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}")
-    if generate_preset is not None:
+    if c.generate != "none":
         prompt_len = 16
         diffusion, ar, label, prompts, vocab, judged = bench_models(
-            generate_preset or "small", prompt_len + max(lengths), ckpt, ar_ckpt, device,
-            max(batches), judge)
+            c.generate or "small", prompt_len + max(lengths), c.ckpt, c.ar_ckpt, device,
+            max(batches), c.judge)
         meta["generation_models"] = label
-        if judge is not None:
-            meta["judge"] = judge
+        if c.judge is not None:
+            meta["judge"] = c.judge
         results += bench_generation(diffusion, ar, device, lengths, batches, prompt_len,
-                                    bf16=bf16, prompts=prompts, vocab=vocab, repeats=repeats,
-                                    say=say, judge=judged)
-        if ckpt is None:
+                                    bf16=c.bf16, prompts=prompts, vocab=vocab,
+                                    repeats=c.repeats, say=say, judge=judged)
+        if c.ckpt is None:
             notes.append("Threshold decoding is left out: with fresh weights its number of "
                          "calls means nothing (pass trained --ckpt and --ar-ckpt).")
-    if speculative:
-        results += speculative_rows(ckpt, ar_ckpt, device, lengths, batches, speculative,
-                                    draft_steps or [1], repeats, say, draft_windows,
-                                    speculative_prompts, speculative_dtype, draft_caches)
-        meta["speculative_models"] = (f"{ckpt} drafts, {ar_ckpt} verifies, both in "
-                                      f"{speculative_dtype}")
-    if self_speculative:
-        results += self_speculative_rows(ckpt, device, lengths, batches, repeats, say,
-                                         speculative_prompts, speculative_dtype)
-        meta["self_speculative_model"] = (f"{ckpt} (dual) drafts and verifies itself, in "
-                                          f"{speculative_dtype}")
-    for ckpt_path in accuracy or []:
+    if c.speculative:
+        results += speculative_rows(c.ckpt, c.ar_ckpt, device, lengths, batches,
+                                    c.speculative, c.draft_steps, c.repeats, say,
+                                    c.draft_window, c.speculative_prompts,
+                                    c.speculative_dtype, c.draft_cache)
+        meta["speculative_models"] = (f"{c.ckpt} drafts, {c.ar_ckpt} verifies, both in "
+                                      f"{c.speculative_dtype}")
+    if c.self_speculative:
+        results += self_speculative_rows(c.ckpt, device, lengths, batches, c.repeats, say,
+                                         c.speculative_prompts, c.speculative_dtype)
+        meta["self_speculative_model"] = (f"{c.ckpt} (dual) drafts and verifies itself, in "
+                                          f"{c.speculative_dtype}")
+    for ckpt_path in c.accuracy:
         results.append(bf16_accuracy(ckpt_path, device))
         say(f"bf16 accuracy of {ckpt_path}: {results[-1]['relative_difference']:+.2%}")
     meta["notes"] = notes

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dlm.bench.report import renders, sync, timed
-from dlm.config import ModelConfig, model_preset
+from dlm.config import ModelConfig, TrainConfig, model_preset
 from dlm.diffusion import diffusion_loss, get_schedule
 from dlm.model import Transformer
 
@@ -133,7 +133,8 @@ def bench_training_isolated(cfg: ModelConfig, device: torch.device, batch: int, 
 
 
 def preset_training(presets: list[str], device: torch.device, batch: int, seq_len: int,
-                    bf16: bool, checkpointing: bool, vocab_size: int = 8192,
+                    bf16: bool, checkpointing: bool,
+                    vocab_size: int = TrainConfig.vocab_size,
                     steps: int = 10) -> tuple[list[dict[str, Any]], float, str]:
     """Each preset's training figures with MFU against this device's peak."""
     peak, source = device_peak(device, bf16)

@@ -24,11 +24,13 @@ def demo_config(out_dir: Path, max_steps: int | None = None) -> TrainConfig:
     replies the demo shows ("hello" -> "a" instead of "hi"). With ~850 training pairs
     the held-out NELBO is lowest after a few hundred steps and rises after (the model
     memorises the corpus): 1,000 steps with an evaluation every 100 keep the best
-    checkpoint (`best/`), which is the one the demo shows.
+    checkpoint (`best/`), which is the one the demo shows. A 2,048-token vocabulary,
+    the size the demo was measured with: on this corpus `dlm train`'s default
+    would make ~4,000 tokens (lowercased), most of them seen a few times.
     """
     cfg = TrainConfig(out_dir=str(out_dir), preset="tiny", max_steps=1000, batch_size=64,
                       lr=3e-3, lowercase=True, prompt_len=16, response_len=16, drop_long=True,
-                      eval_every=100, save_every=500, cfg_dropout=0.0)
+                      eval_every=100, save_every=500, cfg_dropout=0.0, vocab_size=2048)
     if max_steps is not None:
         cfg.max_steps = max_steps
         cfg.eval_every = cfg.save_every = max(max_steps // 3, 1)
@@ -72,14 +74,13 @@ def kept_and_last(lm: DiffusionLM) -> str | None:
 def side_by_side(lm: DiffusionLM, prompts: list[str]) -> list[tuple[str, str, str | None]]:
     """(prompt, the demo model's reply, the shipped model's reply or None) for each
     prompt, each model with its own measured default decoding."""
-    from dlm.defaults import chat_decoding
     from dlm.shipped import SHIPPED_DIR
 
-    ours = lm.generate(prompts, chat_decoding(lm))
+    ours = lm.generate(prompts, lm.decoding())
     theirs: list[str | None] = [None] * len(prompts)
     if (SHIPPED_DIR / "config.json").is_file():
         shipped = DiffusionLM.load(SHIPPED_DIR, device="cpu")
-        theirs = list(shipped.generate(prompts, chat_decoding(shipped)))
+        theirs = list(shipped.generate(prompts, shipped.decoding()))
     return list(zip(prompts, ours, theirs, strict=True))
 
 

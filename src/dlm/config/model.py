@@ -12,8 +12,9 @@ from dlm.errors import ConfigError
 class ModelConfig:
     """Shape of the Transformer denoiser (also the autoregressive baseline when `causal`)."""
 
-    vocab_size: int = 2048
-    """Number of token ids, special tokens included (set from the tokenizer)."""
+    vocab_size: int
+    """Number of token ids, special tokens included: the tokenizer's, so no default (the
+    target size of a tokenizer being trained is `TrainConfig.vocab_size`)."""
     d_model: int = 128
     """Width of the residual stream."""
     n_layers: int = 4

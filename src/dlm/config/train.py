@@ -68,8 +68,12 @@ class TrainConfig:
     """objective block and dual: tokens per block (L'); must divide prompt_len and
     response_len (chat data) or the packed length (text). Smaller blocks are closer to AR,
     larger to MDLM; dual drafts block_size - 1 tokens per forward."""
-    vocab_size: int = 2048
-    """Target BPE vocabulary size (special tokens included)."""
+    vocab_size: int = 8192
+    """Target BPE vocabulary size (special tokens included), when the run trains its own
+    tokenizer (data files rather than a `dlm data` directory). One value with `dlm data`'s
+    (`DataConfig.vocab_size` is this field), so the same files give the same tokenizer by
+    either door; 8,192 is what the shipped model's data were prepared with. BPE stops
+    early on a small corpus (the embedded chatterbot corpus reaches about 4,400)."""
     prompt_len: int = 32
     """Longest prompt in tokens (longer prompts keep their last tokens)."""
     response_len: int = 32

@@ -1,8 +1,12 @@
 """The sampling sweep: commit rules x steps (x remasking, x thresholds) on held-out prompts,
 each row with the quality of its replies and what it cost.
 
-    from dlm.evaluation.sweep import sweep_grid, run_sweep
-    report = run_sweep("runs/chat", judge="runs/chat-ar", configs=sweep_grid(...))
+    from dlm.config import SweepConfig
+    from dlm.evaluation.sweep import run_sweep
+    report = run_sweep("runs/chat", SweepConfig(rule=["threshold"], judge="runs/chat-ar"))
+
+Every row starts from the checkpoint's own default decoding (`lm.decoding()`), so it
+differs from what the model's users get only in the settings the row names.
 
 Quality is `quality.generation_quality` (generative perplexity under the AR judge, beside
 unigram entropy and distinct-2). Cost is model calls (NFE) per reply, counted per row:
@@ -21,7 +25,7 @@ from typing import Any
 
 import torch
 
-from dlm.config import SampleConfig
+from dlm.config import COMMIT_RULES, SampleConfig, SweepConfig
 from dlm.evaluation.quality import Quality, generation_quality
 from dlm.sampling import Step
 
@@ -77,24 +81,23 @@ class SweepRow:
     quality: Quality
 
 
-def sweep_grid(length: int, rules: list[str], steps: list[int], remask: list[float],
-               thresholds: list[float], eos: str = "defer", block_length: int = 0,
-               cfg_scales: tuple[float, ...] = (0.0,), seed: int = 0,
-               caches: tuple[str, ...] = ("none",)) -> list[SampleConfig]:
+def sweep_grid(config: SweepConfig, base: SampleConfig) -> list[SampleConfig]:
     """Every fixed-count rule at every step count and remasking rate; the threshold rule at
-    every threshold, with `length` steps as its budget; all at every guidance scale and
-    cache mode. Seeded, so the `random` rule (and any sampling) gives the same table every
-    run."""
+    every threshold, with the reply length as its budget; all at every guidance scale and
+    cache mode. Each is `base` (the model's default decoding at the sweep's length, eos,
+    blocks, repetition penalty and seed) with the row's settings; a list `config` leaves
+    empty is `base`'s one value (all the rules, for `rule`)."""
     out = []
-    for cache, cfg in ((c, g) for c in caches for g in cfg_scales):
-        base = dict(length=length, eos=eos, block_length=block_length, seed=seed, cache=cache)
-        for rule in rules:
-            if rule == "threshold":
-                out += [SampleConfig(**base, cfg_scale=cfg, rule=rule, steps=length,
-                                     threshold=t) for t in thresholds]
-                continue
-            out += [SampleConfig(**base, cfg_scale=cfg, rule=rule, steps=s, remask=r)
-                    for r in remask for s in steps]
+    for cache in config.cache or [base.cache]:
+        for scale in config.cfg_scale or [base.cfg_scale]:
+            row = dataclasses.replace(base, cache=cache, cfg_scale=scale)
+            for rule in config.rule or list(COMMIT_RULES):
+                if rule == "threshold":
+                    out += [dataclasses.replace(row, rule=rule, steps=int(base.length),
+                                                threshold=t) for t in config.threshold]
+                    continue
+                out += [dataclasses.replace(row, rule=rule, steps=s, remask=r)
+                        for r in config.remask or [base.remask] for s in config.steps]
     return out
 
 
@@ -143,8 +146,9 @@ class SweepReport:
         m = self.meta
         lines = [f"# Sampling sweep: {m['checkpoint']}", "",
                  f"{m['prompts']} held-out validation prompts, {m['length']}-token replies, "
-                 f"eos {m['eos']}, block length {m['block_length'] or 'whole reply'}, greedy "
-                 f"(temperature {m['temperature']}), seed {m.get('seed')}, batches of "
+                 f"eos {m['eos']}, block length {m['block_length'] or 'whole reply'}, "
+                 f"temperature {m['temperature']}, repetition penalty "
+                 f"{m.get('repetition_penalty', 1.0)}, seed {m.get('seed')}, batches of "
                  f"{m['batch_size']}. "
                  f"Judge: {m['judge']}. Device: "
                  f"{m['device']}. Command: `{m['command']}`.", "", HEADER]
@@ -161,28 +165,31 @@ class SweepReport:
         return js, md
 
 
-def run_sweep(ckpt, judge=None, prompts: int = 128, configs: list[SampleConfig] | None = None,
-              data: list[str] | None = None, device: str = "auto", command: str = "",
-              say=None, batch_size: int = 64) -> SweepReport:
-    """Load the model (and AR judge), take `prompts` held-out histories, run every config."""
+def run_sweep(ckpt, config: SweepConfig | None = None, device: str = "auto",
+              command: str = "", say=None) -> SweepReport:
+    """Load the model (and AR judge), take `config.prompts` held-out histories, reply to
+    them with every decoding of the grid (`sweep_grid`)."""
     from dlm.errors import ConfigError
     from dlm.evaluation.quality import load_judge
     from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
 
+    config = config or SweepConfig()
     lm = DiffusionLM.load(ckpt, device)
     if lm.objective.one_call_per_token:
         raise ConfigError(f"{ckpt}: the sampling sweep is for diffusion checkpoints")
-    judge_lm = load_judge(judge, device)
-    _, histories, _, _ = held_out(lm, data, prompts)
-    histories = histories[:prompts]
-    configs = configs or sweep_grid(32, ["low_confidence"], [4, 8, 16, 32], [0.0], [0.9])
-    first = configs[0]
-    meta = {"checkpoint": str(lm.source), "judge": str(judge) if judge else "none",
-            "prompts": len(histories), "length": first.length, "eos": first.eos,
-            "block_length": first.block_length, "temperature": first.temperature,
-            "seed": first.seed,
-            "batch_size": batch_size, "device": str(lm.device), "torch": torch.__version__,
-            "command": command,
+    base = lm.decoding(length=config.length, eos=config.eos,
+                       block_length=config.block_length,
+                       repetition_penalty=config.repetition_penalty, seed=config.seed)
+    configs = sweep_grid(config, base)
+    judge_lm = load_judge(config.judge, device)
+    _, histories, _, _ = held_out(lm, config.data or None, config.prompts)
+    histories = histories[: config.prompts]
+    meta = {"checkpoint": str(lm.source), "judge": config.judge or "none",
+            "prompts": len(histories), "length": base.length, "eos": base.eos,
+            "block_length": base.block_length, "temperature": base.temperature,
+            "repetition_penalty": base.repetition_penalty, "seed": base.seed,
+            "batch_size": config.batch_size, "device": str(lm.device),
+            "torch": torch.__version__, "command": command,
             "date": time.strftime("%Y-%m-%d")}
-    return SweepReport(meta, sweep(lm, histories, configs, judge_lm, batch_size, say))
+    return SweepReport(meta, sweep(lm, histories, configs, judge_lm, config.batch_size, say))

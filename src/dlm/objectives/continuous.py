@@ -34,6 +34,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+
 from dlm.diffusion import LossOutput
 from dlm.diffusion.corruption import Noise, draw_noise
 from dlm.objectives.base import BoundObjective, Needs

@@ -29,10 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dlm.config import COMMIT_RULES, DECODES, ServeConfig
 from dlm.errors import DLMError
 from dlm.server.batcher import Batcher, QueueFull, Stopping
-from dlm.server.limits import RequestError, effective, sample_config
+from dlm.server.limits import RequestError, served_defaults
 from dlm.server.routes import router
-from dlm.server.sample_fields import request_name
-from dlm.server.schemas import DiffusionSettings
 from dlm.util.wellformed import printable
 
 STATIC = resources.files("dlm.server") / "static"
@@ -181,9 +179,7 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
         """The settings a request that sets none gets (by request field name), the names
         each choice takes and the limits: the page starts from these, so it shows what
         the server does. Open without the key, like /health."""
-        resolved = effective(sample_config(DiffusionSettings(), config, app.state.lm))
-        return {"settings": {("max_tokens" if k == "length" else request_name(k)): v
-                             for k, v in resolved.items()},
+        return {"settings": served_defaults(app.state.lm, config),
                 "choices": {"commit_rule": list(COMMIT_RULES), "decode": list(DECODES)},
                 "limits": {"max_tokens": config.max_tokens, "max_steps": config.max_steps}}
 
@@ -192,6 +188,38 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
         return FileResponse(str(STATIC / "index.html"))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.openapi = lambda: openapi_with_defaults(app)
+
+    answer_errors(app)
+
+    # CORS outermost (added last), so refusals carry its headers too
+    app.add_middleware(RequestGuard, config=config)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
+    return app
+
+
+def openapi_with_defaults(app: FastAPI) -> dict:
+    """The OpenAPI schema, each request's settings showing as their default what a request
+    that leaves them out gets (`served_defaults`: the served model's `lm.decoding()`)
+    rather than null. Built once, as FastAPI's own."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)  # builds and keeps app.openapi_schema
+        defaults = served_defaults(app.state.lm, app.state.config)
+        for component in schema.get("components", {}).get("schemas", {}).values():
+            properties = component.get("properties", {})
+            if "commit_rule" not in properties:  # not a request with the diffusion settings
+                continue
+            for name, value in defaults.items():
+                properties[name]["default"] = value
+    return app.openapi_schema
+
+
+def answer_errors(app: FastAPI) -> None:
+    """Every refusal and fault in the OpenAI error shape: a client's mistake is a 4xx
+    naming the field, the server's own fault a logged 500."""
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -242,11 +270,3 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
     @app.exception_handler(DLMError)
     async def on_dlm_error(request: Request, exc: DLMError) -> JSONResponse:
         return error(400, str(exc), getattr(exc, "field", None) or "body", "invalid_request")
-
-    # CORS outermost (added last), so refusals carry its headers too
-    app.add_middleware(RequestGuard, config=config)
-    if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
-                           allow_methods=["GET", "POST"],
-                           allow_headers=["authorization", "content-type"])
-    return app

@@ -33,15 +33,11 @@ def check_count(value: int, limit: int, param: str, limit_name: str) -> None:
 
 
 def sample_config(req: DiffusionSettings, limits: ServeConfig, lm) -> SampleConfig:
-    """The sampler settings for a request to `lm`: the fields it set over the measured
-    defaults every command starts from (`lm.decoding()`, `dlm.defaults`), within the
-    limits. A value SampleConfig refuses is a 422 naming its request field, as is
-    speculative decoding on a server without a verifier."""
-    # A fixed canvas, also for a model with a length head: sized by the head, 14.5% of the
-    # shipped model's replies to 256 validation prompts stopped mid-sentence (eos is banned
-    # inside the predicted length), where a whole canvas with eos allowed ends them itself.
-    length = req.max_tokens or lm.default_length
-    check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
+    """The sampler settings for a request to `lm`: the fields it set over the defaults
+    every door starts from (`lm.decoding()`, `dlm.defaults`: the canvas too, for
+    `max_tokens` not sent), within the limits. A value SampleConfig refuses is a 422
+    naming its request field, as is speculative decoding on a server without a
+    verifier."""
     check_count(req.n, limits.max_n, "n", "max_n")
     given = given_settings(req)
     if given.get("decode") == "speculative" and lm.verifier is None:
@@ -49,7 +45,9 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, lm) -> SampleConf
                            "speculative decoding (started without --verifier AR_CKPT)",
                            "invalid_value")
     try:
-        settings = asdict(lm.decoding(**given, length=length))
+        settings = asdict(lm.decoding(**given, length=req.max_tokens))
+        length = settings["length"]
+        check_count(length, limits.max_tokens, "max_tokens", "max_tokens")
         check_count(settings["steps"], limits.max_steps, "steps", "max_steps")
         # Clamped (and reported back by `effective`): a step must commit a token, except
         # under the threshold rule, whose steps are an upper bound; a block as long as the
@@ -63,6 +61,15 @@ def sample_config(req: DiffusionSettings, limits: ServeConfig, lm) -> SampleConf
     except ConfigError as exc:
         name = request_name(exc.field) if exc.field else "body"
         raise RequestError(422, name, f"{name}: {exc}", "invalid_value") from None
+
+
+def served_defaults(lm, limits: ServeConfig) -> dict:
+    """What a request that sets nothing gets, by request field name (`max_tokens` for the
+    canvas): `lm.decoding()` within this server's limits. GET /defaults answers it (the
+    page starts from it) and the OpenAPI schema shows it as each field's default."""
+    resolved = effective(sample_config(DiffusionSettings(), limits, lm))
+    return {("max_tokens" if k == "length" else request_name(k)): v
+            for k, v in resolved.items()}
 
 
 def effective(config: SampleConfig) -> dict:

@@ -2,7 +2,8 @@
 docstrings (as the CLI's flags are, `dlm.cli.fields`): a new sampling setting is its field
 in `dlm.config` and its name in SERVED or NOT_SERVED here.
 
-Every field is optional: left out (None) means the server's default (`limits.py`).
+Every field is optional: left out (None) means the default every door starts from
+(`lm.decoding()`, `dlm.defaults`), which the OpenAPI schema shows (`app.py`).
 pydantic checks only a value's JSON type; its range is checked by SampleConfig itself
 when the server builds the sampler's config, and refused with a 422 naming the field.
 """
@@ -28,8 +29,8 @@ REQUEST_NAMES = {"rule": "commit_rule"}
 """SampleConfig field -> its request name, where clients already send another name."""
 
 NOT_SERVED = {
-    "length": "send max_tokens (OpenAI's name): the reply canvas, fixed; a canvas sized "
-              "by the length head ended 14.5% of the shipped model's replies mid-sentence",
+    "length": "send max_tokens (OpenAI's name): the reply canvas, fixed (not sent: the "
+              "model's, the default of every door, dlm.defaults)",
     "length_margin": "it applies to length auto, which the server does not use",
     "length_sample": "it applies to length auto, which the server does not use",
     "trim_eos": "a reply ends at its first eos; the canvas after it is no part of it",

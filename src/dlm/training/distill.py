@@ -8,9 +8,12 @@ DistillSpec, Zhou et al. 2024). `distill` keeps every prompt of a `dlm data` dir
 and replaces each reply by the teacher's reply under the decoding it will verify with,
 so the result trains with `dlm train --data OUT` like any prepared directory.
 
-    from dlm import DiffusionLM, SampleConfig, distill
-    distill(DiffusionLM.load("runs/ar"), "runs/chatmix", "runs/chatmix-ar",
-            SampleConfig(length=128, temperature=0))      # `dlm distill`
+    from dlm import DiffusionLM, distill
+    teacher = DiffusionLM.load("runs/ar")
+    distill(teacher, "runs/chatmix", "runs/chatmix-ar", teacher.decoding(length=128))
+
+    from dlm.config import DistillConfig                  # `dlm distill`, the same
+    run_distill(DistillConfig("runs/chatmix", "runs/ar", "runs/chatmix-ar", length=128))
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dlm.config import SampleConfig
+from dlm.config import DistillConfig, SampleConfig
 from dlm.data.example import Example
 from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
 from dlm.data.shards import ensure_shards, read_jsonl_examples
@@ -60,14 +63,14 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
     """Write `out_dir`: the chat examples of the `dlm data` directory `data` (the first
     `max_examples` of train and `max_validation` of validation, all by default) with
     every reply replaced by `teacher`'s (a DiffusionLM, usually the AR verifier) under
-    `config` (default: greedy, replies up to the teacher's default length), and its
-    tokenizer."""
+    `config` (default: the teacher's default decoding, `teacher.decoding()`: greedy,
+    replies up to its canvas), and its tokenizer."""
     start = time.perf_counter()
     data, out = Path(data), Path(out_dir)
     if not is_prepared(data):
         raise DataError(f"{data}: not a `dlm data` directory (no {PREPARED}); run `dlm data` "
                         "first")
-    config = config or SampleConfig(length=teacher.default_length, temperature=0.0)
+    config = config or teacher.decoding()
     if config.length == "auto":
         raise DataError("distill needs a fixed reply length (the longest reply the teacher "
                         "may write), not auto")
@@ -111,3 +114,16 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         "tokens": {s: v["tokens"] for s, v in meta["splits"].items()},
         "examples": counts, "seconds": round(seconds, 2)}, indent=2))
     return DistillResult(out, counts, empty, seconds)
+
+
+def run_distill(config: DistillConfig, device: str = "auto", say=print) -> DistillResult:
+    """`dlm distill`: load `config.teacher` and distill `config.data` into
+    `config.out_dir` with the teacher's default decoding, the fields `config` sets over it."""
+    from dlm.pipeline import DiffusionLM
+
+    teacher = DiffusionLM.load(config.teacher, device, dtype=config.dtype)
+    decoding = teacher.decoding(length=config.length, temperature=config.temperature,
+                                repetition_penalty=config.repetition_penalty,
+                                seed=config.seed)
+    return distill(teacher, config.data, config.out_dir, decoding, config.batch_size,
+                   config.max_examples, config.max_validation, say)
