@@ -8,7 +8,7 @@ import torch
 
 from dlm.bench import run_bench
 from dlm.bench.generation import diffusion_variants, sample_config
-from dlm.bench.peer import CharNgram, count_calls
+from dlm.bench.peer_sampling import CharNgram, count_calls
 from dlm.bench.training import flops_per_token
 from dlm.config import BenchConfig, model_preset
 
@@ -109,14 +109,14 @@ def test_bf16_accuracy_compares_the_same_checkpoint_both_ways(tmp_path, pairs_ts
 def test_the_peer_training_loop_reads_either_kind_of_loss():
     import torch
 
-    from dlm.bench.peer import loss_value
+    from dlm.bench.peer_sampling import loss_value
 
     assert loss_value(3.5) == 3.5
     assert loss_value({"loss": torch.tensor(2.25), "lr": 1e-3}) == 2.25
 
 
 def test_character_entropy_exposes_a_degenerate_sample():
-    from dlm.bench.peer import char_entropy
+    from dlm.bench.peer_sampling import char_entropy
 
     assert char_entropy(" " * 240) == 0.0
     assert char_entropy("abcd" * 10) == 2.0

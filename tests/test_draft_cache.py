@@ -9,8 +9,8 @@ from dlm import DiffusionLM, SampleConfig
 from dlm.diffusion.shift import Shifted
 from dlm.errors import ConfigError
 from dlm.model import Transformer
+from dlm.sampling.draft import draft
 from dlm.sampling.draft_cache import PrefixCachedDrafter, prefix_cached
-from dlm.sampling.speculative import draft
 
 from .conftest import tiny_config
 from .test_speculative import TEXTS, ar_reply, prompts, spec_reply

@@ -11,7 +11,8 @@ from dlm.errors import ConfigError
 from dlm.model import Transformer
 from dlm.sampling.ar import ar_decode
 from dlm.sampling.sampler import final_tokens
-from dlm.sampling.speculative import next_draft_length, speculative_decode, verify_drafts
+from dlm.sampling.speculative import next_draft_length, speculative_decode
+from dlm.sampling.verify import verify_drafts
 
 from .conftest import tiny_config
 

@@ -163,11 +163,7 @@ def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
                                             groups, device, repeats, budget_s)
                 made = sum(reply_tokens(ids, eos) for ids in reference)
                 ar_tps = made / s["median"]
-                ar_calls = 0
-                for chats in groups:  # its forwards, counted
-                    last: list[Step] = []
-                    ar_reply(chats, ar_config, last.append)
-                    ar_calls += last[-1].nfe * len(chats)  # every row waits for the batch
+                ar_calls = ar_forwards(ar_reply, groups, ar_config)
                 base = {"what": what, "length": length, "batch": batch,
                         "prompts": len(chats_all), "prompt_len": width}
                 ar_row = {**base, "variant": "AR + KV cache", "latency_s": s,
@@ -194,14 +190,8 @@ def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
                     config = SampleConfig(length=length, **fields)
                     s, replies = timed_groups(lambda c, g=config: lm.reply_ids(c, g), groups,
                                               device, repeats, budget_s)
-                    calls = drafter_calls = drafted = kept = rounds = 0
-                    for chats in groups:  # once more, counted
-                        stats = Rounds()
-                        lm.reply_ids(chats, config, stats.add)
-                        calls += stats.verifier_calls * len(chats)
-                        drafter_calls += stats.nfe - stats.verifier_calls
-                        drafted, kept = drafted + stats.drafted, kept + stats.kept
-                        rounds += stats.rounds
+                    calls, drafter_calls, drafted, kept, rounds = counted_rounds(
+                        lm, groups, config)
                     made = sum(reply_tokens(ids, eos) for ids in replies)
                     tps = made / s["median"]
                     identical = identical_count(replies, reference)
@@ -217,6 +207,32 @@ def against_ar(lm, ar_reply, variants: list[tuple[str, dict]], histories: list,
                         f"{kept / max(drafted, 1):.0%}, identical "
                         f"{identical}/{len(chats_all)}")
     return rows
+
+
+def ar_forwards(ar_reply, groups: list, config: SampleConfig) -> int:
+    """AR decoding's forwards over the groups of chats, counted per row (every row waits
+    for its batch)."""
+    calls = 0
+    for chats in groups:
+        last: list[Step] = []
+        ar_reply(chats, config, last.append)
+        calls += last[-1].nfe * len(chats)  # every row waits for the batch
+    return calls
+
+
+def counted_rounds(lm, groups: list, config: SampleConfig) -> tuple[int, int, int, int, int]:
+    """Speculative decoding of the groups of chats once more, counted: the verifier's
+    calls per row (every row waits for its batch), the drafter's calls, the tokens
+    drafted and kept, and the (row, round) pairs."""
+    calls = drafter_calls = drafted = kept = rounds = 0
+    for chats in groups:
+        stats = Rounds()
+        lm.reply_ids(chats, config, stats.add)
+        calls += stats.verifier_calls * len(chats)
+        drafter_calls += stats.nfe - stats.verifier_calls
+        drafted, kept = drafted + stats.drafted, kept + stats.kept
+        rounds += stats.rounds
+    return calls, drafter_calls, drafted, kept, rounds
 
 
 def identical_count(replies: list[torch.Tensor], reference: list[torch.Tensor]) -> int:

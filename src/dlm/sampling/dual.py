@@ -10,7 +10,7 @@ half was trained (TiDAR's drafting for every outcome). The first mask of block a
 where the verifier's token goes when it keeps a drafts; its other B - 1 masks are the
 next draft, read from the block of the outcome that happened. So every forward after
 the first both verifies and drafts, even after a refusal. The acceptance rule is
-`dlm.sampling.speculative`'s: greedy replies are the model's own AR greedy replies;
+`dlm.sampling.verify`'s: greedy replies are the model's own AR greedy replies;
 sampled ones are distributed as its AR half's (drafts are drawn in one parallel step,
 each independent given the prefix, so each has a known q).
 """
@@ -26,7 +26,9 @@ from dlm.config import SampleConfig
 from dlm.model import Transformer
 from dlm.sampling.rules import token_distribution
 from dlm.sampling.sampler import Step
-from dlm.sampling.speculative import Reply, VerifierCache, verifier_logits, verify_round
+from dlm.sampling.speculative import Reply
+from dlm.sampling.verifier_cache import VerifierCache
+from dlm.sampling.verify import verifier_logits, verify_round
 
 
 class CausalView(nn.Module):
