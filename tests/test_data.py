@@ -9,8 +9,10 @@ from dlm.data import (
     read_file,
     split_examples,
 )
+from dlm.data.batch_samplers import validation_set
 from dlm.data.prepare import write_jsonl
-from dlm.data.shards import TokenShard, build_shards, validation_set
+from dlm.data.shard_cache import build_shards
+from dlm.data.shards import TokenShard
 from dlm.errors import DataError
 
 

@@ -272,7 +272,7 @@ def test_damaged_token_shards_are_rebuilt_or_refused_in_one_line(tmp_path, pairs
     with pytest.raises(DataError, match=name) as caught:
         ShardSet.open(shard.parent)
     assert "\n" not in str(caught.value)
-    from dlm.data.shards import ensure_shards
+    from dlm.data.shard_cache import ensure_shards
     from dlm.tokenizer import DLMTokenizer
 
     said: list[str] = []  # what training does before it reads the shards

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dlm.data.shards import (
-    ChatSampler,
-    PackedSampler,
-    TokenShard,
-    build_shards,
-    ensure_shards,
-    stale_reason,
-    validation_set,
-)
+from dlm.data.batch_samplers import ChatSampler, PackedSampler, validation_set
+from dlm.data.shard_cache import build_shards, ensure_shards, stale_reason
+from dlm.data.shards import TokenShard
 from dlm.tokenizer import DLMTokenizer
 
 from .conftest import PAIRS, tiny_train_config

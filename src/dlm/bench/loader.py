@@ -74,7 +74,8 @@ def synthesize(src: Path, out: Path, tokens: int) -> Path:
 
 def _measure(folder: str, kind: str, batch_size: int, prompt_len: int, response_len: int,
              batches: int, queue) -> None:
-    from dlm.data.shards import ChatSampler, PackedSampler, TokenShard
+    from dlm.data.batch_samplers import ChatSampler, PackedSampler
+    from dlm.data.shards import TokenShard
 
     base = _status()
     shard = TokenShard(Path(folder), "train")

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from dlm.cli.render import label, render_rich, step_record, trace_line
 from dlm.config import SampleConfig
-from dlm.data.shards import ChatSampler
+from dlm.data.batch_samplers import ChatSampler
 from dlm.errors import DLMError
 from dlm.pipeline import DiffusionLM
 from dlm.sampling import Step

@@ -2,7 +2,7 @@
 
 An example is a left-padded prompt of `prompt_len` ids and a response canvas of
 `response_len` ids padded with eos (plain text: an empty prompt and a window of
-the token stream). `dlm.data.shards` builds these from the token shards.
+the token stream). `dlm.data.batch_samplers` builds these from the token shards.
 """
 
 from __future__ import annotations

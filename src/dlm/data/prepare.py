@@ -23,7 +23,7 @@ from dlm.config import DataConfig
 from dlm.data.clean import clean_example, letters_key
 from dlm.data.example import CONTEXTS, Example, example_key, expand_turns, lowercased
 from dlm.data.rows import FieldMap
-from dlm.data.shards import ensure_shards
+from dlm.data.shard_cache import ensure_shards
 from dlm.data.sources import SourceData, read_sources
 from dlm.errors import DataError
 from dlm.tokenizer import DLMTokenizer

@@ -128,7 +128,7 @@ def held_out(lm, data: list[str] | None, val_examples: int):
     """The validation set (tensors) and its chat histories, tokenized for `lm`."""
     import tempfile
 
-    from dlm.data.shards import read_jsonl_examples
+    from dlm.data.jsonl_examples import read_jsonl_examples
     from dlm.training.batches import prepare_data
 
     cfg = from_dict(TrainConfig, lm.meta.get("train", {}), f"{lm.source} train config")

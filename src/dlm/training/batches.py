@@ -21,14 +21,10 @@ from dlm.data import (
     load_examples,
     split_examples,
 )
+from dlm.data.batch_samplers import ChatSampler, PackedSampler, validation_set
 from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
-from dlm.data.shards import (
-    ChatSampler,
-    PackedSampler,
-    ShardSet,
-    ensure_shards,
-    validation_set,
-)
+from dlm.data.shard_cache import ensure_shards
+from dlm.data.shards import ShardSet
 from dlm.errors import DataError
 from dlm.objectives import Objective
 from dlm.tokenizer import DLMTokenizer

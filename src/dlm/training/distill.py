@@ -26,8 +26,9 @@ from pathlib import Path
 
 from dlm.config import DistillConfig, SampleConfig
 from dlm.data.example import Example
+from dlm.data.jsonl_examples import read_jsonl_examples
 from dlm.data.prepare import PREPARED, is_prepared, shard_dir, write_jsonl
-from dlm.data.shards import ensure_shards, read_jsonl_examples
+from dlm.data.shard_cache import ensure_shards
 from dlm.errors import DataError
 
 SPLITS = ("train", "validation")

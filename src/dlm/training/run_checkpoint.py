@@ -18,7 +18,7 @@ import torch
 
 from dlm.checkpoint import finish_interrupted_saves, save_checkpoint
 from dlm.config import TrainConfig, to_dict
-from dlm.data.shards import ChatSampler, PackedSampler
+from dlm.data.batch_samplers import ChatSampler, PackedSampler
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 from dlm.training.distributed import World

@@ -26,7 +26,7 @@ from dlm.data import (
     EncodedSet,
     ReadReport,
 )
-from dlm.data.shards import (
+from dlm.data.batch_samplers import (
     ChatSampler,
     PackedSampler,
 )
