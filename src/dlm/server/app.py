@@ -28,9 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dlm.config import COMMIT_RULES, DECODES, ServeConfig
 from dlm.errors import DLMError
-from dlm.server import denoise_route, openai_routes
 from dlm.server.batcher import Batcher, QueueFull, Stopping
+from dlm.server.denoise_route import router as denoise_router
 from dlm.server.limits import RequestError, served_defaults
+from dlm.server.openai_routes import router as openai_router
 from dlm.util.wellformed import printable
 
 STATIC = resources.files("dlm.server") / "static"
@@ -165,8 +166,8 @@ def create_app(lm, config: ServeConfig | None = None, model_name: str | None = N
     app.state.lm, app.state.config, app.state.model_name = lm, config, name
     app.state.created = int(time.time())
     app.state.batcher, app.state.serving = new_batcher(), 0
-    for routes in (openai_routes, denoise_route):
-        app.include_router(routes.router, prefix="/v1")
+    for router in (openai_router, denoise_router):  # the order of the OpenAPI schema
+        app.include_router(router, prefix="/v1")
 
     @app.get("/health")
     def health() -> dict:
