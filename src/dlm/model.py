@@ -41,11 +41,27 @@ def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMas
     return _compiled_flex(q, k, v, block_mask=block_mask)
 
 
-def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, each (max_len, head_dim / 2)."""
+def rotary_tables(head_dim: int, max_len: int, theta: float,
+                  scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (max_len, head_dim / 2); `scaling`: Llama 3's."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    if scaling is not None and scaling.get("rope_type", scaling.get("type")) == "llama3":
+        inv_freq = llama3_frequencies(inv_freq, scaling)
     angles = torch.outer(torch.arange(max_len).float(), inv_freq)  # (T, hd/2)
     return angles.cos(), angles.sin()
+
+
+def llama3_frequencies(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """Llama 3.1's long-context rotary frequencies: wavelengths longer than the original
+    context / low_freq_factor are stretched by `factor`, shorter than context /
+    high_freq_factor kept, and those between interpolated smoothly."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > context / low, inv_freq / factor, inv_freq)
+    smooth = (context / wavelength - low) / (high - low)
+    between = (wavelength >= context / high) & (wavelength <= context / low)
+    return torch.where(between, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -72,7 +88,7 @@ class KVCache:
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
-        shape = (batch, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
+        shape = (batch, cfg.kv_heads, max_len, cfg.head_width)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype)
                        for _ in range(cfg.n_layers)]
@@ -80,7 +96,7 @@ class KVCache:
         self.capacity = max_len  # positions it can hold
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
-        """Store (B, nh, T, hd) at `start`; return the keys and values of every position
+        """Store (B, n_kv, T, hd) at `start`; return the keys and values of every position
         written so far, these included."""
         end = start + k.shape[2]
         if end > self.capacity:
@@ -110,31 +126,46 @@ class KVCache:
         self.length = length
 
 class Attention(nn.Module):
+    """Multi-head attention with RoPE, over one fused q/k/v projection (an imported
+    checkpoint's separate q, k and v weights are concatenated when it is read);
+    grouped-query when there are fewer key/value heads than query heads."""
+
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
+        self.n_kv, self.head_dim = cfg.kv_heads, cfg.head_width
         self.layer = layer
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        width = (cfg.n_heads + 2 * self.n_kv) * self.head_dim
+        self.qkv = nn.Linear(cfg.d_model, width, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.n_heads * self.head_dim, cfg.d_model, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
 
     def forward(self, x, cos, sin, attn_mask=None, cache: KVCache | None = None, start: int = 0):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
-        q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-                   for z in (q, k, v))  # (B, nh, T, hd)
+        B, T, _ = x.shape
+        hd, nkv = self.head_dim, self.n_kv
+        q, k, v = self.qkv(x).split((self.n_heads * hd, nkv * hd, nkv * hd), dim=2)
+        q = q.view(B, T, self.n_heads, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k, v = (z.view(B, T, nkv, hd).transpose(1, 2) for z in (k, v))  # (B, n_kv, T, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(self.layer, k, v, start)  # (B, nh, S, hd)
+            k, v = cache.update(self.layer, k, v, start)  # (B, n_kv, S, hd)
+        grouped = nkv != self.n_heads
         if isinstance(attn_mask, BlockMask):  # flex attention (block diffusion on CUDA)
+            if grouped:
+                k, v = (z.repeat_interleave(self.n_heads // nkv, dim=1) for z in (k, v))
             y = flex(q, k, v, attn_mask)
-            return self.proj(y.transpose(1, 2).reshape(B, T, C))
+            return self.proj(y.transpose(1, 2).reshape(B, T, self.n_heads * hd))
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=self.causal and attn_mask is None and cache is None,
+            **({"enable_gqa": True} if grouped else {}),
         )  # (B, nh, T, hd)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.n_heads * hd))
 
 
 class SwiGLU(nn.Module):
@@ -178,7 +209,8 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
-        self.norm1, self.norm2 = nn.RMSNorm(cfg.d_model), nn.RMSNorm(cfg.d_model)
+        self.norm1 = nn.RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.norm2 = nn.RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn, self.mlp = Attention(cfg, layer), SwiGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.adaln = modulation(cfg, 6)
@@ -196,7 +228,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Pre-norm Transformer with RoPE, RMSNorm, SwiGLU and a tied output head."""
+    """Pre-norm Transformer with RoPE, RMSNorm, SwiGLU and a tied output head (or one of
+    its own), in the Llama / Qwen / LLaDA / Dream layouts that `ModelConfig` spells."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -204,13 +237,16 @@ class Transformer(nn.Module):
         self.checkpointing = False  # activation checkpointing: recompute blocks in backward
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
-        self.norm = nn.RMSNorm(cfg.d_model)
+        self.norm = nn.RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.head = (None if cfg.tie_embeddings
+                     else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False))
         self.time_embed = TimeEmbedding(cfg.d_model) if cfg.time_conditioning else None
         self.final_adaln = modulation(cfg, 2)
         # reply length in tokens (class c = length c + 1), from the pooled prompt
         self.length_head = (nn.Linear(cfg.d_model, cfg.length_classes)
                             if cfg.length_classes else None)
-        cos, sin = rotary_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rotary_tables(cfg.head_width, cfg.max_seq_len, cfg.rope_theta,
+                                 cfg.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -332,4 +368,5 @@ class Transformer(nn.Module):
             return self.length_head(pooled)  # (B, classes)
         if select is not None:
             x = x[select]  # (M, C)
-        return F.linear(x, self.embed.weight)  # tied head: (B, T, vocab) or (M, vocab)
+        output = self.embed.weight if self.head is None else self.head.weight
+        return F.linear(x, output)  # (B, T, vocab) or (M, vocab)

@@ -42,14 +42,49 @@ class ModelConfig:
     """adaLN: every block's norms are shifted, scaled and gated by an embedding of the
     noise level (SEDD's and MDLM's DiT). Set by objectives whose input does not tell the
     noise level (score entropy, Gaussian diffusion); masked diffusion stays time-free."""
+    # ---- the layouts of imported checkpoints (Llama, Qwen2/3, LLaDA, Dream); dlm's own
+    # presets keep the defaults
+    n_kv_heads: int = 0
+    """Key/value heads (grouped-query attention: each serves n_heads / n_kv_heads query
+    heads); 0 = n_heads."""
+    head_dim: int = 0
+    """Width of one head; 0 = d_model / n_heads (Qwen3 sets its own)."""
+    qkv_bias: bool = False
+    """Biases on the query, key and value projections (Qwen2, Dream)."""
+    qk_norm: bool = False
+    """RMSNorm on each head's queries and keys before the rotary embedding (Qwen3)."""
+    tie_embeddings: bool = True
+    """The output head reuses the input embedding; False: a head of its own."""
+    norm_eps: float | None = None
+    """RMSNorm's epsilon; None: torch's default (the machine epsilon of the dtype)."""
+    rope_scaling: dict[str, Any] | None = None
+    """Llama 3's rotary frequency scaling ({"rope_type": "llama3", "factor",
+    "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}); None:
+    plain RoPE."""
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_width(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
+        if not self.head_dim and self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
             )
-        if (self.d_model // self.n_heads) % 2:
+        if self.head_width % 2:
             raise ConfigError("head dimension must be even for rotary embeddings")
+        if self.n_heads % self.kv_heads:
+            raise ConfigError(f"n_heads={self.n_heads} is not a multiple of "
+                              f"n_kv_heads={self.n_kv_heads}")
+        scaling = self.rope_scaling
+        if scaling is not None and scaling.get("rope_type", scaling.get("type")) not in (
+                "llama3", "default"):
+            raise ConfigError(f"rope_scaling {scaling!r}: dlm knows llama3 (and default)",
+                              "rope_scaling")
 
 
 # Named sizes. Parameter counts (printed by `dlm train --dry-run`) depend on the
