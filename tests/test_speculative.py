@@ -201,7 +201,7 @@ class Bigram:
     def new_cache(self, batch, max_len):
         from dlm.model import KVCache
 
-        return KVCache(type("C", (), {"n_heads": 1, "d_model": 1, "n_layers": 0})(), batch,
+        return KVCache(type("C", (), {"kv_heads": 1, "head_width": 1, "n_layers": 0})(), batch,
                        max_len, "cpu", torch.float64)
 
     def __call__(self, ids, key_padding=None, cache=None, start=None, positions=None):
