@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from dlm.config import ModelConfig
+from dlm.errors import ConfigError
+from dlm.layouts import model_config, rename_weights
 from dlm.model import Transformer
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
@@ -46,44 +48,20 @@ def reference(kind: str, **extra):
 
 
 def as_dlm(model, causal: bool = True) -> Transformer:
-    """The same weights in dlm's Transformer (q, k, v fused; gate and up fused)."""
-    c = model.config
-    scaling = getattr(c, "rope_scaling", None)
-    if scaling and scaling.get("rope_type", scaling.get("type")) == "default":
-        scaling = None
-    theta = getattr(c, "rope_theta", None) or (c.rope_parameters or {}).get("rope_theta")
-    cfg = ModelConfig(vocab_size=c.vocab_size, d_model=c.hidden_size, n_layers=c.num_hidden_layers,
-                      n_heads=c.num_attention_heads, d_ff=c.intermediate_size,
-                      max_seq_len=c.max_position_embeddings, rope_theta=theta,
-                      causal=causal, n_kv_heads=c.num_key_value_heads,
-                      head_dim=getattr(c, "head_dim", 0) or 0,
-                      qkv_bias=c.model_type == "qwen2", qk_norm=c.model_type == "qwen3",
-                      tie_embeddings=c.tie_word_embeddings, norm_eps=c.rms_norm_eps,
-                      rope_scaling=scaling)
+    """The same weights in dlm's Transformer, read by `dlm.layouts` from the config as
+    `config.json` holds it and the state dict under the checkpoint's names."""
+    cfg = model_config(model.config.to_dict(), causal)
     ours = Transformer(cfg)
-    theirs = model.state_dict()
-    state = {"embed.weight": theirs["model.embed_tokens.weight"],
-             "norm.weight": theirs["model.norm.weight"]}
-    if not c.tie_word_embeddings:
-        state["head.weight"] = theirs["lm_head.weight"]
-    for i in range(c.num_hidden_layers):
-        src, dst = f"model.layers.{i}.", f"blocks.{i}."
-        for kind in ("weight", "bias"):
-            parts = [theirs.get(f"{src}self_attn.{p}_proj.{kind}") for p in "qkv"]
-            if parts[0] is not None:
-                state[f"{dst}attn.qkv.{kind}"] = torch.cat(parts)
-        state[f"{dst}attn.proj.weight"] = theirs[f"{src}self_attn.o_proj.weight"]
-        if cfg.qk_norm:
-            state[f"{dst}attn.q_norm.weight"] = theirs[f"{src}self_attn.q_norm.weight"]
-            state[f"{dst}attn.k_norm.weight"] = theirs[f"{src}self_attn.k_norm.weight"]
-        state[f"{dst}mlp.gate_up.weight"] = torch.cat([theirs[f"{src}mlp.gate_proj.weight"],
-                                                       theirs[f"{src}mlp.up_proj.weight"]])
-        state[f"{dst}mlp.down.weight"] = theirs[f"{src}mlp.down_proj.weight"]
-        state[f"{dst}norm1.weight"] = theirs[f"{src}input_layernorm.weight"]
-        state[f"{dst}norm2.weight"] = theirs[f"{src}post_attention_layernorm.weight"]
-    missing, unexpected = ours.load_state_dict(state, strict=True), None
-    del missing, unexpected
+    ours.load_state_dict(dict(rename_weights(model.state_dict(), cfg)), strict=True)
     return ours.eval()
+
+
+def test_a_layout_dlm_does_not_read_is_named():
+    with pytest.raises(ConfigError, match="model_type 'gpt2'.*known: llama, qwen2, qwen3"):
+        model_config({"model_type": "gpt2"})
+    llama = reference("llama").config.to_dict()
+    with pytest.raises(ConfigError, match="biases"):
+        model_config({**llama, "attention_bias": True})
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
