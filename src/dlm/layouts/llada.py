@@ -13,6 +13,7 @@ import torch
 
 from dlm.config import ModelConfig
 from dlm.errors import ConfigError
+from dlm.layouts.names import Names, renamed
 
 
 def model_config(hf: Mapping[str, Any]) -> ModelConfig:
@@ -32,24 +33,13 @@ def model_config(hf: Mapping[str, Any]) -> ModelConfig:
         norm_eps=hf.get("rms_norm_eps", 1e-5))
 
 
+NAMES = Names(embed="model.transformer.wte", final_norm="model.transformer.ln_f",
+              head="model.transformer.ff_out", layer="model.transformer.blocks.{i}.",
+              q="q_proj", k="k_proj", v="v_proj", out="attn_out", gate="ff_proj",
+              up="up_proj", down="ff_out", norm1="attn_norm", norm2="ff_norm")
+
+
 def rename_weights(weights: Mapping[str, torch.Tensor], cfg: ModelConfig
                    ) -> Iterator[tuple[str, torch.Tensor]]:
     """The checkpoint's tensors under dlm's names, one at a time."""
-    root = "model.transformer."
-    yield "embed.weight", weights[f"{root}wte.weight"]
-    yield "norm.weight", weights[f"{root}ln_f.weight"]
-    if not cfg.tie_embeddings:
-        yield "head.weight", weights[f"{root}ff_out.weight"]
-    for i in range(cfg.n_layers):
-        src, dst = f"{root}blocks.{i}.", f"blocks.{i}."
-        yield f"{dst}attn.qkv.weight", torch.cat(
-            [weights[f"{src}{p}_proj.weight"] for p in "qkv"])
-        if cfg.qkv_bias:
-            yield f"{dst}attn.qkv.bias", torch.cat(
-                [weights[f"{src}{p}_proj.bias"] for p in "qkv"])
-        yield f"{dst}attn.proj.weight", weights[f"{src}attn_out.weight"]
-        yield f"{dst}mlp.gate_up.weight", torch.cat(
-            [weights[f"{src}ff_proj.weight"], weights[f"{src}up_proj.weight"]])
-        yield f"{dst}mlp.down.weight", weights[f"{src}ff_out.weight"]
-        yield f"{dst}norm1.weight", weights[f"{src}attn_norm.weight"]
-        yield f"{dst}norm2.weight", weights[f"{src}ff_norm.weight"]
+    return renamed(weights, cfg, NAMES)

@@ -12,6 +12,7 @@ import torch
 
 from dlm.config import ModelConfig
 from dlm.errors import ConfigError
+from dlm.layouts.names import Names, renamed
 
 KNOWN = ("llama", "qwen2", "qwen3")
 """The `model_type`s read here."""
@@ -56,27 +57,15 @@ def model_config(hf: Mapping[str, Any], causal: bool = True) -> ModelConfig:
         norm_eps=hf.get("rms_norm_eps", 1e-6), rope_scaling=scaling)
 
 
+NAMES = Names(embed="model.embed_tokens", final_norm="model.norm", head="lm_head",
+              layer="model.layers.{i}.", q="self_attn.q_proj", k="self_attn.k_proj",
+              v="self_attn.v_proj", out="self_attn.o_proj", gate="mlp.gate_proj",
+              up="mlp.up_proj", down="mlp.down_proj", norm1="input_layernorm",
+              norm2="post_attention_layernorm", q_norm="self_attn.q_norm",
+              k_norm="self_attn.k_norm")
+
+
 def rename_weights(weights: Mapping[str, torch.Tensor], cfg: ModelConfig
                    ) -> Iterator[tuple[str, torch.Tensor]]:
-    """The checkpoint's tensors under dlm's names, one at a time (q, k and v concatenated
-    into `qkv`, gate and up into `gate_up`), so a loader can place each and let it go."""
-    yield "embed.weight", weights["model.embed_tokens.weight"]
-    yield "norm.weight", weights["model.norm.weight"]
-    if not cfg.tie_embeddings:
-        yield "head.weight", weights["lm_head.weight"]
-    for i in range(cfg.n_layers):
-        src, dst = f"model.layers.{i}.", f"blocks.{i}."
-        yield f"{dst}attn.qkv.weight", torch.cat(
-            [weights[f"{src}self_attn.{p}_proj.weight"] for p in "qkv"])
-        if cfg.qkv_bias:
-            yield f"{dst}attn.qkv.bias", torch.cat(
-                [weights[f"{src}self_attn.{p}_proj.bias"] for p in "qkv"])
-        yield f"{dst}attn.proj.weight", weights[f"{src}self_attn.o_proj.weight"]
-        if cfg.qk_norm:
-            yield f"{dst}attn.q_norm.weight", weights[f"{src}self_attn.q_norm.weight"]
-            yield f"{dst}attn.k_norm.weight", weights[f"{src}self_attn.k_norm.weight"]
-        yield f"{dst}mlp.gate_up.weight", torch.cat(
-            [weights[f"{src}mlp.gate_proj.weight"], weights[f"{src}mlp.up_proj.weight"]])
-        yield f"{dst}mlp.down.weight", weights[f"{src}mlp.down_proj.weight"]
-        yield f"{dst}norm1.weight", weights[f"{src}input_layernorm.weight"]
-        yield f"{dst}norm2.weight", weights[f"{src}post_attention_layernorm.weight"]
+    """The checkpoint's tensors under dlm's names, one at a time."""
+    return renamed(weights, cfg, NAMES)

@@ -1,0 +1,57 @@
+"""A layout's weight names, and the one renaming every layout shares: each block's q, k
+and v fused into dlm's `qkv`, gate and up into `gate_up`, the rest one to one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from dlm.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Names:
+    """Where a layout keeps each tensor; `{i}` in `layer` is the block's index."""
+
+    embed: str
+    final_norm: str
+    head: str
+    layer: str
+    q: str
+    k: str
+    v: str
+    out: str
+    gate: str
+    up: str
+    down: str
+    norm1: str
+    norm2: str
+    q_norm: str = ""
+    k_norm: str = ""
+
+
+def renamed(weights: Mapping[str, torch.Tensor], cfg: ModelConfig, names: Names
+            ) -> Iterator[tuple[str, torch.Tensor]]:
+    """The checkpoint's tensors under dlm's names, one at a time, so a loader can place
+    each and let it go."""
+    yield "embed.weight", weights[f"{names.embed}.weight"]
+    yield "norm.weight", weights[f"{names.final_norm}.weight"]
+    if not cfg.tie_embeddings:
+        yield "head.weight", weights[f"{names.head}.weight"]
+    for i in range(cfg.n_layers):
+        src, dst = names.layer.format(i=i), f"blocks.{i}."
+        kinds = ("weight", "bias") if cfg.qkv_bias else ("weight",)
+        for kind in kinds:
+            yield f"{dst}attn.qkv.{kind}", torch.cat(
+                [weights[f"{src}{part}.{kind}"] for part in (names.q, names.k, names.v)])
+        yield f"{dst}attn.proj.weight", weights[f"{src}{names.out}.weight"]
+        if cfg.qk_norm:
+            yield f"{dst}attn.q_norm.weight", weights[f"{src}{names.q_norm}.weight"]
+            yield f"{dst}attn.k_norm.weight", weights[f"{src}{names.k_norm}.weight"]
+        yield f"{dst}mlp.gate_up.weight", torch.cat(
+            [weights[f"{src}{names.gate}.weight"], weights[f"{src}{names.up}.weight"]])
+        yield f"{dst}mlp.down.weight", weights[f"{src}{names.down}.weight"]
+        yield f"{dst}norm1.weight", weights[f"{src}{names.norm1}.weight"]
+        yield f"{dst}norm2.weight", weights[f"{src}{names.norm2}.weight"]
