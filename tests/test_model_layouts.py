@@ -154,3 +154,23 @@ def test_the_llada_layout_equals_llama_under_a_full_mask():
     assert not cfg.causal and (got - want).abs().max() < 1e-4
     with pytest.raises(ConfigError, match="non-llama block"):
         llada.model_config({**config, "block_type": "sequential"})
+
+
+def test_the_dream_layout_is_qwen2_bidirectional_and_shifted():
+    """Dream keeps Qwen2's names: its config read by `dlm.layouts.dream` gives the same
+    logits as `transformers`' Qwen2 under a full 4-D mask, and the shift (position i
+    predicts i + 1) that dlm's samplers then apply."""
+    from dlm.diffusion.shift import Shifted, as_denoiser
+    from dlm.layouts import dream
+
+    model = reference("qwen2")
+    cfg = dream.model_config({**model.config.to_dict(), "model_type": "Dream"})
+    ours = Transformer(cfg)
+    ours.load_state_dict(dict(dream.rename_weights(model.state_dict(), cfg)), strict=True)
+    ids = torch.randint(0, 101, (2, 24), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = model(ids, attention_mask=torch.zeros(2, 1, 24, 24)).logits
+        got = ours.eval()(ids)
+    assert not cfg.causal and cfg.shift and cfg.qkv_bias
+    assert (got - want).abs().max() < 1e-4
+    assert isinstance(as_denoiser(ours), Shifted)

@@ -6,7 +6,7 @@ folder ever runs.
 May import config, model and errors; checkpoint loading builds on it.
 """
 
-from dlm.layouts import llada
+from dlm.layouts import dream, llada
 from dlm.layouts.llama import KNOWN, model_config, rename_weights
 
-__all__ = ["KNOWN", "llada", "model_config", "rename_weights"]
+__all__ = ["KNOWN", "dream", "llada", "model_config", "rename_weights"]
