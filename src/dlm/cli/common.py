@@ -74,9 +74,8 @@ def load_model(ckpt: Path | None, device: str, verifier: Path | None = None,
     without one, the shipped chat model. With `verifier`, that AR checkpoint attached
     for speculative decoding (in the same dtype)."""
     from dlm.pipeline import DiffusionLM
-    from dlm.shipped import shipped_checkpoint
 
-    lm = DiffusionLM.load(ckpt or shipped_checkpoint(), device, dtype=dtype)
+    lm = DiffusionLM.load(ckpt, device, dtype=dtype)  # none: the shipped model
     if note := lm.source_note():
         typer.echo(note, err=True)  # stderr: stdout stays the replies
     if verifier is not None:

@@ -33,10 +33,9 @@ def shipped_decoding() -> dict[str, str]:
     from dataclasses import asdict
 
     from dlm.pipeline import DiffusionLM
-    from dlm.shipped import shipped_checkpoint
 
     try:
-        lm = DiffusionLM.load(shipped_checkpoint(), "cpu")
+        lm = DiffusionLM.load(device="cpu")  # the shipped model
     except DLMError:
         return {}
     return {name: shown(value) for name, value in asdict(lm.decoding()).items()}

@@ -22,9 +22,8 @@ def serve(
     Every ServeConfig field is a flag (not given: its default; the API key also from
     DLM_API_KEY)."""
     from dlm.server import serve as run_server
-    from dlm.shipped import shipped_checkpoint
 
     config = ServeConfig()
     apply_flags(config, settings or {}, SERVE_FLAGS)
     config.__post_init__()  # a flag's value is checked like the default's
-    run_server(ckpt or shipped_checkpoint(), config, device, verifier=verifier, dtype=dtype)
+    run_server(ckpt, config, device, verifier=verifier, dtype=dtype)

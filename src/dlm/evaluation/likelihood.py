@@ -42,8 +42,9 @@ def likelihood(lm, data: EncodedSet, draws: int = 8, batch_size: int = 64, seed:
     tok, objective = lm.tokenizer, lm.objective
     text_bytes = sum(len(tok.decode_response(row.tolist()).encode("utf-8"))
                      for row in data.responses)
-    ctx = dataclasses.replace(lm.context, schedule=get_schedule(schedule),
-                              diffusion=dataclasses.replace(lm.context.diffusion, eps=eps),
+    ctx = lm.context
+    ctx = dataclasses.replace(ctx, schedule=get_schedule(schedule),
+                              diffusion=dataclasses.replace(ctx.diffusion, eps=eps),
                               batch_size=batch_size,
                               seed=seed)
     held = objective.held_out(ctx, data, draws)

@@ -16,11 +16,13 @@ from dlm.config import ServeConfig
 from dlm.server.app import create_app
 
 
-def serve(ckpt: str | Path, config: ServeConfig | None = None, device: str = "auto",
+def serve(ckpt: str | Path | None = None, config: ServeConfig | None = None,
+          device: str = "auto",
           log_level: str = "info", verifier: str | Path | None = None,
           dtype: str = "float32") -> None:
-    """Load `ckpt` (weights in `dtype`) and serve it with uvicorn until interrupted; with
-    `verifier`, that AR checkpoint beside it, for requests with `decode: speculative`."""
+    """Load `ckpt` (weights in `dtype`; none: the shipped chat model) and serve it with
+    uvicorn until interrupted; with `verifier`, that AR checkpoint beside it, for
+    requests with `decode: speculative`."""
     import uvicorn
 
     from dlm.pipeline import DiffusionLM

@@ -29,7 +29,7 @@ def machine_folders() -> list[tuple[str, str]]:
 
 
 def portable(text: str) -> str:
-    """`text` with every path under a machine folder rewritten (`/home/me/x` -> `~/x`,
+    """`text` with every path under a machine folder rewritten (`<home>/x` -> `~/x`,
     `<checkout>/benchmarks/a.json` -> `benchmarks/a.json`)."""
     for folder, instead in machine_folders():
         pattern = re.compile(re.escape(folder) + r"(?=/|\b)(/)?")
