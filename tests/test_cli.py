@@ -210,7 +210,7 @@ def test_data_then_train_on_the_prepared_directory(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["missing.jsonl"], "no such file or folder, and not a hub id"),
+    (["missing.jsonl"], "no such file or folder, not a hub id"),
     (["x.tsv", "--mix", "nope=1"], "'nope' matches no source"),
     (["x.tsv", "--context", "all"], "unknown context 'all'"),
 ])

@@ -1,6 +1,7 @@
 """Where data comes from: a source spec names a file, a folder or a hub id, and a split.
 
-Spec syntax: `[NAME=]LOCATION[@SPLIT]`. The name (used by `--mix`) defaults to the
+Spec syntax: `[NAME=]LOCATION[@SPLIT]`; LOCATION may also name a corpus that an installed
+package ships (`chitchat`, see `dlm.data.packaged`). The name (used by `--mix`) defaults to the
 file's stem, or its folder's name when the stem says nothing (`train.zip` in
 `dailydialog/` is `dailydialog`); the split (train or validation) defaults to what
 the file name says. Sources with the same name are one source: DailyDialog's
@@ -21,6 +22,7 @@ from dlm.data.hub import (
     is_hub_id,
     load_hub_splits,
 )
+from dlm.data.packaged import PACKAGED
 from dlm.data.readers import read_dialogues
 from dlm.data.rows import FieldMap
 from dlm.errors import DataError
@@ -82,6 +84,11 @@ def read_source(source: Source, fields: FieldMap, hub_split: str | None = None) 
     """The dialogues of one source, by split; local files by extension, the rest by `datasets`."""
     out = SourceData(source.name)
     path = Path(source.location)
+    if not path.exists() and source.location in PACKAGED:  # an installed package's corpus
+        dialogues, report = PACKAGED[source.location]()
+        out.splits[source.split or "train"] = dialogues
+        out.reports.append(report)
+        return out
     hub_layout = (path.is_dir() or path.suffix.lower() in FILE_BUILDERS
                   or (path.exists() and convlab_zip(path) is not None))
     if path.exists() and not hub_layout:
@@ -94,8 +101,8 @@ def read_source(source: Source, fields: FieldMap, hub_split: str | None = None) 
         out.reports.append(report)
         return out
     if not path.exists() and not is_hub_id(source.location):
-        raise DataError(f"{source.location}: no such file or folder, and not a hub id "
-                        "(owner/name)")
+        raise DataError(f"{source.location}: no such file or folder, not a hub id "
+                        f"(owner/name), and not a packaged corpus ({', '.join(PACKAGED)})")
     for role, (dialogues, report) in load_hub_splits(source.location, fields, hub_split).items():
         if role == "train" and source.split:  # `@validation` relabels a hub's train split
             role = source.split
