@@ -13,6 +13,7 @@ from dlm.config import ModelConfig
 from dlm.errors import ConfigError
 from dlm.layouts import model_config, rename_weights
 from dlm.model import Transformer
+from tests.hf_folders import llada_weights
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
 
@@ -110,30 +111,6 @@ def test_dlm_presets_keep_their_shape_and_names():
     assert model.blocks[0].attn.qkv.weight.shape == (3 * 128, 128)
 
 
-def under_llada_names(model) -> tuple[dict, dict]:
-    """A Llama model's config and weights written as a LLaDA checkpoint holds them."""
-    c, w = model.config, model.state_dict()
-    config = {"model_type": "llada", "d_model": c.hidden_size, "n_heads":
-              c.num_attention_heads, "n_kv_heads": c.num_key_value_heads,
-              "n_layers": c.num_hidden_layers, "mlp_hidden_size": c.intermediate_size,
-              "vocab_size": c.vocab_size, "embedding_size": c.vocab_size,
-              "max_sequence_length": c.max_position_embeddings, "rope_theta": 10000.0,
-              "rms_norm_eps": c.rms_norm_eps, "weight_tying": False, "block_type": "llama",
-              "include_bias": False, "include_qkv_bias": False, "mask_token_id": 126336}
-    root = "model.transformer."
-    weights = {f"{root}wte.weight": w["model.embed_tokens.weight"],
-               f"{root}ln_f.weight": w["model.norm.weight"],
-               f"{root}ff_out.weight": w["lm_head.weight"]}
-    names = {"self_attn.q_proj": "q_proj", "self_attn.k_proj": "k_proj",
-             "self_attn.v_proj": "v_proj", "self_attn.o_proj": "attn_out",
-             "mlp.gate_proj": "ff_proj", "mlp.up_proj": "up_proj", "mlp.down_proj": "ff_out",
-             "input_layernorm": "attn_norm", "post_attention_layernorm": "ff_norm"}
-    for i in range(c.num_hidden_layers):
-        for theirs, llada in names.items():
-            weights[f"{root}blocks.{i}.{llada}.weight"] = w[f"model.layers.{i}.{theirs}.weight"]
-    return config, weights
-
-
 def test_the_llada_layout_equals_llama_under_a_full_mask():
     """LLaDA's math is Llama's without the causal mask: a Llama model's weights written
     under LLaDA's names, read by `dlm.layouts.llada`, against `transformers`' Llama run
@@ -143,7 +120,7 @@ def test_the_llada_layout_equals_llama_under_a_full_mask():
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         **SHAPE, num_key_value_heads=2, rms_norm_eps=1e-5, tie_word_embeddings=False)).eval()
-    config, weights = under_llada_names(model)
+    config, weights = llada_weights(model)
     cfg = llada.model_config(config)
     ours = Transformer(cfg)
     ours.load_state_dict(dict(llada.rename_weights(weights, cfg)), strict=True)

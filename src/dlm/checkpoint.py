@@ -21,6 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from dlm.config import ModelConfig, from_dict
 from dlm.errors import CheckpointError, first_line
+from dlm.layouts.load import import_folder, is_imported
+from dlm.layouts.tokenizer import HFTokenizer
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 from dlm.util.failpoints import passage
@@ -202,13 +204,17 @@ def resolve(path: str | Path, best: bool = False) -> Path:
                           "written by `dlm train`")
 
 
-def read_meta(path: Path) -> dict[str, Any]:
+def _config_json(path: Path) -> Any:
     try:
-        meta = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        return json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path / CONFIG}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path / CONFIG}: not UTF-8 text; the file is damaged") from None
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    meta = _config_json(path)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path / CONFIG}: not a dlm checkpoint config (not a JSON "
                               "object); the file is damaged")
@@ -226,13 +232,21 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    best: bool = False) -> Checkpoint:
+                    best: bool = False, dtype: torch.dtype = torch.float32) -> Checkpoint:
     """Load model, tokenizer and metadata; checks the format version and the vocabulary.
-    `best`: a run directory gives its `best/` when it has one (else `last/`)."""
+    `best`: a run directory gives its `best/` when it has one (else `last/`). A folder of
+    the field's (LLaDA, Dream, Llama, Qwen2/3: a `config.json` with a `model_type`) is
+    imported by `dlm.layouts.load`, straight into `dtype`."""
     path = resolve(path, best)
+    raw = _config_json(path)
+    if is_imported(raw):
+        model, tokenizer, meta = import_folder(path, torch.device(device), dtype)
+        return Checkpoint(path, model, tokenizer, meta)
     meta = read_meta(path)
     config = from_dict(ModelConfig, meta["model"], f"{path / CONFIG} model")
-    tokenizer = DLMTokenizer.load(path / TOKENIZER)
+    tokenizer = (HFTokenizer.load_folder(path, meta.get("imported", {}).get("hf", {}))
+                 if (path / "tokenizer_config.json").is_file()
+                 else DLMTokenizer.load(path / TOKENIZER))
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model "
                               f"only {config.vocab_size}; the files come from different runs")

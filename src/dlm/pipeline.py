@@ -103,7 +103,7 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         from dlm.shipped import shipped_checkpoint
 
         dtype = pick_dtype(dtype)
-        ckpt = load_checkpoint(path or shipped_checkpoint(), pick_device(device), best)
+        ckpt = load_checkpoint(path or shipped_checkpoint(), pick_device(device), best, dtype)
         ckpt.model.to(dtype)
         train = ckpt.meta.get("train", {})
         objective = bind_objective({**train, "objective": ckpt.meta.get("objective",
@@ -198,7 +198,10 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
             rows.append(ids[-max_prompt_len:])
         width = max(len(r) for r in rows)
         prompt = torch.tensor([[tok.pad_id] * (width - len(r)) + r for r in rows])
-        key_padding = prompt != tok.pad_id
+        # by position, not by id: an imported vocabulary may pad with its eos, which a
+        # rendered chat also holds
+        key_padding = torch.tensor([[False] * (width - len(r)) + [True] * len(r)
+                                    for r in rows])
         if bool(key_padding.all()):
             key_padding = None
         return prompt.to(self.device), None if key_padding is None else key_padding.to(self.device)
