@@ -244,8 +244,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         return Checkpoint(path, model, tokenizer, meta)
     meta = read_meta(path)
     config = from_dict(ModelConfig, meta["model"], f"{path / CONFIG} model")
-    tokenizer = (HFTokenizer.load_folder(path, meta.get("imported", {}).get("hf", {}))
-                 if (path / "tokenizer_config.json").is_file()
+    tokenizer = (HFTokenizer.load_folder(path) if (path / "tokenizer_config.json").is_file()
                  else DLMTokenizer.load(path / TOKENIZER))
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model "

@@ -129,6 +129,11 @@ class DLMTokenizer:
             check_text(text, "text")
             raise
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """`encode`'s ids and each one's (start, end) characters in `text`."""
+        enc = self.hf.encode(" " + text, add_special_tokens=False)
+        return list(enc.ids), [(max(s - 1, 0), e - 1) for s, e in enc.offsets]  # space: -1
+
     def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
         """`encode` for many texts in one call, which the Rust library spreads over all cores."""
         try:

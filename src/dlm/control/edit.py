@@ -139,9 +139,8 @@ def edit(lm, text: str, span: str | None = None, low_confidence: int = 0,
     tok = lm.tokenizer
     config = config or SampleConfig()
     source = text.lower() if lm.lowercase else text
-    enc = tok.hf.encode(" " + source, add_special_tokens=False)
-    ids = list(enc.ids)
-    offsets = [(max(s - 1, 0), e - 1) for s, e in enc.offsets]  # the added space is char -1
+    ids, offsets = tok.encode_with_offsets(source)
+    before_tokens = [tok.decode([t], whole=False) for t in ids]
     prompt_ids = (tok.encode_prompt([{"role": "user", "content": prompt}])
                   if prompt is not None else None)
     replaced = None  # the span's characters, when its token count changes
@@ -160,7 +159,6 @@ def edit(lm, text: str, span: str | None = None, low_confidence: int = 0,
         k = min(low_confidence, len(ids))
         masked = [p - layout.start for p in
                   least_likely(lm, layout, [layout.start + i for i in range(len(ids))], k)]
-    before_tokens = [tok.decode([t], whole=False) for t in enc.ids]
     chosen = set(masked)
     ids = [tok.mask_id if i in chosen else t for i, t in enumerate(ids)]
     layout = text_layout(lm, ids, prompt_ids)

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlm.config import ModelConfig
+from dlm.layouts.llama import NAMES, rename_weights  # noqa: F401  (Qwen2's names: Dream's)
 from dlm.layouts.llama import model_config as llama_family_config
-from dlm.layouts.llama import rename_weights  # noqa: F401  (Qwen2's names: Dream's)
 
 
 def model_config(hf: Mapping[str, Any]) -> ModelConfig:

@@ -11,6 +11,7 @@ twice). No code from the folder runs: the layout is read from `config.json` alon
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from dlm.config import ModelConfig
 from dlm.errors import CheckpointError, ConfigError, first_line
 from dlm.layouts import dream, llada, llama
+from dlm.layouts.names import sources
 from dlm.layouts.tokenizer import HFTokenizer
 from dlm.model import Transformer, rotary_tables
 
@@ -33,7 +35,7 @@ class Layout:
     objective: str
     """dlm's objective the checkpoint was trained with: ar or diffusion."""
     module: Any
-    """Its `model_config(hf)` and `rename_weights(weights, cfg)`."""
+    """Its `model_config(hf)` and weight names (`NAMES`)."""
 
 
 LAYOUTS = {
@@ -42,7 +44,6 @@ LAYOUTS = {
     **{kind: Layout(kind, "ar", llama) for kind in llama.KNOWN},
 }
 """`model_type` (lowercased) -> layout."""
-SPECIAL_KEYS = ("mask_token_id", "eos_token_id", "bos_token_id", "pad_token_id")
 IGNORED = ("rotary_emb.inv_freq",)
 """Tensors some checkpoints carry that dlm recomputes."""
 
@@ -68,7 +69,7 @@ def model_config(hf: Mapping[str, Any], layout: Layout) -> ModelConfig:
 
 class ShardedWeights(Mapping[str, torch.Tensor]):
     """A checkpoint's tensors by name, read lazily from its safetensors shards: one shard
-    open at a time, each tensor read only when asked for."""
+    open at a time, and a tensor read whole (`[name]`) or a band of its rows (`rows`)."""
 
     def __init__(self, folder: Path):
         index = folder / "model.safetensors.index.json"
@@ -76,26 +77,18 @@ class ShardedWeights(Mapping[str, torch.Tensor]):
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             self.files = {name: folder / shard for name, shard in weight_map.items()}
         elif (folder / "model.safetensors").is_file():
-            from safetensors import safe_open
-
             single = folder / "model.safetensors"
-            with safe_open(str(single), framework="pt") as f:
-                self.files = {name: single for name in f.keys()}  # noqa: SIM118
+            self.files = {name: single for name in self._open(single).keys()}  # noqa: SIM118
         else:
             raise CheckpointError(f"{folder}: no model.safetensors or model.safetensors."
                                   "index.json (dlm reads safetensors weights only, never "
                                   "pickled .bin files)")
-        self.open_file: Path | None = None
-        self.handle = None
         self.read: set[str] = set()
 
-    def __getitem__(self, name: str) -> torch.Tensor:
+    def _open(self, file: Path):
         from safetensors import safe_open
 
-        if name not in self.files:
-            raise KeyError(name)
-        file = self.files[name]
-        if file != self.open_file:  # one shard open at a time
+        if getattr(self, "open_file", None) != file:  # one shard open at a time
             self.handle = None
             try:
                 self.handle = safe_open(str(file), framework="pt")
@@ -103,14 +96,32 @@ class ShardedWeights(Mapping[str, torch.Tensor]):
                 raise CheckpointError(f"{file}: cannot read the weights ({first_line(exc)})"
                                       ) from None
             self.open_file = file
+        return self.handle
+
+    def _slice(self, name: str):
+        if name not in self.files:
+            raise KeyError(name)
         self.read.add(name)
-        return self.handle.get_tensor(name)
+        return self._open(self.files[name]).get_slice(name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._slice(name).get_shape())
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return self._slice(name)[start:stop]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._slice(name)[:]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.files)
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+CHUNK_BYTES = 64 << 20
+"""Most bytes read from a shard at once: the loader's memory above the model's own."""
 
 
 def empty_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> Transformer:
@@ -124,25 +135,35 @@ def empty_model(cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> T
     return model
 
 
-def fill(model: Transformer, renamed: Iterator[tuple[str, torch.Tensor]], where: Path
-         ) -> None:
-    """Copy each (dlm name, tensor) into the model, checking shapes; every weight of the
-    model must be given once."""
+def fill(model: Transformer, pieces: Iterator[tuple[str, list[str]]],
+         weights: ShardedWeights, where: Path) -> None:
+    """Copy each of dlm's tensors in from the checkpoint tensors it is made of (`pieces`:
+    dlm name -> their names, concatenated along the first dimension), a band of rows at a
+    time, converting the dtype on the way; every weight of the model must be given once."""
     params = dict(model.named_parameters())
     missing = set(params)
-    try:
-        for name, tensor in renamed:
-            target = params.get(name)
-            if target is None or target.shape != tensor.shape:
-                shape = None if target is None else tuple(target.shape)
-                raise CheckpointError(f"{where}: {name}: shape {tuple(tensor.shape)} does "
-                                      f"not match config.json's {shape}")
-            with torch.no_grad():
-                target.copy_(tensor)
-            missing.discard(name)
-    except KeyError as exc:
-        raise CheckpointError(f"{where}: the weights lack {exc.args[0]} (config.json "
-                              "promises it)") from None
+    for name, parts in pieces:
+        try:
+            shapes = [weights.shape(part) for part in parts]
+        except KeyError as exc:
+            raise CheckpointError(f"{where}: the weights lack {exc.args[0]} (config.json "
+                                  "promises it)") from None
+        target = params.get(name)
+        shape = (sum(s[0] for s in shapes), *shapes[0][1:])
+        if target is None or tuple(target.shape) != shape or len({s[1:] for s in shapes}) > 1:
+            want = None if target is None else tuple(target.shape)
+            raise CheckpointError(f"{where}: {', '.join(parts)}: shapes {shapes} do not make "
+                                  f"the {want} that config.json gives {name}")
+        at = 0
+        with torch.no_grad():
+            for part, part_shape in zip(parts, shapes, strict=True):
+                row_bytes = math.prod(part_shape[1:]) * 4
+                band = max(1, CHUNK_BYTES // row_bytes)
+                for start in range(0, part_shape[0], band):
+                    stop = min(part_shape[0], start + band)
+                    target[at + start:at + stop].copy_(weights.rows(part, start, stop))
+                at += part_shape[0]
+        missing.discard(name)
     if missing:
         raise CheckpointError(f"{where}: no weights for {sorted(missing)[:3]}")
 
@@ -169,7 +190,7 @@ def import_folder(folder: str | Path, device: torch.device, dtype: torch.dtype,
         tokenizer.need_mask()
     weights = ShardedWeights(folder)
     model = empty_model(cfg, device, dtype)
-    fill(model, layout.module.rename_weights(weights, cfg), folder)
+    fill(model, sources(cfg, layout.module.NAMES), weights, folder)
     unread = [n for n in weights if n not in weights.read and not n.endswith(IGNORED)]
     if unread:
         raise CheckpointError(f"{folder}: weights dlm's {layout.name} layout does not read: "
@@ -177,10 +198,7 @@ def import_folder(folder: str | Path, device: torch.device, dtype: torch.dtype,
     response = min(128, cfg.max_seq_len // 4)
     meta = {"model": asdict(cfg), "objective": layout.objective,
             "imported": {"layout": layout.name, "model_type": hf["model_type"],
-                         "folder": str(folder),
-                         # the special ids the tokenizer files may not hold, kept for a
-                         # checkpoint dlm saves from this one
-                         "hf": {k: hf[k] for k in SPECIAL_KEYS if k in hf}},
+                         "folder": str(folder)},
             "train": {"objective": layout.objective, "prompt_len": cfg.max_seq_len - response,
                       "response_len": response, "diffusion": {"padding": "eos"}}}
     return model.eval(), tokenizer, meta

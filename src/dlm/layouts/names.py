@@ -32,26 +32,31 @@ class Names:
     k_norm: str = ""
 
 
-def renamed(weights: Mapping[str, torch.Tensor], cfg: ModelConfig, names: Names
-            ) -> Iterator[tuple[str, torch.Tensor]]:
-    """The checkpoint's tensors under dlm's names, one at a time, so a loader can place
-    each and let it go."""
-    yield "embed.weight", weights[f"{names.embed}.weight"]
-    yield "norm.weight", weights[f"{names.final_norm}.weight"]
+def sources(cfg: ModelConfig, names: Names) -> Iterator[tuple[str, list[str]]]:
+    """Each of dlm's tensors and the checkpoint's tensors it is made of, concatenated along
+    the first dimension (q, k, v into `qkv`; gate, up into `gate_up`; one to one else)."""
+    yield "embed.weight", [f"{names.embed}.weight"]
+    yield "norm.weight", [f"{names.final_norm}.weight"]
     if not cfg.tie_embeddings:
-        yield "head.weight", weights[f"{names.head}.weight"]
+        yield "head.weight", [f"{names.head}.weight"]
     for i in range(cfg.n_layers):
         src, dst = names.layer.format(i=i), f"blocks.{i}."
-        kinds = ("weight", "bias") if cfg.qkv_bias else ("weight",)
-        for kind in kinds:
-            yield f"{dst}attn.qkv.{kind}", torch.cat(
-                [weights[f"{src}{part}.{kind}"] for part in (names.q, names.k, names.v)])
-        yield f"{dst}attn.proj.weight", weights[f"{src}{names.out}.weight"]
+        for kind in ("weight", "bias") if cfg.qkv_bias else ("weight",):
+            yield f"{dst}attn.qkv.{kind}", [f"{src}{part}.{kind}"
+                                            for part in (names.q, names.k, names.v)]
+        yield f"{dst}attn.proj.weight", [f"{src}{names.out}.weight"]
         if cfg.qk_norm:
-            yield f"{dst}attn.q_norm.weight", weights[f"{src}{names.q_norm}.weight"]
-            yield f"{dst}attn.k_norm.weight", weights[f"{src}{names.k_norm}.weight"]
-        yield f"{dst}mlp.gate_up.weight", torch.cat(
-            [weights[f"{src}{names.gate}.weight"], weights[f"{src}{names.up}.weight"]])
-        yield f"{dst}mlp.down.weight", weights[f"{src}{names.down}.weight"]
-        yield f"{dst}norm1.weight", weights[f"{src}{names.norm1}.weight"]
-        yield f"{dst}norm2.weight", weights[f"{src}{names.norm2}.weight"]
+            yield f"{dst}attn.q_norm.weight", [f"{src}{names.q_norm}.weight"]
+            yield f"{dst}attn.k_norm.weight", [f"{src}{names.k_norm}.weight"]
+        yield f"{dst}mlp.gate_up.weight", [f"{src}{names.gate}.weight", f"{src}{names.up}.weight"]
+        yield f"{dst}mlp.down.weight", [f"{src}{names.down}.weight"]
+        yield f"{dst}norm1.weight", [f"{src}{names.norm1}.weight"]
+        yield f"{dst}norm2.weight", [f"{src}{names.norm2}.weight"]
+
+
+def renamed(weights: Mapping[str, torch.Tensor], cfg: ModelConfig, names: Names
+            ) -> Iterator[tuple[str, torch.Tensor]]:
+    """A state dict's tensors under dlm's names, one at a time (the loader of large
+    checkpoints copies `sources` piece by piece instead)."""
+    for name, parts in sources(cfg, names):
+        yield name, torch.cat([weights[p] for p in parts])

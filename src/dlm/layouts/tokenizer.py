@@ -21,9 +21,8 @@ from dlm.errors import CheckpointError, ConfigError, first_line
 from dlm.tokenizer import ChatEncoding, DLMTokenizer
 from dlm.util.wellformed import check_text
 
-FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-         "chat_template.jinja")
-"""The files of an imported tokenizer, copied beside a checkpoint that dlm saves."""
+SPECIAL_IDS = "special_ids.json"
+"""Beside a checkpoint dlm saves with an imported tokenizer: the ids its config gave."""
 
 
 def ids_of(value: Any) -> list[int]:
@@ -73,10 +72,16 @@ class HFTokenizer(DLMTokenizer):
         self.has_template = bool(getattr(backend, "chat_template", None))
 
     @classmethod
-    def load_folder(cls, folder: str | Path, config: Mapping[str, Any]) -> HFTokenizer:
+    def load_folder(cls, folder: str | Path, config: Mapping[str, Any] | None = None
+                    ) -> HFTokenizer:
+        """The tokenizer files of `folder`; `config`: the checkpoint's config.json (none: the
+        `SPECIAL_IDS` file a dlm checkpoint keeps)."""
         from transformers import PreTrainedTokenizerFast
 
         folder = Path(folder)
+        if config is None:
+            special = folder / SPECIAL_IDS
+            config = json.loads(special.read_text(encoding="utf-8")) if special.is_file() else {}
         if not (folder / "tokenizer.json").is_file():
             raise CheckpointError(f"{folder}: no tokenizer.json; dlm reads a checkpoint's "
                                   "fast tokenizer file")
@@ -106,12 +111,14 @@ class HFTokenizer(DLMTokenizer):
         return self
 
     def save(self, path: str | Path) -> None:
-        """tokenizer.json at `path`, and the rest of the tokenizer's files beside it."""
+        """tokenizer.json at `path`, the rest of the tokenizer's files beside it, and the
+        special ids read from the checkpoint's config (`SPECIAL_IDS`), which a checkpoint
+        dlm saves from this one keeps."""
         path = Path(path)
         self.backend.save_pretrained(str(path.parent))
-        for name in ("generation_config.json",):
-            if (self.folder / name).is_file() and self.folder != path.parent:
-                (path.parent / name).write_bytes((self.folder / name).read_bytes())
+        special = {"mask_token_id": self.mask_id, "eos_token_id": self.end_ids,
+                   "bos_token_id": self.bos_id}
+        (path.parent / SPECIAL_IDS).write_text(json.dumps(special, indent=2) + "\n")
 
     def fingerprint(self) -> str:
         template = getattr(self.backend, "chat_template", None) or ""
@@ -121,6 +128,11 @@ class HFTokenizer(DLMTokenizer):
     def encode(self, text: str) -> list[int]:
         check_text(text, "text")
         return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        check_text(text, "text")
+        enc = self.hf.encode(text, add_special_tokens=False)
+        return list(enc.ids), list(enc.offsets)
 
     def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
         check_text(list(texts), "texts")
