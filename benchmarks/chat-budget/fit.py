@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from dlm import DiffusionLM
+from dlm.bench.report import device_name, git_commit
 from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.report import held_out
 
@@ -49,11 +48,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     rows = [fit(run, args.data, args.examples, args.draws) for run in args.runs]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     out = {"command": "python benchmarks/chat-budget/fit.py " + " ".join(args.runs)
            + f" --data {args.data} --examples {args.examples} --out {args.out}",
-           "commit": commit, "cpu": platform.processor() or platform.machine(),
+           "commit": git_commit(), "cpu": device_name(torch.device("cpu")),
            "torch": torch.__version__, "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     for r in rows:

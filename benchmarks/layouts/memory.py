@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import threading
@@ -144,6 +143,10 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/layouts/memory.json")
     ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    import torch
+
+    from dlm.bench.report import device_name, git_commit
+
     folder = Path(args.folder)
     if args.measure_only:
         print(json.dumps(measure(folder)))
@@ -153,11 +156,9 @@ def main() -> None:
     run = subprocess.run([sys.executable, __file__, "--folder", str(folder), "--measure-only"],
                          capture_output=True, text=True, check=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     out = {"command": f"python benchmarks/layouts/memory.py --folder {args.folder} "
                       f"--gb {args.gb} --out {args.out}",
-           "commit": commit, "cpu": platform.processor() or platform.machine(),
+           "commit": git_commit(), "cpu": device_name(torch.device("cpu")),
            "layout": "llada (LLaDA-8B's width, fewer blocks), bfloat16", **result}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     gib = 1 << 30
