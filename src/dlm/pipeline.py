@@ -272,8 +272,15 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
         config = self.resolve_length(config or self.decoding())
         # speculative decoding writes the verifier's reply: to the prompt as it reads it
         speculative = config.decode == "speculative" and self.verifier is not None
-        prompt, key_padding = self._prompt_batch(
-            histories, self.verifier.max_prompt_len if speculative else None)
+        most = self.verifier.max_prompt_len if speculative else self.max_prompt_len
+        if isinstance(config.length, int):  # the prompt keeps its latest tokens that fit
+            room = self.model.config.max_seq_len - config.length
+            if room < 1:
+                raise ConfigError(f"length {config.length} leaves no room for a prompt in "
+                                  f"the model's {self.model.config.max_seq_len} positions",
+                                  "length")
+            most = min(most, room)
+        prompt, key_padding = self._prompt_batch(histories, most)
         return final_tokens(self._steps(prompt, key_padding, config, constraints), on_step)
 
     @torch.inference_mode()
