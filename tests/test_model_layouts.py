@@ -151,3 +151,21 @@ def test_the_dream_layout_is_qwen2_bidirectional_and_shifted():
     assert not cfg.causal and cfg.shift and cfg.qkv_bias
     assert (got - want).abs().max() < 1e-4
     assert isinstance(as_denoiser(ours), Shifted)
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3"])
+def test_separate_projections_compute_what_fused_ones_do(kind):
+    """`fused_projections=False` keeps q, k, v (with their biases) and gate, up as the
+    checkpoints do: the same logits, and the separate weights under their own names."""
+    import dataclasses
+
+    model = reference(kind)
+    cfg = dataclasses.replace(model_config(model.config.to_dict()), fused_projections=False)
+    ours = Transformer(cfg)
+    ours.load_state_dict(dict(rename_weights(model.state_dict(), cfg)), strict=True)
+    names = set(ours.state_dict())
+    assert "blocks.0.attn.q.weight" in names and "blocks.0.mlp.gate.weight" in names
+    assert not any("qkv" in n or "gate_up" in n for n in names)
+    ids = torch.randint(0, 101, (2, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (ours.eval()(ids) - model(ids).logits).abs().max() < 1e-4

@@ -126,17 +126,23 @@ class KVCache:
         self.length = length
 
 class Attention(nn.Module):
-    """Multi-head attention with RoPE, over one fused q/k/v projection (an imported
-    checkpoint's separate q, k and v weights are concatenated when it is read);
-    grouped-query when there are fewer key/value heads than query heads."""
+    """Multi-head attention with RoPE, over one fused q/k/v projection or three separate
+    ones (`ModelConfig.fused_projections`); grouped-query when there are fewer key/value
+    heads than query heads."""
 
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
         self.n_kv, self.head_dim = cfg.kv_heads, cfg.head_width
         self.layer = layer
-        width = (cfg.n_heads + 2 * self.n_kv) * self.head_dim
-        self.qkv = nn.Linear(cfg.d_model, width, bias=cfg.qkv_bias)
+        self.widths = (cfg.n_heads * self.head_dim, self.n_kv * self.head_dim,
+                       self.n_kv * self.head_dim)
+        if cfg.fused_projections:
+            self.qkv = nn.Linear(cfg.d_model, sum(self.widths), bias=cfg.qkv_bias)
+        else:
+            self.qkv = None
+            self.q, self.k, self.v = (nn.Linear(cfg.d_model, w, bias=cfg.qkv_bias)
+                                      for w in self.widths)
         self.proj = nn.Linear(cfg.n_heads * self.head_dim, cfg.d_model, bias=False)
         self.q_norm = nn.RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
@@ -144,7 +150,10 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, attn_mask=None, cache: KVCache | None = None, start: int = 0):
         B, T, _ = x.shape
         hd, nkv = self.head_dim, self.n_kv
-        q, k, v = self.qkv(x).split((self.n_heads * hd, nkv * hd, nkv * hd), dim=2)
+        if self.qkv is not None:
+            q, k, v = self.qkv(x).split(self.widths, dim=2)
+        else:
+            q, k, v = self.q(x), self.k(x), self.v(x)
         q = q.view(B, T, self.n_heads, hd).transpose(1, 2)  # (B, nh, T, hd)
         k, v = (z.view(B, T, nkv, hd).transpose(1, 2) for z in (k, v))  # (B, n_kv, T, hd)
         if self.q_norm is not None:
@@ -169,13 +178,23 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)), gate and up as one matmul or two."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        if cfg.fused_projections:
+            self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        else:
+            self.gate_up = None
+            self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+            self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
     def forward(self, x):
-        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, d_ff) each
+        if self.gate_up is not None:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, d_ff) each
+        else:
+            gate, up = self.gate(x), self.up(x)
         return self.down(F.silu(gate) * up)
 
 

@@ -49,6 +49,9 @@ class ModelConfig:
     heads); 0 = n_heads."""
     head_dim: int = 0
     """Width of one head; 0 = d_model / n_heads (Qwen3 sets its own)."""
+    fused_projections: bool = True
+    """q/k/v as one matmul and gate/up as one (fast); False: separate layers as the
+    checkpoints of the field keep them (and as LoRA targets name them)."""
     qkv_bias: bool = False
     """Biases on the query, key and value projections (Qwen2, Dream)."""
     qk_norm: bool = False

@@ -1,5 +1,6 @@
 """A layout's weight names, and the one renaming every layout shares: each block's q, k
-and v fused into dlm's `qkv`, gate and up into `gate_up`, the rest one to one."""
+and v fused into dlm's `qkv`, gate and up into `gate_up` (or kept apart, when the model's
+`fused_projections` is off), the rest one to one."""
 
 from __future__ import annotations
 
@@ -42,13 +43,22 @@ def sources(cfg: ModelConfig, names: Names) -> Iterator[tuple[str, list[str]]]:
     for i in range(cfg.n_layers):
         src, dst = names.layer.format(i=i), f"blocks.{i}."
         for kind in ("weight", "bias") if cfg.qkv_bias else ("weight",):
-            yield f"{dst}attn.qkv.{kind}", [f"{src}{part}.{kind}"
-                                            for part in (names.q, names.k, names.v)]
+            parts = [f"{src}{part}.{kind}" for part in (names.q, names.k, names.v)]
+            if cfg.fused_projections:
+                yield f"{dst}attn.qkv.{kind}", parts
+            else:
+                yield from ((f"{dst}attn.{x}.{kind}", [p]) for x, p in zip("qkv", parts,
+                                                                             strict=True))
         yield f"{dst}attn.proj.weight", [f"{src}{names.out}.weight"]
         if cfg.qk_norm:
             yield f"{dst}attn.q_norm.weight", [f"{src}{names.q_norm}.weight"]
             yield f"{dst}attn.k_norm.weight", [f"{src}{names.k_norm}.weight"]
-        yield f"{dst}mlp.gate_up.weight", [f"{src}{names.gate}.weight", f"{src}{names.up}.weight"]
+        gate_up = [f"{src}{names.gate}.weight", f"{src}{names.up}.weight"]
+        if cfg.fused_projections:
+            yield f"{dst}mlp.gate_up.weight", gate_up
+        else:
+            yield from ((f"{dst}mlp.{x}.weight", [p]) for x, p in zip(("gate", "up"), gate_up,
+                                                                      strict=True))
         yield f"{dst}mlp.down.weight", [f"{src}{names.down}.weight"]
         yield f"{dst}norm1.weight", [f"{src}{names.norm1}.weight"]
         yield f"{dst}norm2.weight", [f"{src}{names.norm2}.weight"]
