@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,16 @@ class Layout:
     name: str
     objective: str
     """dlm's objective the checkpoint was trained with: ar or diffusion."""
-    module: Any
-    """Its `model_config(hf)` and weight names (`NAMES`)."""
+    read: Callable[[Mapping[str, Any]], ModelConfig]
+    """config.json (as a dict) -> dlm's ModelConfig."""
+    names: Any
+    """Where the checkpoint keeps each weight (`dlm.layouts.names.Names`)."""
 
 
 LAYOUTS = {
-    "llada": Layout("LLaDA", "diffusion", llada),
-    "dream": Layout("Dream", "diffusion", dream),
-    **{kind: Layout(kind, "ar", llama) for kind in llama.KNOWN},
+    "llada": Layout("LLaDA", "diffusion", llada.model_config, llada.NAMES),
+    "dream": Layout("Dream", "diffusion", dream.model_config, dream.NAMES),
+    **{kind: Layout(kind, "ar", llama.model_config, llama.NAMES) for kind in llama.KNOWN},
 }
 """`model_type` (lowercased) -> layout."""
 IGNORED = ("rotary_emb.inv_freq",)
@@ -60,11 +62,6 @@ def layout_of(hf: Mapping[str, Any], where: Path) -> Layout:
         raise CheckpointError(f"{where}: model_type {kind!r} is not a layout dlm reads; "
                               f"known: {known}")
     return LAYOUTS[kind.lower()]
-
-
-def model_config(hf: Mapping[str, Any], layout: Layout) -> ModelConfig:
-    return (layout.module.model_config(hf) if layout.objective == "diffusion"
-            else layout.module.model_config(hf, causal=True))
 
 
 class ShardedWeights(Mapping[str, torch.Tensor]):
@@ -175,7 +172,7 @@ def import_folder(folder: str | Path, device: torch.device, dtype: torch.dtype,
     hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     layout = layout_of(hf, folder)
     try:
-        cfg = model_config(hf, layout)
+        cfg = layout.read(hf)
     except ConfigError as exc:
         raise CheckpointError(f"{folder / 'config.json'}: {exc}") from None
     except KeyError as exc:
@@ -186,11 +183,11 @@ def import_folder(folder: str | Path, device: torch.device, dtype: torch.dtype,
         raise CheckpointError(f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but "
                               f"the model only {cfg.vocab_size} rows; the files do not belong "
                               "together")
-    if layout.objective == "diffusion":
+    if not cfg.causal:  # a bidirectional reading denoises masks
         tokenizer.need_mask()
     weights = ShardedWeights(folder)
     model = empty_model(cfg, device, dtype)
-    fill(model, sources(cfg, layout.module.NAMES), weights, folder)
+    fill(model, sources(cfg, layout.names), weights, folder)
     unread = [n for n in weights if n not in weights.read and not n.endswith(IGNORED)]
     if unread:
         raise CheckpointError(f"{folder}: weights dlm's {layout.name} layout does not read: "
