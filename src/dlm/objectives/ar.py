@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from dlm.objectives.base import HeldOut, Needs, Objective
 from dlm.objectives.context import Context
 from dlm.objectives.next_token import ar_loss, evaluate_ar_nll
@@ -41,6 +43,19 @@ class Autoregressive(Objective):
     def held_out(self, ctx: Context, data, draws: int) -> HeldOut:
         return HeldOut(evaluate_ar_nll(ctx.model, data, ctx.tokenizer.pad_id, ctx.batch_size,
                                        ctx.device), 0.0, 1, exact=True)
+
+    @torch.no_grad()
+    def sequence_nll(self, ctx: Context, ids, scored, key_padding, draws, generator):
+        # exact: the chain rule, one pass (right padding never reaches a real position);
+        # the last token is only ever a target, so a row may be one longer than the model
+        logits = ctx.model(ids[:, :-1]).float()  # position i predicts token i + 1
+        logp = logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        return -(logp * scored[:, 1:]).sum(1, keepdim=True)
+
+    @torch.no_grad()
+    def greedy_reproduces(self, ctx: Context, ids, scored, key_padding):
+        hit = ctx.model(ids[:, :-1]).argmax(-1) == ids[:, 1:]
+        return (hit | ~scored[:, 1:]).all(1)
 
     def scored_tokens(self, data) -> int:
         # every response token is predicted, the first from the prompt; text rows have none

@@ -170,6 +170,22 @@ class Objective:
         bound; one for an exact figure), in `ctx.batch_size` batches."""
         raise NotImplementedError
 
+    def sequence_nll(self, ctx: Context, ids: torch.Tensor, scored: torch.Tensor,
+                     key_padding: torch.Tensor | None, draws: int,
+                     generator: torch.Generator) -> torch.Tensor:
+        """-log p of each row's `scored` tokens given the rest of the row, (B, draws)
+        nats: an exact figure (one column) where the objective has it, else `draws` Monte
+        Carlo draws of its bound (lm-eval's `loglikelihood`, zero-shot perplexity).
+        ids, scored: (B, T); scored tokens come after every unscored real one."""
+        raise ConfigError(f"a {self.name} checkpoint gives no per-sequence likelihood "
+                          "(implemented for ar and masked diffusion)", "objective")
+
+    def greedy_reproduces(self, ctx: Context, ids: torch.Tensor, scored: torch.Tensor,
+                          key_padding: torch.Tensor | None) -> torch.Tensor:
+        """(B,) whether the objective's greedy decoding of the scored tokens, given the
+        rest, writes them exactly (lm-eval's `is_greedy`)."""
+        raise ConfigError(f"a {self.name} checkpoint has no greedy check", "objective")
+
     def scored_tokens(self, data: EncodedSet) -> int:
         """How many response tokens `held_out` scores (for bits per byte)."""
         return int(data.responses.numel())

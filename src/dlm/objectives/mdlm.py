@@ -57,6 +57,54 @@ class MaskedDiffusion(BoundObjective):
     anneal_steps: int = 0
     length_weight: float = 0.0
 
+    @torch.no_grad()
+    def sequence_nll(self, ctx: Context, ids, scored, key_padding, draws, generator):
+        """`draws` draws of the NELBO of the scored tokens (mask each with the schedule's
+        rate at t, weight the masked ones' cross-entropy by w(t)), t stratified per row:
+        draw k takes t in ((k + u) / draws), one uniform u per row, as the antithetic
+        times of training do across a batch."""
+        from dlm.diffusion.corruption import corrupt
+        from dlm.diffusion.loss import nelbo_terms
+
+        mask_id = ctx.tokenizer.mask_id
+        u = torch.rand(ids.shape[0], generator=generator, device=ids.device)
+        out = []
+        for k in range(draws):
+            t = ((k + u) / draws).clamp(min=ctx.diffusion.eps)
+            noisy, masked = corrupt(ids, scored, t, ctx.schedule, mask_id, generator=generator)
+            if not masked.any():
+                out.append(torch.zeros(ids.shape[0], device=ids.device))
+                continue
+            logits = ctx.denoiser(noisy, key_padding, masked).float()
+            out.append(nelbo_terms(logits, ids, masked, ctx.schedule.weight(t), mask_id))
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
+    def greedy_reproduces(self, ctx: Context, ids, scored, key_padding):
+        """Greedy unmasking, one token per call: every scored position masked, then the
+        surest one committed to its argmax, until none is left; True for a row if every
+        committed token is the one given (a reply the sampler would write greedily)."""
+        from dlm.diffusion.loss import subs_log_probs
+
+        mask_id = ctx.tokenizer.mask_id
+        current = torch.where(scored, torch.full_like(ids, mask_id), ids)
+        left, ok = scored.clone(), torch.ones(ids.shape[0], dtype=torch.bool,
+                                              device=ids.device)
+        while left.any():
+            logp = subs_log_probs(ctx.denoiser(current, key_padding, left).float(), mask_id)
+            conf, guess = logp.max(-1)  # (M,) each
+            sure = torch.full(ids.shape, -torch.inf, device=ids.device)
+            sure[left] = conf
+            written = torch.zeros_like(ids)
+            written[left] = guess
+            rows = left.any(1).nonzero().squeeze(1)
+            at = sure[rows].argmax(1)
+            chosen = written[rows, at]
+            ok[rows] &= chosen == ids[rows, at]
+            current[rows, at] = chosen
+            left[rows, at] = False
+        return ok
+
     def padding(self, cfg) -> str:
         return cfg.diffusion.padding
 
