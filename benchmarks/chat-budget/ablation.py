@@ -31,9 +31,10 @@ import torch
 
 from dlm import DiffusionLM
 from dlm.bench.report import device_name, git_commit
+from dlm.evaluation.judge import load_judge
 from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.metrics import distinct_n, words
-from dlm.evaluation.quality import generation_quality, load_judge
+from dlm.evaluation.quality import generation_quality
 from dlm.evaluation.report import held_out
 from dlm.util.statistics import mean_and_stderr
 

@@ -22,7 +22,8 @@ import platform
 import torch
 
 from dlm import DiffusionLM
-from dlm.evaluation.quality import generation_quality, load_judge
+from dlm.evaluation.judge import load_judge
+from dlm.evaluation.quality import generation_quality
 from dlm.evaluation.report import held_out
 
 

@@ -315,8 +315,9 @@ class Transformer(nn.Module):
         cache, so a row's position is not its cache slot).
         attn_mask: optional (T, S) bool, True where a query may see a key, combined
         with key_padding; or a flex-attention `BlockMask` that already holds both.
-        head: "tokens", or "length": ids are a prompt alone and the result is the length
-        head's logits (B, length_classes) from the mean of its real positions.
+        head: "tokens", "hidden" (the final normed hidden states, (B, T, d_model)), or
+        "length": ids are a prompt alone and the result is the length head's logits
+        (B, length_classes) from the mean of its real positions.
         time: (B,) noise levels in [0, 1], for a model with `time_conditioning` (required
         there, refused elsewhere: a time-free model would silently ignore it).
         embeds: (B, T, d_model) input vectors instead of ids (continuous diffusion over
@@ -377,6 +378,8 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if cond is not None:
             x = modulate(x, *self.final_adaln(cond).chunk(2, dim=-1))
+        if head == "hidden":  # the final normed hidden states (features, e.g. for MAUVE)
+            return x
         if head == "length":
             if self.length_head is None:
                 raise ValueError("this model has no length head")

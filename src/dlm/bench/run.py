@@ -58,7 +58,8 @@ def judged_perplexity(path: str | Path, histories: list, tok, device: torch.devi
     `path` (each reply with its closing eos, as `dlm eval` scores replies)."""
     import math
 
-    from dlm.evaluation.quality import judge_nll, load_judge
+    from dlm.evaluation.judge import load_judge
+    from dlm.evaluation.quality import judge_nll
 
     judge = load_judge(path, str(device))
 

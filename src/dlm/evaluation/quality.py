@@ -16,10 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from dlm.config import SampleConfig
+from dlm.evaluation.judge import judge_nlls, mauve_score
 from dlm.evaluation.metrics import (
     bleu_2,
     broken_end,
@@ -74,55 +72,23 @@ class Quality:
     """`f1` minus the shuffled-reference F1, paired per prompt (`metrics.relevance_gap`)."""
     relevance_gap_se: float | None = None
     """Its standard error over the prompts: a gap above two of them is beyond chance."""
-
-
-def load_judge(path, device: str = "auto"):
-    """The AR judge at `path` (None for None): a causal model trained with
-    `--objective ar`, never one of the models it judges."""
-    if not path:
-        return None
-    from dlm.errors import ConfigError
-    from dlm.pipeline import DiffusionLM
-
-    judge = DiffusionLM.load(path, device)
-    if not judge.objective.needs.causal:
-        raise ConfigError(f"{path}: the judge must be an AR model (dlm train --objective ar)")
-    return judge
+    mauve: float | None = None
+    """MAUVE of the replies against the references on the judge's features (None
+    without a judge, references, or the `mauve-text` package)."""
 
 
 def judge_nll(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
               batch_size: int = 32) -> tuple[float, int]:
-    """Summed next-token NLL (nats) of the replies (each with its closing eos) under the
-    causal `judge` (a loaded AR `DiffusionLM`), and the number of tokens scored."""
+    """Summed NLL (nats) of the replies (each with its closing end token) under the
+    causal `judge` (`dlm.evaluation.judge`), and the number of tokens scored."""
     per_reply = judge_nlls(judge, histories, replies, batch_size)
     return sum(n for n, _ in per_reply), sum(c for _, c in per_reply)
 
 
-@torch.no_grad()
-def judge_nlls(judge, histories: Sequence[Sequence[dict]], replies: Sequence[str],
-               batch_size: int = 32) -> list[tuple[float, int]]:
-    """Per reply: its summed NLL under the judge and its number of scored tokens."""
-    tok, model, device = judge.tokenizer, judge.model, judge.device
-    out: list[tuple[float, int]] = []
-    for i in range(0, len(replies), batch_size):
-        rows, starts = [], []
-        for history, reply in zip(histories[i : i + batch_size], replies[i : i + batch_size],
-                                  strict=True):
-            enc = tok.encode_chat([*history, {"role": "assistant", "content": reply}])
-            ids = enc.ids[-model.config.max_seq_len:]
-            rows.append(ids)
-            starts.append(len(ids) - len(enc.response_ids))
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([[tok.pad_id] * (width - len(r)) + r for r in rows], device=device)
-        real = ids != tok.pad_id
-        logits = model(ids, real).float()  # (B, T, V)
-        for b, (row, start) in enumerate(zip(rows, starts, strict=True)):
-            offset = width - len(row)
-            target = ids[b, offset + start :]  # the reply tokens and the eos
-            pred = logits[b, offset + start - 1 : width - 1]
-            out.append((float(F.cross_entropy(pred, target, reduction="sum")),
-                        target.numel()))
-    return out
+def mauve_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mauve") is not None
 
 
 def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleConfig,
@@ -145,10 +111,12 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         nlls, counts = [n for n, _ in per_reply], [c for _, c in per_reply]
         gen_ppl = math.exp(min(sum(nlls) / max(sum(counts), 1), 50))
         gen_ppl_se = gen_ppl * ratio_stderr(nlls, counts)  # d exp(x) = exp(x) dx
-    f1_se = gap = gap_se = None
+    f1_se = gap = gap_se = mauve = None
     if references is not None:
         f1_se = mean_and_stderr(f1_scores(replies, references))[1] if replies else None
         gap, gap_se = relevance_gap(replies, references)
+        if judge is not None and len(replies) >= 10 and mauve_installed():
+            mauve = mauve_score(judge, histories, replies, references)
     token_lists = [tok.encode(r) if r else [] for r in replies]
     quality = Quality(
         steps=config.length if lm.objective.one_call_per_token else config.steps,
@@ -165,7 +133,8 @@ def generation_quality(lm, histories: Sequence[Sequence[dict]], config: SampleCo
         f1_shuffled=None if references is None else shuffled_f1(replies, references),
         stutter=share(replies, stutters),
         broken_end=share([r for r in replies if words(r)], broken_end),
-        gen_ppl_se=gen_ppl_se, f1_se=f1_se, relevance_gap=gap, relevance_gap_se=gap_se)
+        gen_ppl_se=gen_ppl_se, f1_se=f1_se, relevance_gap=gap, relevance_gap_se=gap_se,
+        mauve=mauve)
     return quality, replies
 
 

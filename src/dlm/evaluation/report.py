@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from dlm.config import SampleConfig, TrainConfig, from_dict
+from dlm.evaluation.judge import load_judge
 from dlm.evaluation.likelihood import Likelihood, likelihood
 from dlm.evaluation.metrics import self_bleu
 from dlm.evaluation.quality import (
     Quality,
     generation_quality,
-    load_judge,
     run_suite,
     samples_of,
     steps_sweep,

@@ -170,7 +170,7 @@ def run_sweep(ckpt, config: SweepConfig | None = None, device: str = "auto",
     """Load the model (and AR judge), take `config.prompts` held-out histories, reply to
     them with every decoding of the grid (`sweep_grid`)."""
     from dlm.errors import ConfigError
-    from dlm.evaluation.quality import load_judge
+    from dlm.evaluation.judge import load_judge
     from dlm.evaluation.report import held_out
     from dlm.pipeline import DiffusionLM
 
