@@ -29,17 +29,41 @@ def eval_command(
     val_examples: Annotated[int, typer.Option(help="Validation examples scored.")] = 1000,
     steps: Annotated[list[int] | None, typer.Option(
         help="Denoising steps to sweep (repeat; default 1, 2, 4, ... reply length).")] = None,
+    harness: Annotated[list[str] | None, typer.Option(
+        help="Instead: these lm-evaluation-harness tasks (comma-separated or repeated), "
+             "dlm's local ones (tag dlm_local) beside lm-eval's own.")] = None,
+    harness_args: Annotated[str, typer.Option(
+        help="--harness: model arguments K=V,... (mc_num, batch_size, chat, dtype, seed, "
+             "any SampleConfig field).")] = "",
+    limit: Annotated[int | None, typer.Option(
+        help="--harness: at most this many documents per task.")] = None,
+    zero_shot: Annotated[list[str] | None, typer.Option(
+        help="Instead: zero-shot perplexity on these corpora (text files, or `pydoc`: the "
+             "documentation CPython ships), repeated.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Where eval.json and eval.md go (default: CKPT/eval).")] = None,
     device: Device = "auto",
 ):
-    """Likelihood, generation quality and the steps sweep of one checkpoint."""
+    """Likelihood, generation quality and the steps sweep of one checkpoint; or
+    lm-evaluation-harness tasks (--harness); or zero-shot perplexity (--zero-shot)."""
     from dlm.checkpoint import resolve
     from dlm.cli.console import console
+
+    folder = out or resolve(ckpt) / "eval"
+    if harness:
+        from dlm.cli.eval_extras import harness_run
+
+        harness_run(ckpt, harness, harness_args, limit, device, folder)
+        return
+    if zero_shot:
+        from dlm.cli.eval_extras import zero_shot_run
+
+        zero_shot_run(ckpt, zero_shot, draws, device, folder)
+        return
     from dlm.evaluation.report import run_eval
 
     report = run_eval(ckpt, data, judge, prompts, draws, val_examples, steps, device=device)
-    js, md = report.write(out or resolve(ckpt) / "eval")
+    js, md = report.write(folder)
     plots = report.plot(js.parent)
     console.print(report.markdown())
     console.print(f"written: {', '.join(str(p) for p in [js, md, *plots])}")

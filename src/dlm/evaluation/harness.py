@@ -80,7 +80,7 @@ class DLMHarness(LM):
 
     def describe(self) -> dict[str, Any]:
         """What every figure of a run rests on: the estimator, draws, precision, seed."""
-        exact = self.lm.objective.one_call_per_token
+        exact = self.lm.objective.exact_likelihood
         return {"checkpoint": str(self.lm.source), "objective": self.lm.objective.name,
                 "estimator": "exact" if exact else "Monte Carlo ELBO (t stratified)",
                 "draws": 1 if exact else self.mc_num, "dtype": str(self.lm.dtype),

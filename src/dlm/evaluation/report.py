@@ -58,6 +58,9 @@ class EvalReport:
                  f"{m['objective']} model{block}, {m['parameters'] / 1e6:.2f}M parameters; "
                  f"held-out data: {m['data']} ({m['val_examples']} examples); "
                  f"judge: {m['judge']}.", "",
+                 f"Estimator: {m.get('estimator', '?')}, {m.get('draws', '?')} draws; "
+                 f"{m.get('dtype', '?')} on {m.get('device', '?')}; seed {m.get('seed', '?')}.",
+                 "",
                  "| likelihood | value |", "|---|---|",
                  f"| {kind}, nats/token | {lk.nats_per_token:.4f} ± {lk.stderr:.4f} "
                  f"(K = {lk.draws}) |",
@@ -66,8 +69,8 @@ class EvalReport:
                  f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |", "",
                  "| steps | gen. PPL | entropy | distinct-1 | distinct-2 | repetition | "
                  "words | empty | unigram F1 (shuffled) | BLEU-2 | stutter | broken end "
-                 "| ends with eos |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                 "| ends with eos | MAUVE |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for q in self.sweep:
             nan = float("nan")
             ppl = (f"{q.gen_ppl:.1f} ± {q.gen_ppl_se or nan:.1f}" if q.gen_ppl is not None
@@ -78,7 +81,8 @@ class EvalReport:
             lines.append(f"| {q.steps} | {ppl} | {q.entropy:.3f} | {q.distinct_1:.3f} | "
                          f"{q.distinct_2:.3f} | {q.repetition:.3f} | {q.mean_words:.1f} | "
                          f"{q.empty:.1%} | {f1} | {bleu} | {q.stutter:.1%} | "
-                         f"{q.broken_end:.1%} | {q.ends_with_eos:.0%} |")
+                         f"{q.broken_end:.1%} | {q.ends_with_eos:.0%} | "
+                         f"{'—' if q.mauve is None else f'{q.mauve:.3f}'} |")
         if self.length_head:
             h = self.length_head
             lines += ["", f"Length head on {h['examples']} validation replies (mean "
@@ -188,6 +192,10 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             **({"block_size": lm.block_size} if lm.block_size else {}),
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
+            "estimator": ("exact NLL" if lm.objective.exact_likelihood
+                          else "Monte Carlo NELBO (antithetic t)"),
+            "draws": 1 if lm.objective.exact_likelihood else draws, "dtype": str(lm.dtype),
+            "device": str(lm.device), "seed": cfg.seed,
             "prompts": len(histories), "date": time.strftime("%Y-%m-%d")}
     head = {}
     if lm.objective.length_head and getattr(lm.model, "length_head", None) is not None:

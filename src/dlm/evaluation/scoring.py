@@ -32,7 +32,7 @@ class Score:
 def positions(lm) -> int:
     """The longest pair a row can hold: the model's positions, one more for a left-to-right
     model (its last token is only a target, never an input)."""
-    return lm.model.config.max_seq_len + (1 if lm.objective.one_call_per_token else 0)
+    return lm.model.config.max_seq_len + (1 if lm.objective.exact_likelihood else 0)
 
 
 def fit(context: Sequence[int], continuation: Sequence[int], positions: int

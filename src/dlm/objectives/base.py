@@ -87,6 +87,8 @@ class Objective:
     """Drafts and verifies its own replies (`dlm bench --self-speculative`)."""
     one_call_per_token: ClassVar[bool] = False
     """Decodes one token per model call: `steps` does not apply; the sweep has one row."""
+    exact_likelihood: ClassVar[bool] = False
+    """`sequence_nll` is exact (one column); otherwise Monte Carlo draws of a bound."""
     refusal: ClassVar[str] = ""
     """Why it cannot fill or constrain, said to a user who asks."""
 

@@ -3,8 +3,7 @@
 The YAML files here are task configs for lm-eval's `TaskManager(include_path=TASKS_DIR)`;
 `utils` builds their documents from the corpora folder (`DLM_DATA_DIR`, by default
 `../shared/data` against the working directory) and scores the generation task. No corpus
-text is kept in the repository. lm-eval itself is not a dependency of dlm: only these
-tasks' users need it.
+text is kept in the repository. lm-eval comes with dlm's `eval` extra.
 
 May import: data, errors, and evaluation's own `metrics` (lm-eval, datasets and
 rouge-score only inside functions).
