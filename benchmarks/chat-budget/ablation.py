@@ -11,7 +11,8 @@ spread evenly over the split of `--data`; the replies are scored by the separate
 AR judge (never one of the compared models, never trained on distilled replies): judged
 perplexity with its unigram entropy, distinct-2 over all replies, mean words, the shares
 of empty and stuttering replies, unigram F1 against the human reply and the paired gap to
-F1 against shuffled references. Beside them, the likelihood per reply token (the reply's
+F1 against shuffled references, and MAUVE against the human replies on the judge's
+features. Beside them, the likelihood per reply token (the reply's
 tokens and its closing eos; the padding is a function of the reply, so a padded canvas's
 NELBO bounds it too) on the first `--likelihood-examples` validation examples: exact for
 AR, a bound for diffusion, comparable between rows with the same tokenizer.
@@ -89,6 +90,7 @@ def row(name: str, path: str, data: str, judge, prompts: int, examples: int) -> 
         "stutter": quality.stutter, "stutter_se": share_se(quality.stutter, n),
         "f1": quality.f1, "f1_se": quality.f1_se, "f1_shuffled": quality.f1_shuffled,
         "gap": quality.relevance_gap, "gap_se": quality.relevance_gap_se,
+        "mauve": quality.mauve,
         "human_words": sum(len(words(r)) for r in references) / max(len(references), 1),
         "seconds": round(time.time() - start, 1),
         "examples": [{"prompt": h[-1]["content"], "reply": r, "human": ref}
@@ -104,12 +106,13 @@ def cell(value, se, fmt="{:.3f}") -> str:
 
 
 def markdown(out: dict) -> str:
-    lines = [f"Command: `{out['command']}`", "", f"Machine: {out['cpu']}; commit {out['commit']}.",
+    lines = [f"Command: `{out['command']}`", "", f"Machine: {out['cpu']}; commit {out['commit']}; "
+             f"judge {out['judge']}.",
              f"Prompts: {out['prompts']} DailyDialog validation prompts; human replies "
              f"{out['rows'][0]['human_words']:.1f} words on average.", "",
              "| row | parameters | nats / reply token | judged PPL | entropy | distinct-2 | "
-             "words | empty | stutter | unigram F1 | F1 − shuffled |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "words | empty | stutter | unigram F1 | F1 − shuffled | MAUVE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         kind = "bound" if r["bound"] else "exact"
         nats = cell(r["nats_per_reply_token"], r["nats_se"])
@@ -121,7 +124,8 @@ def markdown(out: dict) -> str:
             f"| {cell(r['words'], r['words_se'], '{:.1f}')} "
             f"| {cell(100 * r['empty'], 100 * r['empty_se'], '{:.1f}')}% "
             f"| {cell(100 * r['stutter'], 100 * r['stutter_se'], '{:.1f}')}% "
-            f"| {cell(r['f1'], r['f1_se'])} | {cell(r['gap'], r['gap_se'])} |")
+            f"| {cell(r['f1'], r['f1_se'])} | {cell(r['gap'], r['gap_se'])} "
+            f"| {cell(r['mauve'], None)} |")
     lines += ["", "Replies (the same prompts for every row):", ""]
     for i, example in enumerate(out["rows"][0]["examples"]):
         lines.append(f"- **{example['prompt'][:120]}** (human: {example['human'][:120]})")
@@ -151,7 +155,8 @@ def main() -> None:
     out = {"command": "python benchmarks/chat-budget/ablation.py " + " ".join(args.rows)
            + f" --data {args.data} --judge {args.judge} --prompts {args.prompts} "
            f"--out {args.out}", "commit": git_commit(), "cpu": device_name(torch.device("cpu")),
-           "torch": torch.__version__, "prompts": args.prompts, "rows": rows}
+           "torch": torch.__version__, "prompts": args.prompts, "judge": args.judge,
+           "rows": rows}
     Path(args.out + ".json").write_text(json.dumps(out, indent=2) + "\n")
     Path(args.out + ".md").write_text(markdown(out))
 
