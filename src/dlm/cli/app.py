@@ -1,5 +1,5 @@
 """The `dlm` command: the table of its commands, each a thin function over the Python API
-in its own module (`train`, `sample`, `serve`, `data`, `evaluate`, `bench`)."""
+in its own module (`train`, `sample`, `serve`, `data`, `evaluate`, `bench`, `export`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import typer
 
 from dlm import __version__
-from dlm.cli import bench, data, evaluate, sample, serve, train
+from dlm.cli import bench, data, evaluate, export, sample, serve, train
 from dlm.cli.bench import BENCH_FLAGS
 from dlm.cli.data import DATA_FLAGS, DISTILL_FLAGS
 from dlm.cli.evaluate import SWEEP_FLAGS
@@ -37,6 +37,7 @@ app.command()(evaluate.compare)
 app.command()(data.data)
 app.command()(data.distill)
 app.command()(bench.bench)
+app.command()(export.export)
 
 # every command's flags, by command (the tests check them against the configs)
 FLAGS = {"train": TRAIN_FLAGS, "generate": SAMPLING_FLAGS, "infill": SAMPLING_FLAGS,

@@ -70,3 +70,25 @@ def renamed(weights: Mapping[str, torch.Tensor], cfg: ModelConfig, names: Names
     checkpoints copies `sources` piece by piece instead)."""
     for name, parts in sources(cfg, names):
         yield name, torch.cat([weights[p] for p in parts])
+
+
+def part_sizes(cfg: ModelConfig, name: str) -> list[int]:
+    """The first-dimension sizes of the parts a fused tensor of dlm's is made of."""
+    if ".attn.qkv." in name:
+        return [cfg.n_heads * cfg.head_width, cfg.kv_heads * cfg.head_width,
+                cfg.kv_heads * cfg.head_width]
+    return [cfg.d_ff, cfg.d_ff]  # mlp.gate_up
+
+
+def unfused(state: Mapping[str, torch.Tensor], cfg: ModelConfig, names: Names
+            ) -> dict[str, torch.Tensor]:
+    """dlm's tensors under a layout's names, fused ones split (the inverse of `renamed`)."""
+    out = {}
+    for name, parts in sources(cfg, names):
+        tensor = state[name]
+        if len(parts) == 1:
+            out[parts[0]] = tensor.contiguous()
+            continue
+        for part, piece in zip(parts, tensor.split(part_sizes(cfg, name)), strict=True):
+            out[part] = piece.contiguous()
+    return out

@@ -139,8 +139,11 @@ class HFTokenizer(DLMTokenizer):
         return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int], whole: bool = True) -> str:
-        return self.hf.decode([i for i in ids if i not in self.special_ids],
+        """Text of `ids`, special tokens dropped; a whole text loses one leading space
+        (the chat template of a vocabulary dlm exported puts one before every turn)."""
+        text = self.hf.decode([i for i in ids if i not in self.special_ids],
                               skip_special_tokens=False)
+        return text[1:] if whole and text.startswith(" ") else text
 
     # ------------------------------------------------------------------- chat
     def encode_prompt(self, history: Sequence[dict[str, str]],

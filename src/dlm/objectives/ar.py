@@ -23,6 +23,7 @@ class Autoregressive(Objective):
     summary = "the autoregressive baseline (next-token cross-entropy, causal attention)"
     one_call_per_token = True
     exact_likelihood = True
+    export_layout = "causal"
     refusal = ("this is an autoregressive checkpoint: it writes strictly left to right and "
                "cannot fill masks anywhere or take forced words; use a full-attention "
                "diffusion checkpoint")

@@ -87,6 +87,9 @@ class Objective:
     """Drafts and verifies its own replies (`dlm bench --self-speculative`)."""
     one_call_per_token: ClassVar[bool] = False
     """Decodes one token per model call: `steps` does not apply; the sweep has one row."""
+    export_layout: ClassVar[str | None] = None
+    """How `dlm export` writes a checkpoint: "causal" (the Llama family), "masked" (LLaDA's
+    layout, Dream's when shifted); None: no layout of the field holds it."""
     exact_likelihood: ClassVar[bool] = False
     """`sequence_nll` is exact (one column); otherwise Monte Carlo draws of a bound."""
     refusal: ClassVar[str] = ""

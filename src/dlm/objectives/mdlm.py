@@ -51,6 +51,7 @@ class MaskedDiffusion(BoundObjective):
     needs = Needs(causal=False)
     summary = "masked (absorbing-state) diffusion, MDLM / LLaDA"
     can_fill = can_constrain = length_head = True
+    export_layout = "masked"
     # Its own settings, bound from the run's config (`TrainConfig` documents each; these
     # defaults are a loaded model's, which samples and is not trained).
     cfg_dropout: float = 0.0
