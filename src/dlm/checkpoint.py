@@ -23,6 +23,7 @@ from dlm.config import ModelConfig, from_dict
 from dlm.errors import CheckpointError, first_line
 from dlm.layouts.load import import_folder, is_imported
 from dlm.layouts.tokenizer import HFTokenizer
+from dlm.lora import add_lora, check_base, trained_state
 from dlm.model import Transformer
 from dlm.tokenizer import DLMTokenizer
 from dlm.util.failpoints import passage
@@ -85,8 +86,10 @@ def save_checkpoint(
             "model": {**vars(model.config)},
         }
         (tmp / CONFIG).write_text(json.dumps(config, indent=2))
-        # The output head is tied to the embedding, so every tensor is stored once.
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        # The output head is tied to the embedding, so every tensor is stored once; a LoRA
+        # run stores what trains (its adapters), its base being named in the config.
+        state = (trained_state(model) if (meta or {}).get("lora") else
+                 {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         passage("checkpoint.weights")
         tokenizer.save(tmp / TOKENIZER)
@@ -204,6 +207,32 @@ def resolve(path: str | Path, best: bool = False) -> Path:
                           "written by `dlm train`")
 
 
+def lora_model(path: Path, meta: dict[str, Any], config: ModelConfig,
+               device: str | torch.device, dtype: torch.dtype) -> Transformer:
+    """A LoRA checkpoint's model: its base's weights (checked against the recorded hash),
+    the run's shape, the adapters and the layers the run added put back."""
+    lora = meta["lora"]
+    check_base(lora["base"], lora["base_sha256"], path)
+    base = load_checkpoint(lora["base"], device, dtype=dtype).model
+    model = Transformer(config)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    if set(missing) - set(lora["new_weights"]) or unexpected:
+        raise CheckpointError(f"{path}: its base {lora['base']} does not match the run's "
+                              f"model (missing {missing[:2]}, unexpected {unexpected[:2]})")
+    model = add_lora(model, lora, tuple(lora["new_weights"]))
+    try:
+        trained = load_file(str(path / WEIGHTS))
+    except Exception as exc:
+        raise CheckpointError(f"{path / WEIGHTS}: cannot read the adapters "
+                              f"({first_line(exc)})") from None
+    missing, unexpected = model.load_state_dict(trained, strict=False)
+    lost = [k for k in missing if "lora_" in k or k in lora["new_weights"]]
+    if lost or unexpected:
+        raise CheckpointError(f"{path / WEIGHTS}: adapters do not match config.json "
+                              f"(missing {lost[:2]}, unexpected {unexpected[:2]})")
+    return model
+
+
 def _config_json(path: Path) -> Any:
     try:
         return json.loads((path / CONFIG).read_text(encoding="utf-8"))
@@ -251,6 +280,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                               f"only {config.vocab_size}; the files come from different runs")
     if not (path / WEIGHTS).is_file():
         raise CheckpointError(f"{path}: {WEIGHTS} is missing; the checkpoint is incomplete")
+    if meta.get("lora"):
+        model = lora_model(path, meta, config, device, dtype)
+        return Checkpoint(path, model.to(device).eval(), tokenizer, meta)
     model = Transformer(config)
     try:
         weights = load_file(str(path / WEIGHTS))

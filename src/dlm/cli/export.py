@@ -17,6 +17,8 @@ def export(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint or run directory.")],
     out: Annotated[Path, typer.Argument(help="Folder to write (config.json, "
                                               "model.safetensors, tokenizer files).")],
+    merge: Annotated[bool, typer.Option(help="Fold a LoRA checkpoint's adapters into the "
+                                             "weights (required for one).")] = False,
 ):
     """Write a checkpoint as LlamaForCausalLM (AR), or in LLaDA's or Dream's layout
     (masked diffusion; Dream when adapted from AR), with its tokenizer and chat template."""
@@ -24,7 +26,7 @@ def export(
     from dlm.layouts.export import export as write
     from dlm.pipeline import DiffusionLM
 
-    folder, notes = write(DiffusionLM.load(ckpt, "cpu"), out)
+    folder, notes = write(DiffusionLM.load(ckpt, "cpu"), out, merge)
     for note in notes:
         console.print(f"left out: {note}", markup=False)
     console.print(f"written: {folder}", markup=False)

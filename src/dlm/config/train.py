@@ -53,6 +53,16 @@ class TrainConfig:
     init_from: str | None = None
     """Start from this checkpoint's weights and tokenizer (fine-tuning); its model shape
     replaces `preset`. The optimiser and step count start fresh."""
+    lora_rank: int = 0
+    """LoRA adapters of this rank on `init_from`'s frozen weights (peft); 0 = full
+    fine-tuning. Checkpoints then hold the adapters and the base's path and hash."""
+    lora_alpha: float = 16.0
+    """LoRA's scale numerator: the update is (alpha / rank) B A."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input."""
+    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "gate_up",
+                                                             "down"])
+    """The linear layers adapted, by name (with separate projections: q, k, v, gate, up)."""
     context: str = "history"
     """For dialogue files: a reply's prompt is the whole earlier dialogue, or `pair`."""
     preset: str = "tiny"

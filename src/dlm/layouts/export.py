@@ -152,11 +152,19 @@ def write_tokenizer(lm, out: Path) -> None:
                             chat_template=CHAT_TEMPLATE).save_pretrained(str(out))
 
 
-def export(lm, out: str | Path) -> tuple[Path, list[str]]:
+def export(lm, out: str | Path, merge: bool = False) -> tuple[Path, list[str]]:
     """Write `lm` (a loaded `DiffusionLM`) to the folder `out` in the field's layout its
-    objective has (see the module docstring); returns the folder and what was left out."""
+    objective has (see the module docstring); returns the folder and what was left out.
+    A LoRA checkpoint is written with its adapters folded into the weights (`merge`)."""
+    from dlm.lora import is_lora, merged
+
     out = Path(out)
     layout = refuse(lm)
+    if is_lora(lm.model):
+        if not merge:
+            raise ConfigError("a LoRA checkpoint holds adapters on its base: pass --merge "
+                              "to fold them into the exported weights", "merge")
+        lm.model = merged(lm.model)
     cfg = lm.model.config
     notes = (["the length head (no layout has one; it does not enter the logits)"]
              if cfg.length_classes else [])

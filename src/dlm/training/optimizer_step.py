@@ -61,8 +61,9 @@ def make_optimizer(model: Transformer, cfg: TrainConfig,
                    fused: bool = False) -> torch.optim.AdamW:
     """AdamW with decoupled weight decay on matrices only (not norms, not embeddings);
     `fused`: one kernel for all parameters (CUDA)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # LoRA: adapters
+    decay = [p for n, p in trained if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in trained if p.dim() < 2 or "embed" in n]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,

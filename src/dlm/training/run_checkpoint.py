@@ -32,8 +32,10 @@ class RunCheckpoint:
     def __init__(self, cfg: TrainConfig, world: World, model: Transformer,
                  optimizer: torch.optim.Optimizer, sampler: ChatSampler | PackedSampler,
                  noise: torch.Generator, tokenizer: DLMTokenizer,
-                 on_save: Callable[[int, Path], None] = lambda step, path: None):
+                 on_save: Callable[[int, Path], None] = lambda step, path: None,
+                 lora: dict[str, Any] | None = None):
         self.cfg, self.world, self.model, self.optimizer = cfg, world, model, optimizer
+        self.lora = lora  # a LoRA run's checkpoints hold its adapters only
         self.sampler, self.noise, self.tokenizer, self.on_save = sampler, noise, tokenizer, on_save
         self.out_dir = Path(cfg.out_dir)
         if world.is_main:  # a resumed run's own folder may differ from the path resumed
@@ -51,7 +53,7 @@ class RunCheckpoint:
         state = self.train_state(step, best) if which == "last" else None
         path = self.out_dir / which
         meta = {"objective": self.cfg.objective, "train": to_dict(self.cfg), "step": step,
-                "best": best}
+                "best": best, **({"lora": self.lora} if self.lora else {})}
         if self.world.is_main:
             path = save_checkpoint(path, model, self.tokenizer, meta, state)
             self.on_save(step, path)

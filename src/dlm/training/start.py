@@ -16,6 +16,7 @@ import torch
 from dlm.checkpoint import finish_interrupted_saves, load_checkpoint
 from dlm.config import TrainConfig, from_dict, model_preset
 from dlm.errors import CheckpointError, ConfigError
+from dlm.lora import add_lora, base_hash
 from dlm.model import Transformer
 from dlm.objectives import Objective, bind_objective
 from dlm.tokenizer import DLMTokenizer
@@ -33,6 +34,9 @@ class RunStart:
     model: Transformer
     state: dict[str, Any] | None
     """The training state to restore (optimiser, sampler, noise RNG, step): resume only."""
+    lora: dict[str, Any] | None = None
+    """A LoRA run's adapters: rank, alpha, dropout, targets, the base's path and hash, and
+    the layers the run added to the base (`dlm.lora`); None: every weight trains."""
 
 
 def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
@@ -56,7 +60,7 @@ def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
         cfg = from_dict(TrainConfig, ckpt.meta["train"], f"{ckpt.path} train config")
         objective = bind_objective(vars(cfg))
         data = prepare_everywhere(cfg, objective, world, say, ckpt.tokenizer)
-        model = ckpt.model
+        model, lora = ckpt.model, ckpt.meta.get("lora")
     elif cfg.init_from is not None:
         # fine-tuning: the checkpoint's weights and tokenizer, a fresh optimiser
         ckpt = load_checkpoint(cfg.init_from, best=True)
@@ -67,20 +71,40 @@ def start_run(cfg: TrainConfig, world: World, say=lambda text: None,
             raise ConfigError(f"{ckpt.path} is a {kind} model; --objective "
                               f"{cfg.objective} cannot start from it")
         torch.manual_seed(cfg.seed)
+        base_names = set(ckpt.model.state_dict())
         model = adapt_model(ckpt.model, cfg, objective, data.tokenizer.vocab_size, say)
+        lora = None
+        if cfg.lora_rank:
+            lora = lora_settings(cfg, ckpt.path, [n for n, _ in model.named_parameters()
+                                                  if n not in base_names])
+            model = add_lora(model, lora, tuple(lora["new_weights"]))
+            trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            say(f"LoRA rank {cfg.lora_rank} on {', '.join(cfg.lora_targets)}: {trained:,} "
+                f"of {model.num_parameters():,} parameters train")
         need = max(cfg.prompt_len + cfg.response_len, cfg.packed_len)
         if need > model.config.max_seq_len:
             raise ConfigError(
                 f"prompt_len + response_len = {need} is longer than the "
                 f"{model.config.max_seq_len} positions of {ckpt.path}; shorten them")
     else:
+        if cfg.lora_rank:
+            raise ConfigError("lora_rank adapts a trained model: give --init-from CKPT",
+                              "lora_rank")
         data = prepare_everywhere(cfg, objective, world, say, None)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, objective, data.tokenizer.vocab_size)
+        lora = None
     if cfg.anneal_steps and not model.config.shift:
         raise ConfigError("anneal_steps is for a diffusion run started from an AR "
                           "checkpoint (--init-from AR_CKPT); this model is not one")
-    return RunStart(cfg, objective, data, model, state)
+    return RunStart(cfg, objective, data, model, state, lora)
+
+
+def lora_settings(cfg: TrainConfig, base: Path, new_weights: list[str]) -> dict[str, Any]:
+    """What a LoRA run's checkpoints record of it (`dlm.lora`)."""
+    return {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+            "targets": list(cfg.lora_targets), "base": str(base),
+            "base_sha256": base_hash(base), "new_weights": new_weights}
 
 
 def prepare_everywhere(cfg: TrainConfig, objective: Objective, world: World, say,

@@ -149,7 +149,7 @@ class Trainer:
         self.evaluation = RunEval(cfg, self.objective, self.data.val)
         self.checkpoints = RunCheckpoint(cfg, self.world, self.model, self.optimizer,
                                          self.sampler, self.noise, self.data.tokenizer,
-                                         self.reporter.on_save)
+                                         self.reporter.on_save, start.lora)
         if state is not None:
             self.step, self.best = self.checkpoints.restore(state)
         self.out_dir = Path(cfg.out_dir)
