@@ -65,6 +65,15 @@ def test_a_distilled_directory_trains_and_the_caps_hold(chat_dir, tmp_path):
     result = distill(teacher, chat_dir, tmp_path / "out", SampleConfig(length=6),
                      max_examples=5, max_validation=3, say=lambda _: None)
     assert result.examples == {"train": 5, "validation": 3}
+    # the capped rows are drawn over the whole file (a `dlm data` file lists its sources
+    # one after another), in file order, and drawn again the same with the same seed
+    source = [m[:-1] for m in rows(chat_dir / "train.jsonl")]
+    kept = [m[:-1] for m in rows(tmp_path / "out" / "train.jsonl")]
+    at = [source.index(h) for h in kept]
+    assert at == sorted(at) and at != list(range(5))
+    again = distill(teacher, chat_dir, tmp_path / "again", SampleConfig(length=6),
+                    max_examples=5, max_validation=3, say=lambda _: None)
+    assert [m[:-1] for m in rows(again.out_dir / "train.jsonl")] == kept
     run = train(tiny_train_config(tmp_path / "student", tmp_path / "out", max_steps=2))
     assert (run.checkpoint / "config.json").is_file()
 

@@ -28,13 +28,14 @@ class DistillConfig:
     """The teacher's repetition penalty (none: its default decoding's; use the decoding
     it will verify with)."""
     seed: int = 0
-    """Seed of the teacher's sampling (temperature > 0), so a distilled directory can be
-    made again."""
+    """Seed of the teacher's sampling (temperature > 0) and of the examples drawn, so a
+    distilled directory can be made again."""
     batch_size: int = 64
     """Replies per teacher call."""
     max_examples: int | None = None
-    """Distill only the first N training examples (none: all)."""
+    """Distill N training examples drawn with the seed, spread over every source (none:
+    all)."""
     max_validation: int | None = None
-    """Distill only the first N validation examples (none: all)."""
+    """Distill N validation examples drawn with the seed (none: all)."""
     dtype: str = "float32"
     """The teacher's weights: float32 or bfloat16 (use the precision it will verify in)."""

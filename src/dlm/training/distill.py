@@ -19,6 +19,7 @@ so the result trains with `dlm train --data OUT` like any prepared directory.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -58,11 +59,24 @@ def teacher_replies(teacher, histories: Sequence[list[dict[str, str]]], config: 
     return replies
 
 
+def chosen_rows(path: Path, cap: int | None, seed: int) -> set[int] | None:
+    """`cap` rows of a JSONL file drawn with `seed` (None: every row). A `dlm data` file
+    lists its sources one after another, so a prefix would hold one source only."""
+    if cap is None:
+        return None
+    with path.open(encoding="utf-8") as f:
+        total = sum(1 for line in f if line.strip())
+    if cap >= total:
+        return None
+    return set(random.Random(seed).sample(range(total), cap))
+
+
 def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig | None = None,
             batch_size: int = 64, max_examples: int | None = None,
-            max_validation: int | None = None, say=print) -> DistillResult:
-    """Write `out_dir`: the chat examples of the `dlm data` directory `data` (the first
-    `max_examples` of train and `max_validation` of validation, all by default) with
+            max_validation: int | None = None, say=print, seed: int = 0) -> DistillResult:
+    """Write `out_dir`: the chat examples of the `dlm data` directory `data` (`max_examples`
+    of train and `max_validation` of validation drawn with `seed`, in file order; all by
+    default) with
     every reply replaced by `teacher`'s (a DiffusionLM, usually the AR verifier) under
     `config` (default: the teacher's default decoding, `teacher.decoding()`: greedy,
     replies up to its canvas), and its tokenizer."""
@@ -83,14 +97,15 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         if not path.is_file():
             continue
         cap = max_examples if split == "train" else max_validation
+        chosen = chosen_rows(path, cap, seed)
         examples = []
-        for ex in read_jsonl_examples(path):
+        for row, ex in enumerate(read_jsonl_examples(path)):
+            if chosen is not None and row not in chosen:
+                continue
             if ex.messages is None:
                 raise DataError(f"{path}: plain text; distillation needs chat examples "
                                 "(a prompt to reply to)")
             examples.append(ex)
-            if cap is not None and len(examples) >= cap:
-                break
         histories = [ex.messages[:-1] for ex in examples]
         replies = teacher_replies(teacher, histories, config, batch_size)
         write_jsonl(out / f"{split}.jsonl", [
@@ -127,4 +142,4 @@ def run_distill(config: DistillConfig, device: str = "auto", say=print) -> Disti
                                 repetition_penalty=config.repetition_penalty,
                                 seed=config.seed)
     return distill(teacher, config.data, config.out_dir, decoding, config.batch_size,
-                   config.max_examples, config.max_validation, say)
+                   config.max_examples, config.max_validation, say, config.seed)
