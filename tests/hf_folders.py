@@ -125,3 +125,30 @@ def write_folder(folder: Path, kind: str, **save) -> tuple[Path, object]:
             (folder / "config.json").write_text(json.dumps(config, indent=2))
     tok.save_pretrained(str(folder))
     return folder, model
+
+
+def write_diffusion_gemma(folder: Path, canvas: int = 8):
+    """A tiny random `DiffusionGemmaForBlockDiffusion` (transformers' own class: two text
+    layers, four experts, a one-layer vision tower) saved with the test tokenizer."""
+    import transformers
+
+    tok = tokenizer()
+    torch.manual_seed(0)
+    text = transformers.DiffusionGemmaTextConfig(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        layer_types=["sliding_attention", "full_attention"], num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, global_head_dim=32, num_global_key_value_heads=1,
+        num_experts=4, top_k_experts=2, moe_intermediate_size=32, max_position_embeddings=1024,
+        sliding_window=64, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.pad_token_id)
+    vision = transformers.Gemma4VisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=8, patch_size=4, position_embedding_size=64)
+    config = transformers.DiffusionGemmaConfig(
+        text_config=text, vision_config=vision, canvas_length=canvas, image_token_id=510,
+        boi_token_id=509, eoi_token_id=511)
+    model = transformers.DiffusionGemmaForBlockDiffusion(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder, model

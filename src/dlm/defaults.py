@@ -47,6 +47,7 @@ def chat_decoding(lm, **given: Any) -> SampleConfig:
     fields: dict[str, Any] = dict(MEASURED)
     if not left_to_right and not lm.tokenizer.pad_cycle:
         fields["eos"] = EOS_PADDED
+    fields.update(lm.objective.decoding_defaults)  # a model of the field decodes its own way
     fields.update(given)
     fields.setdefault("length", lm.default_length)
     if "steps" not in fields:

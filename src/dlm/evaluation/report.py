@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlm.config import SampleConfig, TrainConfig, from_dict
+from dlm.errors import ConfigError
 from dlm.evaluation.judge import load_judge
 from dlm.evaluation.likelihood import Likelihood, likelihood
 from dlm.evaluation.metrics import self_bleu
@@ -35,7 +36,8 @@ from dlm.evaluation.quality import (
 @dataclass
 class EvalReport:
     meta: dict[str, Any]
-    likelihood: Likelihood
+    likelihood: Likelihood | None
+    """None for an objective that gives none (the reason in meta["no_likelihood"])."""
     sweep: list[Quality]
     diversity: dict[str, Any] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
@@ -45,14 +47,14 @@ class EvalReport:
     """The length head's accuracy on validation (`dlm.evaluation.likelihood.length_accuracy`)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.meta, "likelihood": dataclasses.asdict(self.likelihood),
+        return {**self.meta, "likelihood": (None if self.likelihood is None
+                                            else dataclasses.asdict(self.likelihood)),
                 "sweep": [dataclasses.asdict(q) for q in self.sweep],
                 "diversity": self.diversity, "examples": self.examples, "suite": self.suite,
                 "length_head": self.length_head}
 
     def markdown(self) -> str:
         m, lk = self.meta, self.likelihood
-        kind = "NELBO (bound)" if lk.is_bound else "NLL (exact)"
         block = f" (blocks of {m['block_size']})" if "block_size" in m else ""
         lines = [f"# dlm eval: {m['checkpoint']}", "",
                  f"{m['objective']} model{block}, {m['parameters'] / 1e6:.2f}M parameters; "
@@ -61,12 +63,7 @@ class EvalReport:
                  f"Estimator: {m.get('estimator', '?')}, {m.get('draws', '?')} draws; "
                  f"{m.get('dtype', '?')} on {m.get('device', '?')}; seed {m.get('seed', '?')}.",
                  "",
-                 "| likelihood | value |", "|---|---|",
-                 f"| {kind}, nats/token | {lk.nats_per_token:.4f} ± {lk.stderr:.4f} "
-                 f"(K = {lk.draws}) |",
-                 f"| perplexity{' bound' if lk.is_bound else ''} | {lk.perplexity:.2f} |",
-                 f"| bits per byte | {lk.bits_per_byte:.4f} |",
-                 f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |", "",
+                 *likelihood_lines(lk, m.get("no_likelihood")), "",
                  "| steps | gen. PPL | entropy | distinct-1 | distinct-2 | repetition | "
                  "words | empty | unigram F1 (shuffled) | BLEU-2 | stutter | broken end "
                  "| ends with eos | MAUVE |",
@@ -128,6 +125,18 @@ class EvalReport:
         return js, md
 
 
+def likelihood_lines(lk: Likelihood | None, why: str | None) -> list[str]:
+    if lk is None:
+        return [f"Likelihood: none ({why})."]
+    kind = "NELBO (bound)" if lk.is_bound else "NLL (exact)"
+    return ["| likelihood | value |", "|---|---|",
+            f"| {kind}, nats/token | {lk.nats_per_token:.4f} ± {lk.stderr:.4f} "
+            f"(K = {lk.draws}) |",
+            f"| perplexity{' bound' if lk.is_bound else ''} | {lk.perplexity:.2f} |",
+            f"| bits per byte | {lk.bits_per_byte:.4f} |",
+            f"| tokens / text bytes | {lk.tokens:,} / {lk.text_bytes:,} |"]
+
+
 def held_out(lm, data: list[str] | None, val_examples: int):
     """The validation set (tensors) and its chat histories, tokenized for `lm`."""
     import tempfile
@@ -161,8 +170,12 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
     lm = DiffusionLM.load(ckpt, device)
     judge_lm = load_judge(judge, device)
     val, histories, references, cfg = held_out(lm, data, val_examples)
-    lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
-                    cfg.diffusion.eps)
+    no_likelihood = None
+    try:
+        lk = likelihood(lm, val, draws, cfg.batch_size, cfg.seed, cfg.diffusion.schedule,
+                        cfg.diffusion.eps)
+    except ConfigError as exc:  # an objective with no likelihood here (DiffusionGemma)
+        lk, no_likelihood = None, str(exc)
     histories, references = histories[:prompts], references[:prompts]
     length = lm.default_length
     base = config or SampleConfig(length=length)
@@ -192,7 +205,9 @@ def run_eval(ckpt: str | Path, data: list[str] | None = None, judge: str | Path 
             **({"block_size": lm.block_size} if lm.block_size else {}),
             "parameters": lm.model.num_parameters(), "data": cfg.data or "chatterbot-corpus",
             "val_examples": len(val), "judge": str(judge) if judge else "none",
-            "estimator": ("exact NLL" if lm.objective.exact_likelihood
+            **({"no_likelihood": no_likelihood} if no_likelihood else {}),
+            "estimator": ("none" if lk is None else "exact NLL"
+                          if lm.objective.exact_likelihood
                           else "Monte Carlo NELBO (antithetic t)"),
             "draws": 1 if lm.objective.exact_likelihood else draws, "dtype": str(lm.dtype),
             "device": str(lm.device), "seed": cfg.seed,

@@ -58,7 +58,8 @@ def is_imported(meta: Mapping[str, Any]) -> bool:
 def layout_of(hf: Mapping[str, Any], where: Path) -> Layout:
     kind = str(hf.get("model_type", ""))
     if kind.lower() not in LAYOUTS:
-        known = ", ".join(sorted({layout.name for layout in LAYOUTS.values()}))
+        known = ", ".join(sorted({layout.name for layout in LAYOUTS.values()}
+                                 | {"DiffusionGemma"}))
         raise CheckpointError(f"{where}: model_type {kind!r} is not a layout dlm reads; "
                               f"known: {known}")
     return LAYOUTS[kind.lower()]
@@ -170,6 +171,10 @@ def import_folder(folder: str | Path, device: torch.device, dtype: torch.dtype,
     """Model, tokenizer and a dlm meta dict for a checkpoint folder of the field."""
     folder = Path(folder)
     hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if hf.get("model_type") == "diffusion_gemma":  # transformers' own class, driven by dlm
+        from dlm.layouts import diffusion_gemma
+
+        return diffusion_gemma.load(folder, device, dtype)
     layout = layout_of(hf, folder)
     try:
         cfg = layout.read(hf)

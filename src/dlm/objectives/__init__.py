@@ -19,6 +19,7 @@ from dlm.objectives.base import BoundObjective, HeldOut, Needs, Objective
 from dlm.objectives.block import BlockDiffusion
 from dlm.objectives.context import Context
 from dlm.objectives.continuous import ContinuousDiffusion
+from dlm.objectives.diffusion_gemma import DiffusionGemmaBlocks
 from dlm.objectives.dual import Dual
 from dlm.objectives.mdlm import MaskedDiffusion
 from dlm.objectives.sedd import ScoreEntropy
@@ -33,6 +34,7 @@ REGISTRY: dict[str, Objective] = {o.name: o for o in (
     ScoreEntropy(graph_name="uniform"),
     ContinuousDiffusion(),
     Dual(),
+    DiffusionGemmaBlocks(),
 )}
 
 

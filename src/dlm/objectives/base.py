@@ -94,6 +94,8 @@ class Objective:
     """`sequence_nll` is exact (one column); otherwise Monte Carlo draws of a bound."""
     refusal: ClassVar[str] = ""
     """Why it cannot fill or constrain, said to a user who asks."""
+    decoding_defaults: ClassVar[dict[str, Any]] = {}
+    """Decoding settings of its own that replace dlm's measured ones (`dlm.defaults`)."""
 
     block_size = 0
     """The block length its sampler and bound use (0: not block-wise; a field of the
