@@ -1,6 +1,7 @@
 """dlm's decoding of DiffusionGemma against transformers' own generation, reply by reply.
 
-    python benchmarks/diffusion_gemma/compare.py --prompts 50 --out benchmarks/diffusion_gemma/compare.json
+    python benchmarks/diffusion_gemma/compare.py --prompts 50 \
+        --out benchmarks/diffusion_gemma/compare.json
 
 A tiny random `DiffusionGemmaForBlockDiffusion` built with transformers (`tests/hf_folders.py`:
 two text layers, four experts, canvases of 8 tokens) answers the same made-up prompts
