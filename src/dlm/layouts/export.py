@@ -126,9 +126,9 @@ def write_llada(lm, out: Path) -> None:
         "rope_theta": cfg.rope_theta, "scale_logits": False, "use_cache": False,
         "vocab_size": cfg.vocab_size, "weight_tying": cfg.tie_embeddings,
     }
-    if cfg.kv_heads != cfg.n_heads or cfg.head_dim or cfg.qk_norm or cfg.rope_scaling:
-        raise ConfigError("LLaDA's layout has no grouped heads of their own width, q/k "
-                          "norms or rotary scaling", "model")
+    if cfg.head_dim or cfg.qk_norm or cfg.rope_scaling:
+        raise ConfigError("LLaDA's layout has no heads of their own width, q/k norms or "
+                          "rotary scaling", "model")
     weights = unfused(float_state(lm), cfg, llada.NAMES)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
