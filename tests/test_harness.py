@@ -123,3 +123,26 @@ def test_zero_shot_perplexity_and_its_training_data_warning(tmp_path, pairs_tsv)
     unseen = zero_shot(lm, "pydoc", max_documents=3)
     assert seen.in_training_data and not unseen.in_training_data
     assert unseen.kind == "exact" and unseen.tokens > 0 and unseen.bits_per_byte > 0
+
+
+@needs_data
+def test_dlm_eval_harness_and_zero_shot_write_their_figures_with_provenance(tmp_path, shared):
+    from typer.testing import CliRunner
+
+    from dlm.cli.app import app
+
+    folder, _ = write_folder(tmp_path / "llada", "llada")
+    out = tmp_path / "eval"
+    run = CliRunner().invoke(app, ["eval", "--ckpt", str(folder), "--harness",
+                                   "dlm_dailydialog_next", "--limit", "4", "--harness-args",
+                                   "mc_num=2,chat=false", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    written = json.loads((out / "harness.json").read_text())
+    assert written["dlm"]["draws"] == 2 and written["dlm"]["estimator"].startswith("Monte")
+    assert {"dtype", "device", "seed", "wall_s"} <= set(written["dlm"])
+    assert "acc,none" in written["results"]["dlm_dailydialog_next"]
+    run = CliRunner().invoke(app, ["eval", "--ckpt", str(folder), "--zero-shot", "pydoc",
+                                   "--draws", "2", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    row = json.loads((out / "zero-shot.json").read_text())["rows"][0]
+    assert row["corpus"] == "pydoc" and row["kind"] == "bound" and row["draws"] == 2
