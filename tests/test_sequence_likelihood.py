@@ -77,3 +77,12 @@ def test_greedy_means_the_model_would_write_it(tok):
         other[:, -1] = (best + 1) % tok.vocab_size
         assert lm.objective.greedy_reproduces(lm.context, own, scored, None).all()
         assert not lm.objective.greedy_reproduces(lm.context, other, scored, None).any()
+
+
+def test_a_long_continuation_keeps_a_context_token_before_it():
+    from dlm.evaluation.scoring import fit
+
+    context, continuation = fit([1, 2, 3], list(range(10, 30)), positions=8)
+    assert context == [3] and continuation == list(range(23, 30))
+    assert fit([], [5, 6, 7], positions=2) == ([], [6, 7])
+    assert fit([1, 2], [5], positions=8) == ([1, 2], [5])

@@ -37,11 +37,14 @@ def positions(lm) -> int:
 
 def fit(context: Sequence[int], continuation: Sequence[int], positions: int
         ) -> tuple[list[int], list[int]]:
-    """The pair cut from the left to `positions` tokens (the continuation kept whole
-    when it fits, else its last tokens)."""
-    continuation = list(continuation)[-positions:]
+    """The pair cut from the left to `positions` tokens: the continuation kept whole when
+    it fits beside at least one context token (a shifted or causal model predicts a token
+    from the one before it), else its last tokens."""
+    context = list(context)
+    continuation = list(continuation)[-(positions - 1):] if context else \
+        list(continuation)[-positions:]
     room = positions - len(continuation)
-    return (list(context)[-room:] if room > 0 else []), continuation
+    return (context[-room:] if room > 0 else []), continuation
 
 
 @torch.no_grad()
