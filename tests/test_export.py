@@ -49,6 +49,8 @@ def test_export_then_import_gives_the_same_logits(tok, tmp_path, objective, shif
         assert torch.equal(lm.model(ids), back.model(ids))
     for history in HISTORIES:  # the chat renders to the same ids through the template
         assert back.tokenizer.encode_prompt(history) == tok.encode_prompt(history)
+        chat = [*history, {"role": "assistant", "content": "fine thanks"}]
+        assert back.tokenizer.encode_chat(chat) == tok.encode_chat(chat)  # training rows
 
 
 def test_transformers_loads_the_exported_ar_model_and_generates_what_dlm_does(tok, tmp_path):

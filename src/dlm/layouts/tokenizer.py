@@ -160,11 +160,20 @@ class HFTokenizer(DLMTokenizer):
 
     def encode_chat(self, messages: Sequence[dict[str, str]],
                     encoded: Sequence[list[int]] | None = None) -> ChatEncoding:
-        """The prompt as `encode_prompt` renders it, then the reply's text and the end of
-        a turn."""
+        """A whole chat as the chat template renders it: the reply is what follows the
+        prompt (`encode_prompt`), its turn's end included. Without a template (or one
+        whose rendering of the prompt is not a prefix of the whole), the prompt, then the
+        reply's text and the end of a turn."""
         if not messages or messages[-1]["role"] != "assistant":
             raise ValueError("the last message of a chat example must be the assistant's")
         prompt = self.encode_prompt(messages[:-1])
+        if self.has_template:
+            whole = self.backend.apply_chat_template([dict(m) for m in messages],
+                                                     tokenize=True)
+            whole = list(whole["input_ids"] if isinstance(whole, Mapping) else whole)
+            if whole[:len(prompt)] == prompt and len(whole) > len(prompt):
+                response = whole[len(prompt):]
+                return ChatEncoding(whole, [False] * len(prompt) + [True] * len(response))
         reply = (list(encoded[-1]) if encoded is not None
                  else self.encode(messages[-1]["content"]))
         response = reply + [self.turn_end_id]
