@@ -11,8 +11,10 @@ out=benchmarks/harness
 export DLM_DATA_DIR=${DLM_DATA_DIR:-../shared/data}
 for pair in "shipped=$shipped" "ar-twin=$twin"; do
     name=${pair%%=*} ckpt=${pair#*=}
-    # the local tasks through lm-eval, K = 32 draws for the diffusion model
-    dlm eval --ckpt "$ckpt" --harness dlm_local --harness-args mc_num=32 --out "$out/$name"
+    # the local tasks through lm-eval, K = 32 draws for the diffusion model; is_greedy
+    # (greedy unmasking, one model call per continuation token) is not what these tasks
+    # score, so it is not computed here
+    dlm eval --ckpt "$ckpt" --harness dlm_local --harness-args mc_num=32,greedy_check=false --out "$out/$name"
     dlm eval --ckpt "$ckpt" --zero-shot pydoc --draws 32 --out "$out/$name"
 done
 # the Monte Carlo estimator's noise against its draws, on the multiple-choice task
