@@ -103,6 +103,9 @@ def test_generation_honours_stop_strings_lengths_and_sample_settings(tmp_path):
     free = model.generate_until([Instance("generate_until", {}, ("hello", {
         "max_gen_toks": 6}), 0)], disable_tqdm=True)[0]
     assert asked[0].length == 6 and asked[0].steps == 4 and asked[0].temperature == 0.0
+    model.generate_until([Instance("generate_until", {}, ("hello", {"max_gen_toks": 500}),
+                                   0)], disable_tqdm=True)
+    assert asked[1].length == model.lm.default_length  # at most: never past its own canvas
     stop = free[len(free) // 2:len(free) // 2 + 1] or "x"
     cut = model.generate_until([Instance("generate_until", {}, ("hello", {
         "max_gen_toks": 6, "until": [stop]}), 0)], disable_tqdm=True)[0]

@@ -13,8 +13,10 @@ The three request types:
 - `loglikelihood_rolling`: lm-eval's own disjoint rolling windows (as its `hf` backend
   makes them), each scored as a pair, summed per document.
 - `generate_until`: a reply by the model's own sampler with its default decoding, every
-  `SampleConfig` field settable as a model argument; `max_gen_toks` is the reply's
-  length, and the first stop string (`until`) cuts it.
+  `SampleConfig` field settable as a model argument; the reply is at most `max_gen_toks`
+  tokens (the model's own canvas, or `max_gen_toks` where that is shorter: a diffusion
+  model's canvas past the one it was trained on is one it never learnt), and the first
+  stop string (`until`) cuts it.
 
 `chat` (default: on for a chat checkpoint of dlm's, off for an imported folder without a
 chat template): the context is a user turn rendered with the chat template and the
@@ -139,8 +141,10 @@ class DLMHarness(LM):
             until = kwargs.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
             config = self.sample
-            if "max_gen_toks" in kwargs:
-                config = dataclasses.replace(config, length=int(kwargs.pop("max_gen_toks")))
+            if "max_gen_toks" in kwargs:  # at most that many: a canvas past the model's
+                most = int(kwargs.pop("max_gen_toks"))  # own would be one it never learnt
+                own = config.length if isinstance(config.length, int) else most
+                config = dataclasses.replace(config, length=min(most, own))
             if kwargs.pop("do_sample", False) and "temperature" in kwargs:
                 config = dataclasses.replace(config, temperature=float(kwargs["temperature"]))
             history = [{"role": "user", "content": context}]
