@@ -13,7 +13,6 @@ subprocess; the weights start random, so replies are noise: what is shown is the
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.*
 from dlm import DiffusionLM, TrainConfig, train  # noqa: E402
 from dlm.config import DiffusionConfig  # noqa: E402
 from dlm.layouts.export import export  # noqa: E402
+from dlm.server.load import free_port  # noqa: E402
 from tests.hf_folders import write_folder  # noqa: E402
 
 KINDS = {"llada": "diffusion", "dream": "diffusion", "llama": "ar"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream(folder: Path) -> tuple[str, list]:
