@@ -128,3 +128,22 @@ def test_the_teacher_replies_with_its_default_decoding_and_the_config_sets_over_
     assert result.examples == {"train": 3, "validation": 2}
     assert decoding(tmp_path / "set") == asdict(
         teacher.decoding(length=6, repetition_penalty=1.0, seed=0))
+
+
+def test_a_human_share_keeps_that_many_human_replies_beside_the_teachers(chat_dir, tmp_path):
+    teacher = teacher_for(chat_dir)
+    config = SampleConfig(length=6, temperature=0.0)
+    result = distill(teacher, chat_dir, tmp_path / "out", config, human_share=0.5,
+                     say=lambda _: None)
+    source, made = rows(chat_dir / "train.jsonl"), rows(tmp_path / "out" / "train.jsonl")
+    human = [after == before for before, after in zip(source, made, strict=True)]
+    assert sum(human) == round(0.5 * len(source))
+    for before, after, kept in zip(source, made, human, strict=True):
+        assert after[:-1] == before[:-1]
+        if not kept:
+            assert after[-1]["content"] == teacher.reply(before[:-1], config)
+    meta = json.loads((tmp_path / "out" / "data.json").read_text())
+    assert meta["distilled"]["human"]["train"] == sum(human)
+    assert meta["distilled"]["human_share"] == 0.5 and result.examples["train"] == len(source)
+    with pytest.raises(DataError, match="human_share"):
+        distill(teacher, chat_dir, tmp_path / "o", config, human_share=1.0, say=lambda _: None)

@@ -73,13 +73,16 @@ def chosen_rows(path: Path, cap: int | None, seed: int) -> set[int] | None:
 
 def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig | None = None,
             batch_size: int = 64, max_examples: int | None = None,
-            max_validation: int | None = None, say=print, seed: int = 0) -> DistillResult:
+            max_validation: int | None = None, say=print, seed: int = 0,
+            human_share: float = 0.0) -> DistillResult:
     """Write `out_dir`: the chat examples of the `dlm data` directory `data` (`max_examples`
     of train and `max_validation` of validation drawn with `seed`, in file order; all by
     default) with
     every reply replaced by `teacher`'s (a DiffusionLM, usually the AR verifier) under
     `config` (default: the teacher's default decoding, `teacher.decoding()`: greedy,
-    replies up to its canvas), and its tokenizer."""
+    replies up to its canvas), and its tokenizer. `human_share` of each split's examples
+    (drawn with `seed`) keep their human reply instead: knowledge distillation beside the
+    corpus rather than instead of it."""
     start = time.perf_counter()
     data, out = Path(data), Path(out_dir)
     if not is_prepared(data):
@@ -89,9 +92,13 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
     if config.length == "auto":
         raise DataError("distill needs a fixed reply length (the longest reply the teacher "
                         "may write), not auto")
+    if not 0.0 <= human_share < 1.0:
+        raise DataError(f"human_share: {human_share} is not in [0, 1) (the share of "
+                        "examples that keep their human reply)")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     empty: dict[str, int] = {}
+    human: dict[str, int] = {}
     for split in SPLITS:
         path = data / f"{split}.jsonl"
         if not path.is_file():
@@ -106,14 +113,20 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
                 raise DataError(f"{path}: plain text; distillation needs chat examples "
                                 "(a prompt to reply to)")
             examples.append(ex)
-        histories = [ex.messages[:-1] for ex in examples]
-        replies = teacher_replies(teacher, histories, config, batch_size)
+        keep = set(random.Random(seed + 1).sample(range(len(examples)),
+                                                  round(human_share * len(examples))))
+        taught = [i for i in range(len(examples)) if i not in keep]
+        replies = dict(zip(taught, teacher_replies(
+            teacher, [examples[i].messages[:-1] for i in taught], config, batch_size),
+            strict=True))
         write_jsonl(out / f"{split}.jsonl", [
-            Example(messages=[*h, {"role": "assistant", "content": r}])
-            for h, r in zip(histories, replies, strict=True)])
-        counts[split] = len(examples)
-        empty[split] = sum(not r for r in replies)
-        say(f"{split}: {len(examples):,} replies by the teacher ({empty[split]:,} empty)")
+            ex if i in keep else
+            Example(messages=[*ex.messages[:-1], {"role": "assistant", "content": replies[i]}])
+            for i, ex in enumerate(examples)])
+        counts[split], human[split] = len(examples), len(keep)
+        empty[split] = sum(not r for r in replies.values())
+        say(f"{split}: {len(taught):,} replies by the teacher ({empty[split]:,} empty), "
+            f"{len(keep):,} human")
     if "train" not in counts:
         raise DataError(f"{data}: no train.jsonl to distill")
     teacher.tokenizer.save(out / "tokenizer.json")
@@ -125,7 +138,8 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         "config": {**source.get("config", {}), "out_dir": str(out)},
         "distilled": {"from": str(data), "teacher": str(teacher.source),
                       "decoding": asdict(config), "max_examples": max_examples,
-                      "max_validation": max_validation, "empty": empty},
+                      "max_validation": max_validation, "empty": empty,
+                      "human_share": human_share, "human": human},
         "kind": "chat",
         "tokens": {s: v["tokens"] for s, v in meta["splits"].items()},
         "examples": counts, "seconds": round(seconds, 2)}, indent=2))
@@ -142,4 +156,5 @@ def run_distill(config: DistillConfig, device: str = "auto", say=print) -> Disti
                                 repetition_penalty=config.repetition_penalty,
                                 seed=config.seed)
     return distill(teacher, config.data, config.out_dir, decoding, config.batch_size,
-                   config.max_examples, config.max_validation, say, config.seed)
+                   config.max_examples, config.max_validation, say, config.seed,
+                   config.human_share)
