@@ -175,6 +175,30 @@ def test_block_model_trains_evaluates_and_replies(tmp_path, pairs_tsv):
         lm.infill("a [MASK] b")
 
 
+def test_a_block_run_starts_from_an_ar_checkpoint_with_its_weights(tmp_path, pairs_tsv):
+    """BD3-LM from AR: the AR model's weights are the start; attention becomes
+    block-causal (masks per call) and nothing else changes shape."""
+    from safetensors.torch import load_file
+
+    from dlm import DiffusionLM, train
+
+    from .conftest import tiny_train_config
+
+    ar = train(tiny_train_config(tmp_path / "ar", pairs_tsv, objective="ar", max_steps=2))
+    run = train(tiny_train_config(tmp_path / "block", pairs_tsv, objective="block",
+                                  block_size=4, max_steps=1, lr=0.0,
+                                  init_from=str(ar.checkpoint)))
+    lm = DiffusionLM.load(run.checkpoint)
+    assert lm.objective.name == "block" and not lm.model.config.causal
+    assert not lm.model.config.shift  # each position predicts its own token
+    before = load_file(str(ar.checkpoint / "model.safetensors"))
+    after = load_file(str(run.checkpoint / "model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # lr 0: the AR weights
+    assert isinstance(lm.reply([{"role": "user", "content": "hi"}],
+                               SampleConfig(length=8, steps=8)), str)
+
+
 def test_a_block_size_longer_than_the_sequence_is_refused(tmp_path, pairs_tsv):
     from dlm.training.train import train
 

@@ -45,7 +45,7 @@ def test_start_from_checkpoints_by_attention():
     assert diffusion.can_start_from(causal=True) and diffusion.can_start_from(causal=False)
     assert diffusion.model_changes(causal=True) == {"causal": False, "shift": True}
     assert ar.can_start_from(causal=True) and not ar.can_start_from(causal=False)
-    assert block.can_start_from(causal=False) and not block.can_start_from(causal=True)
+    assert block.can_start_from(causal=False) and block.can_start_from(causal=True)
 
 
 def test_ar_held_out_is_exact_and_scores_every_reply_token(tok):

@@ -29,6 +29,15 @@ class BlockDiffusion(BoundObjective):
     block_size: int = 0
     """Tokens per block, bound from the run's config (`TrainConfig.block_size`)."""
 
+    def can_start_from(self, causal: bool) -> bool:
+        # an AR checkpoint's weights are a start (SDAR, Fast-dLLM v2 and TiDAR adapt AR
+        # models to blocks): the block-causal masks are built per call, and each x_t
+        # position learns to predict its own token rather than the next
+        return True
+
+    def model_changes(self, causal: bool) -> dict:
+        return {"causal": False} if causal else {}
+
     def check(self, cfg, data_kind: str) -> None:
         super().check(cfg, data_kind)
         # which lengths the blocks must tile depends on the data

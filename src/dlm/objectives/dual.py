@@ -98,13 +98,6 @@ class Dual(BlockDiffusion):
     def scores_first_token(self, model) -> bool:
         return False  # the AR half predicts token i + 1 from position i
 
-    def can_start_from(self, causal: bool) -> bool:
-        return True  # an AR checkpoint is already its AR half (TiDAR starts from one)
-
-    def model_changes(self, causal: bool) -> dict:
-        # the same weights read with a mask given per call: causally they are the AR model
-        return {"causal": False} if causal else {}
-
     def drafter(self, ctx: Context, prompt_len: int):
         return None  # it drafts for itself (`reply_steps`), not for another verifier
 
