@@ -233,6 +233,20 @@ def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained
     assert all(isinstance(r[1], str) for r in rows)
 
 
+def test_the_demo_fine_tunes_the_shipped_model_keeping_its_padding_and_canvas(tmp_path):
+    from dlm.cli.demo import DEMO_STEPS, demo_config, fine_tune_config
+    from dlm.shipped import shipped_checkpoint
+
+    base = shipped_checkpoint()
+    shipped = json.loads((base / "config.json").read_text())["train"]
+    cfg = fine_tune_config(tmp_path / "demo", base)
+    assert cfg.init_from == str(base) and cfg.max_steps == DEMO_STEPS
+    assert cfg.response_len == shipped["response_len"]
+    assert cfg.length_head == shipped["length_head"]
+    assert cfg.diffusion.padding == shipped["diffusion"]["padding"]
+    assert demo_config(tmp_path / "scratch").init_from is None  # no shipped model: scratch
+
+
 @pytest.fixture(scope="module")
 def trained_ar(tmp_path_factory):
     """The AR baseline on the same corpus and vocabulary (hence the same tokenizer)."""

@@ -5,6 +5,9 @@ figure with its standard error.
         --data runs/c3/dd --judge runs/rq/judge-ar --prompts 256 \
         --out benchmarks/chat-budget/ablation
 
+Rows already measured with the same run, data, judge and prompts are read back from
+`--cache` (default OUT.rows/; a row is measured once, so rows can be added as their runs finish).
+
 Each row (NAME=RUN: a run directory, a checkpoint, or `shipped`) replies with its own
 default decoding (`lm.decoding()`) to the same `--prompts` DailyDialog validation prompts,
 spread evenly over the split of `--data`; the replies are scored by the separately trained
@@ -142,14 +145,24 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--likelihood-examples", type=int, default=1000)
     ap.add_argument("--out", required=True, help="OUT.json and OUT.md are written")
+    ap.add_argument("--cache", help="where measured rows are kept (default OUT.rows/)")
     args = ap.parse_args()
     torch.manual_seed(0)
     judge = load_judge(args.judge, "cpu")
     rows = []
+    cache = Path(args.cache or args.out + ".rows")  # rows kept, to add rows run by run
+    cache.mkdir(parents=True, exist_ok=True)
     for spec in args.rows:
         name, path = spec.split("=", 1)
-        rows.append(row(name, path, args.data, judge, args.prompts, args.likelihood_examples))
-        r = rows[-1]
+        key = {"run": path, "data": args.data, "judge": args.judge, "prompts": args.prompts,
+               "likelihood_examples": args.likelihood_examples}
+        kept = cache / f"{name}.json"
+        if kept.is_file() and json.loads(kept.read_text()).get("key") == key:
+            r = json.loads(kept.read_text())
+        else:
+            r = row(name, path, args.data, judge, args.prompts, args.likelihood_examples)
+            kept.write_text(json.dumps({**r, "key": key}, indent=2) + "\n")
+        rows.append(r)
         print(f"{name}: judged PPL {r['judged_ppl']:.1f}, distinct-2 {r['distinct_2']:.3f}, "
               f"gap {r['gap']:+.4f} ± {r['gap_se']:.4f}")
     out = {"command": "python benchmarks/chat-budget/ablation.py " + " ".join(args.rows)
