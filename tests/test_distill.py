@@ -130,20 +130,29 @@ def test_the_teacher_replies_with_its_default_decoding_and_the_config_sets_over_
         teacher.decoding(length=6, repetition_penalty=1.0, seed=0))
 
 
-def test_a_human_share_keeps_that_many_human_replies_beside_the_teachers(chat_dir, tmp_path):
+def test_a_human_share_writes_human_replies_beside_the_teachers(chat_dir, tmp_path):
     teacher = teacher_for(chat_dir)
     config = SampleConfig(length=6, temperature=0.0)
-    result = distill(teacher, chat_dir, tmp_path / "out", config, human_share=0.5,
-                     say=lambda _: None)
+    result = distill(teacher, chat_dir, tmp_path / "out", config, max_examples=8,
+                     max_validation=2, human_share=0.5, say=lambda _: None)
+    alone = distill(teacher, chat_dir, tmp_path / "alone", config, max_examples=8,
+                    max_validation=2, say=lambda _: None)
     source, made = rows(chat_dir / "train.jsonl"), rows(tmp_path / "out" / "train.jsonl")
-    human = [after == before for before, after in zip(source, made, strict=True)]
-    assert sum(human) == round(0.5 * len(source))
-    for before, after, kept in zip(source, made, human, strict=True):
-        assert after[:-1] == before[:-1]
-        if not kept:
-            assert after[-1]["content"] == teacher.reply(before[:-1], config)
+    taught = rows(tmp_path / "alone" / "train.jsonl")
+    assert result.examples == {"train": 16, "validation": 4}
+    # the distilled rows are those distilled without a human share; the others are human
+    # rows of other prompts, all in file order
+    assert [m for m in made if m not in source] == taught
+    human = [m for m in made if m in source]
+    assert len(human) == 8 and not {m[0]["content"] for m in human} & {
+        m[0]["content"] for m in taught}
+    at = [source.index(m) for m in human]
+    assert at == sorted(at)
     meta = json.loads((tmp_path / "out" / "data.json").read_text())
-    assert meta["distilled"]["human"]["train"] == sum(human)
-    assert meta["distilled"]["human_share"] == 0.5 and result.examples["train"] == len(source)
+    assert meta["distilled"]["human"] == {"train": 8, "validation": 2}
+    assert meta["distilled"]["human_share"] == 0.5 and alone.examples["train"] == 8
     with pytest.raises(DataError, match="human_share"):
         distill(teacher, chat_dir, tmp_path / "o", config, human_share=1.0, say=lambda _: None)
+    with pytest.raises(DataError, match="rows are left"):  # every row distilled: none left
+        distill(teacher, chat_dir, tmp_path / "o2", config, human_share=0.5,
+                say=lambda _: None)

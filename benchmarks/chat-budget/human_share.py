@@ -6,17 +6,15 @@ with every reply the teacher's, without asking the teacher again.
 
 `runs/c3/chat-kd` was written by `dlm distill runs/c3/chat --max-examples N
 --max-validation M --seed K` (its data.json says so); the result holds the same rows as
-`dlm distill ... --human-share 0.5` with those settings (the same rows drawn, the same rows
-keeping their human reply), the teacher's replies taken from the first directory (a
-greedy teacher would write the same ones again; a sampling teacher, other draws from the
-same decoding).
+`dlm distill ... --human-share 0.5` with those settings: the same distilled rows, with
+the same human rows drawn beside them; the teacher's replies are taken from the first
+directory (the teacher with the same seed, batches and inputs writes the same ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from dlm.data.jsonl_examples import read_jsonl_examples
 from dlm.data.prepare import PREPARED, shard_dir, write_jsonl
 from dlm.data.shard_cache import ensure_shards
 from dlm.tokenizer import DLMTokenizer
-from dlm.training.distill import SPLITS, chosen_rows
+from dlm.training.distill import SPLITS, split_rows
 
 
 def main() -> None:
@@ -41,21 +39,22 @@ def main() -> None:
         raise SystemExit(f"{distilled}: already holds human replies")
     seed = info["decoding"]["seed"] or 0
     out.mkdir(parents=True, exist_ok=True)
-    human = {}
+    human, examples = {}, {}
     for split in SPLITS:
         cap = info["max_examples"] if split == "train" else info["max_validation"]
-        chosen = chosen_rows(source / f"{split}.jsonl", cap, seed)
-        originals = [ex for row, ex in enumerate(read_jsonl_examples(source / f"{split}.jsonl"))
-                     if chosen is None or row in chosen]
-        taught = list(read_jsonl_examples(distilled / f"{split}.jsonl"))
-        assert len(taught) == len(originals), (split, len(taught), len(originals))
-        for a, b in zip(originals, taught, strict=True):
-            assert a.messages[:-1] == b.messages[:-1], "not the same draw of prompts"
-        keep = set(random.Random(seed + 1).sample(range(len(taught)),
-                                                  round(args.share * len(taught))))
-        write_jsonl(out / f"{split}.jsonl",
-                    [originals[i] if i in keep else ex for i, ex in enumerate(taught)])
-        human[split] = len(keep)
+        taught_rows, human_rows = split_rows(source / f"{split}.jsonl", cap, args.share, seed)
+        taught = iter(read_jsonl_examples(distilled / f"{split}.jsonl"))
+        rows = []
+        for row, ex in enumerate(read_jsonl_examples(source / f"{split}.jsonl")):
+            if row in human_rows:
+                rows.append(ex)
+            elif taught_rows is None or row in taught_rows:
+                made = next(taught)
+                assert made.messages[:-1] == ex.messages[:-1], "not the same draw of prompts"
+                rows.append(made)
+        assert next(taught, None) is None, "not the same draw of prompts"
+        write_jsonl(out / f"{split}.jsonl", rows)
+        human[split], examples[split] = len(human_rows), len(rows)
     shutil.copy2(distilled / "tokenizer.json", out / "tokenizer.json")
     tokenizer = DLMTokenizer.load(out / "tokenizer.json")
     shards = ensure_shards({s: out / f"{s}.jsonl" for s in SPLITS}, tokenizer,
@@ -64,6 +63,7 @@ def main() -> None:
     meta["distilled"] = {**info, "human_share": args.share, "human": human,
                          "teacher_replies_from": str(distilled)}
     meta["tokens"] = {s: v["tokens"] for s, v in shards["splits"].items()}
+    meta["examples"] = examples
     (out / PREPARED).write_text(json.dumps(meta, indent=2))
     print(f"{out}: {human} human replies")
 

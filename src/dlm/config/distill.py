@@ -38,7 +38,8 @@ class DistillConfig:
     max_validation: int | None = None
     """Distill N validation examples drawn with the seed (none: all)."""
     human_share: float = 0.0
-    """The share of the drawn examples that keep their human reply (drawn with the seed);
-    the teacher replies to the rest. 0: every reply is the teacher's."""
+    """Write other examples (drawn with the seed) with their human reply beside the
+    distilled ones, this share of the whole (0.5: as many as distilled). 0: only the
+    teacher's replies."""
     dtype: str = "float32"
     """The teacher's weights: float32 or bfloat16 (use the precision it will verify in)."""

@@ -59,6 +59,25 @@ def teacher_replies(teacher, histories: Sequence[list[dict[str, str]]], config: 
     return replies
 
 
+def split_rows(path: Path, cap: int | None, human_share: float, seed: int,
+               ) -> tuple[set[int] | None, set[int]]:
+    """(rows the teacher replies to: `chosen_rows`; other rows, drawn with `seed`, that
+    keep their human reply and make `human_share` of what is written)."""
+    taught = chosen_rows(path, cap, seed)
+    if not human_share:
+        return taught, set()
+    with path.open(encoding="utf-8") as f:
+        total = sum(1 for line in f if line.strip())
+    rest = sorted(set(range(total)) - (taught if taught is not None else set(range(total))))
+    n_taught = total if taught is None else len(taught)
+    want = round(human_share / (1 - human_share) * n_taught)
+    if want > len(rest):
+        raise DataError(f"{path}: human_share {human_share} needs {want:,} human replies "
+                        f"beside the {n_taught:,} distilled, and {len(rest):,} rows are "
+                        "left; distill fewer (--max-examples, --max-validation)")
+    return taught, set(random.Random(seed + 1).sample(rest, want))
+
+
 def chosen_rows(path: Path, cap: int | None, seed: int) -> set[int] | None:
     """`cap` rows of a JSONL file drawn with `seed` (None: every row). A `dlm data` file
     lists its sources one after another, so a prefix would hold one source only."""
@@ -80,9 +99,10 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
     default) with
     every reply replaced by `teacher`'s (a DiffusionLM, usually the AR verifier) under
     `config` (default: the teacher's default decoding, `teacher.decoding()`: greedy,
-    replies up to its canvas), and its tokenizer. `human_share` of each split's examples
-    (drawn with `seed`) keep their human reply instead: knowledge distillation beside the
-    corpus rather than instead of it."""
+    replies up to its canvas), and its tokenizer. With `human_share`, other examples of
+    each split (drawn with `seed`) are written beside them with their human reply, that
+    share of the whole: knowledge distillation beside the corpus rather than instead of
+    it."""
     start = time.perf_counter()
     data, out = Path(data), Path(out_dir)
     if not is_prepared(data):
@@ -93,8 +113,8 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         raise DataError("distill needs a fixed reply length (the longest reply the teacher "
                         "may write), not auto")
     if not 0.0 <= human_share < 1.0:
-        raise DataError(f"human_share: {human_share} is not in [0, 1) (the share of "
-                        "examples that keep their human reply)")
+        raise DataError(f"human_share: {human_share} is not in [0, 1) (the share of the "
+                        "written examples that keep their human reply)")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     empty: dict[str, int] = {}
@@ -104,29 +124,32 @@ def distill(teacher, data: str | Path, out_dir: str | Path, config: SampleConfig
         if not path.is_file():
             continue
         cap = max_examples if split == "train" else max_validation
-        chosen = chosen_rows(path, cap, seed)
-        examples = []
+        taught_rows, human_rows = split_rows(path, cap, human_share, seed)
+        examples, is_human = [], []
         for row, ex in enumerate(read_jsonl_examples(path)):
-            if chosen is not None and row not in chosen:
+            if row in human_rows:
+                examples.append(ex)
+                is_human.append(True)
+                continue
+            if taught_rows is not None and row not in taught_rows:
                 continue
             if ex.messages is None:
                 raise DataError(f"{path}: plain text; distillation needs chat examples "
                                 "(a prompt to reply to)")
             examples.append(ex)
-        keep = set(random.Random(seed + 1).sample(range(len(examples)),
-                                                  round(human_share * len(examples))))
-        taught = [i for i in range(len(examples)) if i not in keep]
+            is_human.append(False)
+        taught = [i for i, kept in enumerate(is_human) if not kept]
         replies = dict(zip(taught, teacher_replies(
             teacher, [examples[i].messages[:-1] for i in taught], config, batch_size),
             strict=True))
         write_jsonl(out / f"{split}.jsonl", [
-            ex if i in keep else
+            ex if i not in replies else
             Example(messages=[*ex.messages[:-1], {"role": "assistant", "content": replies[i]}])
             for i, ex in enumerate(examples)])
-        counts[split], human[split] = len(examples), len(keep)
+        counts[split], human[split] = len(examples), len(human_rows)
         empty[split] = sum(not r for r in replies.values())
         say(f"{split}: {len(taught):,} replies by the teacher ({empty[split]:,} empty), "
-            f"{len(keep):,} human")
+            f"{len(human_rows):,} human")
     if "train" not in counts:
         raise DataError(f"{data}: no train.jsonl to distill")
     teacher.tokenizer.save(out / "tokenizer.json")
