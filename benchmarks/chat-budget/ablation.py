@@ -5,7 +5,8 @@ figure with its standard error.
         --data runs/c3/dd --judge runs/rq/judge-ar --prompts 256 \
         --out benchmarks/chat-budget/ablation
 
-Rows already measured with the same run, data, judge and prompts are read back from
+Rows already measured with the same checkpoint, decoding, data, judge and prompts are
+read back from
 `--cache` (default OUT.rows/; a row is measured once, so rows can be added as their runs finish).
 
 Each row (NAME=RUN: a run directory, a checkpoint, or `shipped`) replies with its own
@@ -63,8 +64,8 @@ def distinct_2_se(replies: list[str], draws: int = 200) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def row(name: str, path: str, data: str, judge, prompts: int, examples: int) -> dict:
-    lm = DiffusionLM.load(None if path == "shipped" else path, "cpu")
+def row(name: str, path: str, lm: DiffusionLM, data: str, judge, prompts: int,
+        examples: int) -> dict:
     val, histories, references, _ = held_out(lm, [data], 100_000)
     histories, references = spread(histories, prompts), spread(references, prompts)
     first = dataclasses.replace(val, prompts=val.prompts[:examples],
@@ -154,13 +155,16 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     for spec in args.rows:
         name, path = spec.split("=", 1)
-        key = {"run": path, "data": args.data, "judge": args.judge, "prompts": args.prompts,
-               "likelihood_examples": args.likelihood_examples}
+        lm = DiffusionLM.load(None if path == "shipped" else path, "cpu")
+        key = {"run": path, "checkpoint": str(lm.source), "data": args.data,
+               "judge": args.judge, "prompts": args.prompts,
+               "likelihood_examples": args.likelihood_examples,
+               "decoding": {k: v for k, v in vars(lm.decoding()).items() if v is not None}}
         kept = cache / f"{name}.json"
         if kept.is_file() and json.loads(kept.read_text()).get("key") == key:
             r = json.loads(kept.read_text())
         else:
-            r = row(name, path, args.data, judge, args.prompts, args.likelihood_examples)
+            r = row(name, path, lm, args.data, judge, args.prompts, args.likelihood_examples)
             kept.write_text(json.dumps({**r, "key": key}, indent=2) + "\n")
         rows.append(r)
         print(f"{name}: judged PPL {r['judged_ppl']:.1f}, distinct-2 {r['distinct_2']:.3f}, "
