@@ -128,7 +128,7 @@ def test_train_the_ar_baseline_then_generate_from_its_checkpoint(tmp_path, pairs
     reply = lm.generate("hello", SampleConfig(length=8), on_step=steps.append)[0]
     assert isinstance(reply, str) and len(steps) >= 2
     with pytest.raises(ConfigError, match="causal \\(ar\\) model"):
-        train(tiny_train_config(tmp_path / "d", pairs_tsv, objective="block",
+        train(tiny_train_config(tmp_path / "d", pairs_tsv, objective="uniform",
                                 init_from=str(result.checkpoint)))
     with pytest.raises(ConfigError, match="unknown objective"):
         train(tiny_train_config(tmp_path / "x", pairs_tsv, objective="gpt"))
