@@ -31,17 +31,7 @@ phase() {  # phase NAME COMMAND...: run it and append its wall time
 }
 
 train_to_end() {  # train a config to its last step, resuming an interrupted run
-    local cfg=$1 out steps
-    out=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['out_dir'])" "$cfg")
-    steps=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['max_steps'])" "$cfg")
-    if [ -f "$out/last/config.json" ]; then
-        done_steps=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" \
-            "$out/last/config.json")
-        [ "$done_steps" -ge "$steps" ] && return 0
-        dlm train --resume "$out"
-    else
-        dlm train --config "$cfg"
-    fi
+    bash benchmarks/reply-quality/train.sh "$1"
 }
 
 finished() {  # finished CONFIG: its run reached max_steps
