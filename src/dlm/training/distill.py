@@ -63,11 +63,10 @@ def split_rows(path: Path, cap: int | None, human_share: float, seed: int,
                ) -> tuple[set[int] | None, set[int]]:
     """(rows the teacher replies to: `chosen_rows`; other rows, drawn with `seed`, that
     keep their human reply and make `human_share` of what is written)."""
-    taught = chosen_rows(path, cap, seed)
+    total = count_rows(path)
+    taught = chosen_rows(path, cap, seed, total)
     if not human_share:
         return taught, set()
-    with path.open(encoding="utf-8") as f:
-        total = sum(1 for line in f if line.strip())
     rest = sorted(set(range(total)) - (taught if taught is not None else set(range(total))))
     n_taught = total if taught is None else len(taught)
     want = round(human_share / (1 - human_share) * n_taught)
@@ -78,13 +77,19 @@ def split_rows(path: Path, cap: int | None, human_share: float, seed: int,
     return taught, set(random.Random(seed + 1).sample(rest, want))
 
 
-def chosen_rows(path: Path, cap: int | None, seed: int) -> set[int] | None:
-    """`cap` rows of a JSONL file drawn with `seed` (None: every row). A `dlm data` file
-    lists its sources one after another, so a prefix would hold one source only."""
+def count_rows(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def chosen_rows(path: Path, cap: int | None, seed: int,
+                total: int | None = None) -> set[int] | None:
+    """`cap` rows of a JSONL file drawn with `seed` (None: every row; `total`: its row
+    count, when known). A `dlm data` file lists its sources one after another, so a
+    prefix would hold one source only."""
     if cap is None:
         return None
-    with path.open(encoding="utf-8") as f:
-        total = sum(1 for line in f if line.strip())
+    total = count_rows(path) if total is None else total
     if cap >= total:
         return None
     return set(random.Random(seed).sample(range(total), cap))
