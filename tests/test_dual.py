@@ -208,6 +208,16 @@ def test_a_dual_run_trains_evaluates_both_and_decodes(tmp_path, pairs_tsv):
         ar.tolist()
     with pytest.raises(ConfigError, match="cannot draft"):
         lm.with_verifier(lm)
+    # its measured decoding (dlm.defaults.BY_OBJECTIVE): sampled at a fixed seed, so the
+    # same prompt gets the same reply through every door; a given value still wins
+    from dlm.defaults import BY_OBJECTIVE
+
+    assert BY_OBJECTIVE["dual"]["temperature"] > 0
+    config = lm.decoding()
+    assert (config.temperature, config.seed) == (BY_OBJECTIVE["dual"]["temperature"],
+                                                 BY_OBJECTIVE["dual"]["seed"])
+    assert lm.generate(["hello", "hi"]) == lm.generate(["hello", "hi"])
+    assert lm.decoding(temperature=0.0).temperature == 0.0
     with pytest.raises(ConfigError, match="block_size"):
         train(tiny_train_config(tmp_path / "bad", pairs_tsv, objective="dual", block_size=1))
 

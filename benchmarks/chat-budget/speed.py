@@ -8,8 +8,11 @@ a few steps for a 32-token reply, beside its AR twin with its KV cache, in one r
 Each setting replies to the same DailyDialog validation prompts one at a time (batch 1,
 the latency a chat user sees); tokens/s counts the reply's tokens (up to its eos: what
 the user gets), so a setting that writes shorter replies is not credited with the canvas
-it left empty. Quality beside it: judged perplexity (a separately trained AR judge),
-distinct-2, words, and the unigram-F1 gap to shuffled references.
+it left empty. A model that drafts and verifies itself (dual) takes no step count: its
+forwards follow from its accepted drafts, so the few-step rows come from `--steps-ckpt`,
+a model that takes one (named in the row; e.g. the MDLM pilot from the same teacher).
+Quality beside it: judged perplexity (a separately trained AR judge), distinct-2, words,
+and the unigram-F1 gap to shuffled references.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--length", type=int, default=32)
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--steps-ckpt", help="the model of the few-step rows when --ckpt "
+                    "takes no step count (dual)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -65,8 +70,14 @@ def main() -> None:
     histories, references = spread(histories, args.prompts), spread(references, args.prompts)
     settings = [("AR twin + KV cache, its default decoding", ar, ar.decoding()),
                 ("diffusion, its default decoding", lm, lm.decoding())]
-    settings += [(f"diffusion, {args.length} tokens in {s} steps", lm,
-                  lm.decoding(length=args.length, steps=s)) for s in args.steps]
+    few = lm
+    if lm.objective.drafts_itself or lm.objective.one_call_per_token:
+        if not args.steps_ckpt:
+            ap.error(f"{args.ckpt} ({lm.objective.name}) takes no step count: give --steps-ckpt")
+        few = DiffusionLM.load(args.steps_ckpt, "cpu")
+    named = "diffusion" if few is lm else f"{args.steps_ckpt} ({few.objective.name})"
+    settings += [(f"{named}, {args.length} tokens in {s} steps", few,
+                  few.decoding(length=args.length, steps=s)) for s in args.steps]
     rows = []
     for name, model, config in settings:
         rows.append(measure(name, model, config, histories, references, judge))
@@ -77,17 +88,19 @@ def main() -> None:
     for r in rows:
         r["ratio_to_ar"] = r["tokens_per_s"] / base
     out = {"command": "python benchmarks/chat-budget/speed.py --ckpt {} --ar-ckpt {} --data {} "
-                      "--judge {} --prompts {} --out {}".format(
+                      "--judge {} --prompts {} --out {}{}".format(
                           args.ckpt, args.ar_ckpt, args.data, args.judge, args.prompts,
-                          args.out),
+                          args.out, f" --steps-ckpt {args.steps_ckpt}" if args.steps_ckpt
+                          else ""),
            "machine": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
            "commit": git_commit(), "batch": 1, "prompts": len(histories), "rows": rows}
     Path(args.out + ".json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"Command: `{out['command']}`", "",
              f"Machine: {out['machine']}, {out['threads']} threads; commit {out['commit']}; "
              f"batch 1, {len(histories)} DailyDialog validation prompts.", "",
-             "| setting | model calls per reply (at most) | tokens / s | × AR | judged PPL | distinct-2 "
-             "| words | empty | F1 − shuffled |", "|---|---|---|---|---|---|---|---|---|"]
+             "| setting | model calls per reply (at most) | tokens / s | × AR | judged PPL "
+             "| distinct-2 | words | empty | F1 − shuffled |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['setting']} | {r['calls_per_reply']} | {r['tokens_per_s']:.1f} "

@@ -59,8 +59,11 @@ data_step() {
 }
 
 distill_step() {
+    # the teacher's replies at temperature 0.7 to 40,000 training prompts, and human replies
+    # of other prompts as half of the whole (benchmarks/chat-budget/kd-share.md)
     dlm distill "$runs/chat" --teacher "$runs/teacher" --out "$runs/chat-kd" \
-        $(python -c "import json; c=json.load(open('$here/distill.json')); print(' '.join(f'--{k.replace(\"_\", \"-\")} {v}' for k, v in c.items()))")
+        --max-examples 40000 --max-validation 1000 --batch-size 256 --dtype bfloat16 \
+        --temperature 0.7 --human-share 0.5
 }
 
 [ -f "$runs/chat/data.json" ] && [ -f "$runs/text/data.json" ] || phase data data_step

@@ -57,7 +57,9 @@ def fine_tune_config(out_dir: Path, base: Path, max_steps: int | None = None) ->
                       batch_size=32, lr=DEMO_LR, prompt_len=32,
                       response_len=shipped.get("response_len", 48), eval_every=50,
                       save_every=DEMO_STEPS, cfg_dropout=0.0,
-                      length_head=shipped.get("length_head", False))
+                      length_head=shipped.get("length_head", False),
+                      objective=shipped.get("objective", "diffusion"),
+                      block_size=shipped.get("block_size", 4))
     cfg.diffusion.padding = (shipped.get("diffusion") or {}).get("padding",
                                                                  cfg.diffusion.padding)
     if max_steps is not None:
