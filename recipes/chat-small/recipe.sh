@@ -7,7 +7,9 @@
 #   3. teacher: that model fine-tuned on the chat mix, still AR
 #   4. distill: the teacher's replies to the training prompts (sequence-level knowledge
 #      distillation, Kim & Rush 2016), beside the human replies
-#   5. student: masked diffusion from the pretrained AR model on the distilled mix
+#   5. student: a dual model (TiDAR: AR and block diffusion in one backbone, blocks of 8)
+#      from the teacher, on the distilled mix (half teacher, half human replies); chosen
+#      over MDLM and BD3-LM by pilots (benchmarks/chat-budget/README.md)
 #   6. export: the student into the package (src/dlm/models/chat-small)
 #
 #   bash recipes/chat-small/recipe.sh       # all of it; rerun to resume where it stopped
