@@ -138,7 +138,10 @@ def test_dry_run_prints_shapes_and_writes_nothing(tmp_path):
 def test_demo_trains_caches_and_reuses(tmp_path):
     first = invoke("demo", "--cache-dir", tmp_path, "--max-steps", 2, "--no-chat")
     assert first.exit_code == 0, first.output
-    assert "> hello" in first.output and "t=16" in first.output
+    from dlm.shipped import SHIPPED_DIR
+
+    canvas = json.loads((SHIPPED_DIR / "config.json").read_text())["train"]["response_len"]
+    assert "> hello" in first.output and f"t={canvas} " in first.output  # its trace
     second = invoke("demo", "--cache-dir", tmp_path, "--max-steps", 2, "--no-chat")
     assert second.exit_code == 0 and "using the demo model" in second.output
 
@@ -233,7 +236,7 @@ def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained
     assert all(isinstance(r[1], str) for r in rows)
 
 
-def test_the_demo_fine_tunes_the_shipped_model_keeping_its_padding_and_canvas(tmp_path):
+def test_the_demo_fine_tunes_the_shipped_model_keeping_its_objective_padding_and_canvas(tmp_path):
     from dlm.cli.demo import DEMO_STEPS, demo_config, fine_tune_config
     from dlm.shipped import shipped_checkpoint
 
@@ -244,6 +247,7 @@ def test_the_demo_fine_tunes_the_shipped_model_keeping_its_padding_and_canvas(tm
     assert cfg.response_len == shipped["response_len"]
     assert cfg.length_head == shipped["length_head"]
     assert cfg.diffusion.padding == shipped["diffusion"]["padding"]
+    assert (cfg.objective, cfg.block_size) == (shipped["objective"], shipped["block_size"])
     assert demo_config(tmp_path / "scratch").init_from is None  # no shipped model: scratch
 
 

@@ -28,7 +28,7 @@ def test_the_shipped_model_loads_and_answers():
         pytest.fail(f"{SHIPPED_DIR} is missing: the shipped model is part of the repository")
     lm = DiffusionLM.load(shipped_checkpoint(), "cpu")
     size = sum(p.stat().st_size for p in SHIPPED_DIR.iterdir())
-    assert size <= 20 * 2**20
+    assert size <= 40 * 2**20
     card = (SHIPPED_DIR / "README.md").read_text()
     assert "DailyDialog" in card and "CC BY-NC-SA 4.0" in card
     from dlm.defaults import chat_decoding
@@ -80,7 +80,7 @@ def test_infill_through_the_api_and_the_cli_agree():
     from dlm.cli.app import app
 
     template = "The weather is [MASK] today, so [MASK*5] umbrella."
-    text = DiffusionLM.load(device="cpu").infill(template).text
+    text = DiffusionLM.load(device="cpu", fill=True).infill(template).text
     result = CliRunner().invoke(app, ["infill", template, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert " ".join(result.stdout.split()) == " ".join(text.split())
@@ -181,5 +181,24 @@ def test_the_page_the_help_and_the_schema_show_the_resolvers_defaults():
             default = re.search(r"\[default: ([^\]]*)\]\s*│$", line)
             if flag and default:
                 rows[flag.group(1)] = default.group(1)
-        fields = {"--" + k.replace("_", "-"): shown(v) for k, v in asdict(resolved).items()}
+        own = (DiffusionLM.load(device="cpu", fill=True).decoding()
+               if command in ("infill", "edit") else resolved)  # the shipped fill model's
+        fields = {"--" + k.replace("_", "-"): shown(v) for k, v in asdict(own).items()}
         assert {flag: rows.get(flag) for flag in fields} == fields, command
+
+
+def test_the_fill_model_is_shipped_beside_the_chat_model():
+    """The chat model writes left to right in blocks (dual), so infill and edit default to
+    the shipped masked-diffusion model; asking the chat model to fill names that one."""
+    from dlm.errors import ConfigError
+    from dlm.shipped import FILL_DIR
+
+    fill = DiffusionLM.load(device="cpu", fill=True)
+    assert fill.source == FILL_DIR and fill.objective.can_fill
+    assert "CC BY-NC-SA 4.0" in (FILL_DIR / "README.md").read_text()
+    assert "[MASK]" not in fill.infill("I am [MASK*3] today.").text
+    chat = DiffusionLM.load(device="cpu")
+    assert chat.source == SHIPPED_DIR
+    if not chat.objective.can_fill:
+        with pytest.raises(ConfigError, match=r"load\(fill=True\)"):
+            chat.infill("I am [MASK*3] today.")

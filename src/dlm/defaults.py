@@ -29,10 +29,13 @@ BY_OBJECTIVE: dict[str, dict[str, Any]] = {
     "dual": dict(temperature=0.3, seed=0),
 }
 """Measured choices for one objective, over MEASURED. Dual (the shipped chat-small, from
-its AR teacher; benchmarks/chat-budget/decoding-student.md): temperature 0.3 beat greedy
-on distinct-2 (0.40 vs 0.28 at the pilot), words and relevance for a judged perplexity
-0.3 higher; a fixed seed keeps a prompt's reply the same through every door (a request
-or flag giving its own seed, or temperature 0, wins)."""
+its AR teacher; benchmarks/chat-budget/decoding-student.md, 128 validation prompts):
+temperature 0.3 beat greedy on distinct-2 (0.372 vs 0.319) and words (4.9 vs 4.5) at the
+same relevance (F1 - shuffled +0.015) for a judged perplexity of 5.8 vs 5.4; 0.5 cost
+more perplexity (7.2) than it gave, top-p 0.9 and no repetition penalty changed little.
+Steps, rules and blocks do not apply: it drafts blocks of its training block size and
+verifies them. A fixed seed keeps a prompt's reply the same through every door (a
+request or flag giving its own seed, or temperature 0, wins)."""
 EOS_PADDED = "defer"
 """eos for a diffusion model trained with LLaDA's eos padding (no rainbow pads): at 800
 steps defer gave 9.4 words and F1 0.079 where allow gave one-word replies (eos

@@ -95,15 +95,17 @@ class DiffusionLM(ModelHubMixin, library_name="dlm", model_card_template=MODEL_C
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto", best: bool = True,
-             dtype: str | torch.dtype = "float32") -> DiffusionLM:
+             dtype: str | torch.dtype = "float32", fill: bool = False) -> DiffusionLM:
         """Load a checkpoint directory, or a run directory: its `best/` (the lowest
         validation NELBO) when it has one and `best`, else its `last/`; the weights in
         `dtype` (float32, or bfloat16 for faster inference). No path: the shipped chat
-        model, as every command uses without `--ckpt`."""
+        model, as every command uses without `--ckpt`; with `fill`, the shipped model that
+        fills masks anywhere (`infill`, `edit`)."""
         from dlm.shipped import shipped_checkpoint
 
         dtype = pick_dtype(dtype)
-        ckpt = load_checkpoint(path or shipped_checkpoint(), pick_device(device), best, dtype)
+        ckpt = load_checkpoint(path or shipped_checkpoint(fill), pick_device(device), best,
+                               dtype)
         ckpt.model.to(dtype)
         train = ckpt.meta.get("train", {})
         objective = bind_objective({**train, "objective": ckpt.meta.get("objective",

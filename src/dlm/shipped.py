@@ -1,9 +1,13 @@
-"""The default chat model, shipped inside the package: what `dlm chat`, `generate`,
-`infill`, `edit` and `serve` use without `--ckpt`, and the web page with them.
+"""The models shipped inside the package, each with its model card (`README.md` beside
+the weights: data, licences, limits), written here by `export`:
 
-It is trained on a CPU by the committed recipe `recipes/chat-tiny/recipe.sh` (text
-pretraining, then chat fine-tuning) and written here by `export`; its model card
-(`README.md` beside the weights) names the data and their licences.
+- the chat model (`models/chat-small`, `recipes/chat-small/recipe.sh`): what `dlm chat`,
+  `generate` and `serve` (and the web page) use without `--ckpt`. A dual model (TiDAR:
+  AR and block diffusion in one backbone) from an AR teacher, chosen by measurement
+  (benchmarks/chat-budget/); it writes left to right in blocks, so it cannot fill masks
+  anywhere;
+- the fill model (`models/chat-tiny`, `recipes/chat-tiny/recipe.sh`): masked diffusion
+  with full attention, what `dlm infill` and `edit` use without `--ckpt`.
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ from pathlib import Path
 
 from dlm.errors import CheckpointError
 
-SHIPPED_DIR = Path(__file__).parent / "models" / "chat-tiny"
+SHIPPED_DIR = Path(__file__).parent / "models" / "chat-small"
+FILL_DIR = Path(__file__).parent / "models" / "chat-tiny"
 
 
-def shipped_checkpoint() -> Path:
-    """The shipped model's checkpoint directory (an error if this install has none)."""
-    if not (SHIPPED_DIR / "config.json").is_file():
-        raise CheckpointError(f"{SHIPPED_DIR}: this install has no shipped chat model; pass "
-                              "--ckpt RUN, or train one with recipes/chat-tiny/recipe.sh")
-    return SHIPPED_DIR
+def shipped_checkpoint(fill: bool = False) -> Path:
+    """The shipped chat model's checkpoint directory, or with `fill` the shipped model that
+    fills masks anywhere (an error if this install has none)."""
+    where, recipe = ((FILL_DIR, "recipes/chat-tiny/recipe.sh") if fill
+                     else (SHIPPED_DIR, "recipes/chat-small/recipe.sh"))
+    if not (where / "config.json").is_file():
+        kind = "fill" if fill else "chat"
+        raise CheckpointError(f"{where}: this install has no shipped {kind} model; pass "
+                              f"--ckpt RUN, or train one with {recipe}")
+    return where
 
 
 def export(run: str | Path, card: str | Path, out: str | Path = SHIPPED_DIR) -> Path:

@@ -57,6 +57,9 @@ def check_arguments(kwargs: dict, arguments: set[str]) -> None:
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint or run directory.")]
 ChatCkpt = Annotated[Path | None, typer.Option(
     "--ckpt", help="Checkpoint or run directory (default: the shipped chat model).")]
+FillCkpt = Annotated[Path | None, typer.Option(
+    "--ckpt", help="Checkpoint or run directory (default: the shipped fill model, masked "
+                   "diffusion).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(
     help="Weights for inference: float32, or bfloat16 (faster on CPUs with bf16 matrix "
@@ -69,13 +72,13 @@ Judge = Annotated[Path | None, typer.Option(
 
 
 def load_model(ckpt: Path | None, device: str, verifier: Path | None = None,
-               dtype: str = "float32"):
+               dtype: str = "float32", fill: bool = False):
     """The checkpoint for a sampling command: a run's `best/` when it has one, said so;
-    without one, the shipped chat model. With `verifier`, that AR checkpoint attached
-    for speculative decoding (in the same dtype)."""
+    without one, the shipped chat model (with `fill`, the shipped fill model). With
+    `verifier`, that AR checkpoint attached for speculative decoding (in the same dtype)."""
     from dlm.pipeline import DiffusionLM
 
-    lm = DiffusionLM.load(ckpt, device, dtype=dtype)  # none: the shipped model
+    lm = DiffusionLM.load(ckpt, device, dtype=dtype, fill=fill)  # none: a shipped model
     if note := lm.source_note():
         typer.echo(note, err=True)  # stderr: stdout stays the replies
     if verifier is not None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from dlm.cli.common import ChatCkpt, Device, Dtype, Verifier, friendly_errors, load_model
+from dlm.cli.common import ChatCkpt, Device, Dtype, FillCkpt, Verifier, friendly_errors, load_model
 from dlm.cli.fields import Flag, all_flags, shown, with_flags
 from dlm.config import SampleConfig
 from dlm.errors import ConfigError, DLMError
@@ -24,18 +24,20 @@ SAMPLING_FLAGS = [
 sampling_options = with_flags(SAMPLING_FLAGS, into="sampling")
 EPILOG = ("The sampling flags' defaults shown are the shipped model's decoding "
           "(`lm.decoding()`); with --ckpt, that model's own apply.")
+FILL_COMMANDS = ("infill", "edit")
+"""The commands that fill masks anywhere: without --ckpt, the shipped fill model."""
 
 
 @functools.cache
-def shipped_decoding() -> dict[str, str]:
-    """Each SampleConfig field's value in the shipped model's decoding, as the help shows
-    it (empty when this install has no shipped model)."""
+def shipped_decoding(fill: bool = False) -> dict[str, str]:
+    """Each SampleConfig field's value in the shipped model's decoding (the fill model's
+    with `fill`), as the help shows it (empty when this install has no such model)."""
     from dataclasses import asdict
 
     from dlm.pipeline import DiffusionLM
 
     try:
-        lm = DiffusionLM.load(device="cpu")  # the shipped model
+        lm = DiffusionLM.load(device="cpu", fill=fill)  # a shipped model
     except DLMError:
         return {}
     return {name: shown(value) for name, value in asdict(lm.decoding()).items()}
@@ -44,10 +46,11 @@ def shipped_decoding() -> dict[str, str]:
 class ResolvedDefaults(TyperCommand):
     """A sampling command whose --help shows each sampling flag's resolved default: the
     flags default to None (not given), so that a checkpoint's own decoding applies; the
-    help shows the shipped model's, read only when help is asked for."""
+    help shows the shipped model's (the fill model's for infill and edit), read only when
+    help is asked for."""
 
     def format_help(self, ctx, formatter) -> None:
-        defaults = shipped_decoding()
+        defaults = shipped_decoding(fill=self.name in FILL_COMMANDS)
         for param in self.params:
             if param.name in defaults and "[default:" not in (param.help or ""):
                 # `\[`: the help is Rich markup, where a bare [ ] is a tag
@@ -123,7 +126,7 @@ def infill(
         help="Treat the text as the reply to this prompt (which may hold blanks too).")]
     = None,
     max_span: Annotated[int, typer.Option(help="Most tokens a [MASK*?] span holds.")] = 8,
-    ckpt: ChatCkpt = None,
+    ckpt: FillCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
@@ -132,7 +135,7 @@ def infill(
     from dlm.control.infill import check_template_result, read_template
 
     source = read_template(text, template)
-    lm = load_model(ckpt, device)
+    lm = load_model(ckpt, device, fill=True)  # none: the shipped fill model
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.infill(source, prompt, config, max_span, recorder.add)
@@ -161,14 +164,14 @@ def edit(
         help="Tokens for the new span (default: as many as it had).")] = None,
     prompt: Annotated[str | None, typer.Option(
         help="Treat the text as the reply to this prompt.")] = None,
-    ckpt: ChatCkpt = None,
+    ckpt: FillCkpt = None,
     device: Device = "auto",
     sampling: dict | None = None,
 ):
     """Re-mask a span of a text and regenerate only it; prints a before/after diff."""
     from dlm.cli.console import TraceRecorder, console, print_edit, print_trace
 
-    lm = load_model(ckpt, device)
+    lm = load_model(ckpt, device, fill=True)  # none: the shipped fill model
     config = sample_config(lm, sampling)
     recorder = TraceRecorder(lm.tokenizer, sampling.get("trace_file"), stop_at_eos=False)
     result = lm.edit(text, span, low_confidence, prompt, config, new_length, recorder.add)

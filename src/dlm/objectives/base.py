@@ -213,7 +213,9 @@ class Objective:
 
     def refuse_fill(self) -> None:
         if not self.can_fill:
-            raise ConfigError(self.refusal or f"a {self.name} checkpoint cannot fill masks")
+            raise ConfigError((self.refusal or f"a {self.name} checkpoint cannot fill masks")
+                              + " (the shipped one: `DiffusionLM.load(fill=True)`, or "
+                              "`dlm infill` / `dlm edit` without --ckpt)")
 
     def refuse_constraints(self) -> None:
         if not self.can_constrain:
