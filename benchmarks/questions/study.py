@@ -367,7 +367,11 @@ def q_vs_ar(study: Study, judge) -> tuple[str, dict]:
                    "denoiser beat a similarly sized autoregressive baseline on the same data?",
                    answer, body, "vs-ar.png", quotes(histories, references, replies),
                    "MDLM closes the gap with scale and tokens; at a few million tokens AR's "
-                   "exact left-to-right factorisation is the stronger prior."), {"rows": rows}
+                   "exact left-to-right factorisation is the stronger prior. Asked again at "
+                   "the chat budget (issue 34: 6.85M parameters, the same data and the same "
+                   "total CPU time, the teacher's included), with a dual model drafted by "
+                   "diffusion from an AR teacher: benchmarks/chat-budget/README.md, section "
+                   "8."), {"rows": rows}
 
 
 def q_relevance(study: Study, judge) -> tuple[str, dict]:
