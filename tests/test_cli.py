@@ -234,6 +234,9 @@ def test_demo_helpers_report_the_kept_model_and_compare_with_the_shipped(trained
     rows = side_by_side(lm, ["hello", "how are you"])
     assert [r[0] for r in rows] == ["hello", "how are you"]
     assert all(isinstance(r[1], str) for r in rows)
+    # each reply is the one its trace shows (one prompt per call), also when sampled
+    shipped = DiffusionLM.load(device="cpu")
+    assert [r[2] for r in rows] == [shipped.generate(p)[0] for p in ("hello", "how are you")]
 
 
 def test_the_demo_fine_tunes_the_shipped_model_keeping_its_objective_padding_and_canvas(tmp_path):

@@ -121,11 +121,13 @@ def side_by_side(lm: DiffusionLM, prompts: list[str]) -> list[tuple[str, str, st
     prompt, each model with its own measured default decoding."""
     from dlm.shipped import SHIPPED_DIR
 
-    ours = lm.generate(prompts, lm.decoding())
+    # one prompt per call, as the traces are drawn: a sampled decoding's draws depend on
+    # the batch a prompt shares, so a batch would show other replies than the traces
+    ours = [lm.generate(p, lm.decoding())[0] for p in prompts]
     theirs: list[str | None] = [None] * len(prompts)
     if (SHIPPED_DIR / "config.json").is_file():
         shipped = DiffusionLM.load(SHIPPED_DIR, device="cpu")
-        theirs = list(shipped.generate(prompts, shipped.decoding()))
+        theirs = [shipped.generate(p, shipped.decoding())[0] for p in prompts]
     return list(zip(prompts, ours, theirs, strict=True))
 
 
