@@ -15,6 +15,7 @@ from dlm.util.portable import REPOSITORY, portable
 
 def test_machine_paths_are_rewritten_and_others_kept():
     home, tmp = Path.home(), Path(tempfile.gettempdir())
+    assert (REPOSITORY / "pyproject.toml").is_file()  # the checkout, not its src/ folder
     work = REPOSITORY.parent  # the folder the checkout lies in: `..` (../shared, a peer)
     assert portable(f"--peer {work}/peer --text {work}/shared/data/a.txt") == \
         "--peer ../peer --text ../shared/data/a.txt"

@@ -41,6 +41,7 @@ from dlm.evaluation.likelihood import likelihood
 from dlm.evaluation.metrics import distinct_n, words
 from dlm.evaluation.quality import generation_quality
 from dlm.evaluation.report import held_out
+from dlm.util.portable import portable
 from dlm.util.statistics import mean_and_stderr
 
 SHOWN = 8
@@ -79,7 +80,8 @@ def row(name: str, path: str, lm: DiffusionLM, data: str, judge, prompts: int,
     n = len(replies)
     counts = [len(words(r)) for r in replies]
     return {
-        "row": name, "run": path, "checkpoint": str(lm.source), "objective": lm.objective.name,
+        "row": name, "run": path, "checkpoint": portable(str(lm.source)),
+        "objective": lm.objective.name,
         "parameters": lm.model.num_parameters(),
         "tokenizer": lm.tokenizer.fingerprint()[:12],
         "padding": (lm.meta.get("train", {}).get("diffusion") or {}).get("padding"),
@@ -156,7 +158,7 @@ def main() -> None:
     for spec in args.rows:
         name, path = spec.split("=", 1)
         lm = DiffusionLM.load(None if path == "shipped" else path, "cpu")
-        key = {"run": path, "checkpoint": str(lm.source), "data": args.data,
+        key = {"run": path, "checkpoint": portable(str(lm.source)), "data": args.data,
                "judge": args.judge, "prompts": args.prompts,
                "likelihood_examples": args.likelihood_examples,
                "decoding": {k: v for k, v in vars(lm.decoding()).items() if v is not None}}

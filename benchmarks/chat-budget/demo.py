@@ -30,6 +30,7 @@ from dlm.evaluation.quality import generation_quality
 from dlm.evaluation.report import held_out
 from dlm.shipped import shipped_checkpoint
 from dlm.training.train import train
+from dlm.util.portable import portable
 
 
 def measure(name: str, lm: DiffusionLM, seconds: float, histories, references, judge) -> dict:
@@ -73,7 +74,7 @@ def main() -> None:
     out = {"command": f"python benchmarks/chat-budget/demo.py --steps "
                       f"{' '.join(map(str, args.steps))} --judge {args.judge} --out {args.out}",
            "machine": device_name(torch.device("cpu")), "commit": git_commit(),
-           "base": str(base), "prompts": len(shared[0]), "rows": rows}
+           "base": portable(str(base)), "prompts": len(shared[0]), "rows": rows}
     Path(args.out + ".json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"Command: `{out['command']}`", "", f"Machine: {out['machine']}; commit "
              f"{out['commit']}; {out['prompts']} held-out prompts of the embedded corpus.", "",

@@ -11,7 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]  # src/dlm/util/portable.py -> the checkout
 
 
 def machine_folders() -> list[tuple[str, str]]:
